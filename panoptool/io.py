@@ -1,0 +1,188 @@
+"""Reading and writing files: the one place where panoptool touches the disk.
+
+Every writer is atomic: it writes to a temporary name beside the target and renames it into
+place, so an interrupted run never leaves a half-written file under the final name.
+Every reader raises :class:`~panoptool.errors.InputError` naming the file on any problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+
+from .errors import InputError, OutputError
+
+cv2.setNumThreads(1)  # parallelism comes from our own worker processes
+
+PathLike = str | os.PathLike
+
+_TMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
+
+    The temporary name keeps the suffix of ``path`` (encoders pick the format from it) and
+    starts with ``.tmp-``, so a crashed run leaves only hidden debris, never a partial file
+    under the final name. On error the temporary file is removed and the error re-raised.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot create folder ({exc.strerror})") from exc
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="".join(path.suffixes) or None,
+                               dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
+             channels: int | None = None) -> np.ndarray:
+    """Read a PNG (or any OpenCV-readable image) as it is stored.
+
+    Parameters
+    ----------
+    path : path of the file.
+    dtype : expected dtype (``np.uint8`` or ``np.uint16``); ``None`` accepts any.
+    channels : expected number of channels (1 for a label map, 3 for a colour image);
+        ``None`` accepts any.
+
+    Returns
+    -------
+    ndarray, (H, W) for one channel or (H, W, C) otherwise; colour images in RGB order.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, cannot be decoded, or has another dtype or channel count.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise InputError(path, "cannot decode image (corrupt or not an image)")
+    if image.ndim == 3 and image.shape[2] >= 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3
+                             else cv2.COLOR_BGRA2RGBA)
+    if dtype is not None and image.dtype != np.dtype(dtype):
+        raise InputError(path, f"expected dtype {np.dtype(dtype).name}, got {image.dtype.name}")
+    n_channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels is not None and n_channels != channels:
+        raise InputError(path, f"expected {channels} channel(s), got {n_channels}")
+    return image
+
+
+def write_png(path: PathLike, image: np.ndarray, *, compression: int = 1) -> None:
+    """Write ``image`` (H, W) or (H, W, 3) RGB, uint8 or uint16, as a PNG, atomically.
+
+    ``compression`` is zlib's level 0..9; 1 is fast and already small for label maps.
+    """
+    image = np.ascontiguousarray(image)
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    with atomic_path(path) as tmp:
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+        if not ok:
+            raise OutputError(f"{path}: PNG encoding failed for array {image.shape} {image.dtype}")
+        buf.tofile(tmp)
+
+
+def read_json(path: PathLike) -> Any:
+    """Read a JSON file, raising :class:`InputError` naming it on any problem."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"not valid JSON ({exc})") from None
+
+
+def write_json(path: PathLike, obj: Any, *, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=indent, sort_keys=False)
+            fh.write("\n")
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Write a text file, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def save_npz(path: PathLike, *, compressed: bool = False, **arrays: np.ndarray) -> None:
+    """Write arrays into an ``.npz`` file, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+
+
+def load_npz(path: PathLike, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` file into a dict; ``keys`` that must be present are checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out = {k: data[k] for k in data.files}
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
+        raise InputError(path, f"cannot read .npz ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise InputError(path, f"missing array(s) {', '.join(missing)}; has {', '.join(out)}")
+    return out
+
+
+def safe_join(root: PathLike, relative: str, *, source: PathLike | None = None) -> Path:
+    """Join ``relative`` to ``root`` and refuse a result outside ``root``.
+
+    Parameters
+    ----------
+    root : the folder the path must stay inside.
+    relative : a relative path read from a file (for example a mask path in ``_pred.txt``).
+    source : the file the path was read from; named in the error.
+
+    Raises
+    ------
+    InputError
+        If ``relative`` is absolute or, once resolved (``..``, symbolic links), leaves ``root``.
+    """
+    root_resolved = Path(root).resolve()
+    if os.path.isabs(relative):
+        raise InputError(source or root, f"path {relative!r} is absolute; it must be relative "
+                                         f"to {root}")
+    target = (root_resolved / relative).resolve()
+    if target != root_resolved and root_resolved not in target.parents:
+        raise InputError(source or root, f"path {relative!r} leaves the folder {root}")
+    return target
+
+
+def remove_stale_temporaries(folder: PathLike) -> int:
+    """Delete ``.tmp-*`` debris that an interrupted run left below ``folder``; return count."""
+    n = 0
+    for tmp in Path(folder).rglob(f"{_TMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            n += 1
+    return n

@@ -1,0 +1,69 @@
+"""Run a per-image function over many images, on all cores, with a progress bar."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Progress and messages go to stderr, so stdout stays clean for tables and pipes.
+console = Console(stderr=True)
+
+
+def default_workers() -> int:
+    """Cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int | None) -> int:
+    """``None`` or 0 -> all cores; otherwise at least 1."""
+    return default_workers() if not workers else max(1, int(workers))
+
+
+def make_progress(transient: bool = False) -> Progress:
+    """The progress bar every stage uses."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    transient=transient, disable=os.environ.get("PANOPTOOL_NO_PROGRESS") == "1")
+
+
+def run_parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | None = None,
+                 description: str = "working", chunksize: int = 1,
+                 show_progress: bool = True) -> Iterator[R]:
+    """Apply ``func`` to every item, yielding results in the order of ``items``.
+
+    With one worker everything runs in this process (easy to debug and profile); otherwise in
+    a pool of worker processes. ``func`` must be picklable (a module-level function or a
+    ``functools.partial`` of one). An exception in a worker is re-raised here, with its type.
+    """
+    n_workers = min(resolve_workers(workers), max(1, len(items)))
+    with make_progress() as progress:
+        task = progress.add_task(description, total=len(items), rate="",
+                                 visible=show_progress)
+        results: Iterable[R]
+        if n_workers == 1:
+            results = map(func, items)
+            pool = None
+        else:
+            pool = ProcessPoolExecutor(max_workers=n_workers)
+            results = pool.map(func, items, chunksize=chunksize)
+        try:
+            for done, result in enumerate(results, start=1):
+                elapsed = progress.tasks[0].elapsed or 0.0
+                rate = f"{done / elapsed:.1f} img/s" if elapsed > 0 else ""
+                progress.update(task, advance=1, rate=rate)
+                yield result
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)

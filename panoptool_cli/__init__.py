@@ -1,0 +1,1 @@
+"""Command line of panoptool: a thin click layer over the library."""
