@@ -242,3 +242,48 @@ def panoptic_id_to_rgb(ids: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_panoptic_id`; int (H, W) -> uint8 (H, W, 3)."""
     ids = ids.astype(np.int64)
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
+
+
+# --- provenance: every stage's config.json carries the configs of the stages before it -----
+
+CONFIG_JSON = "config.json"
+
+
+def stage_config(stage: str, settings: dict, upstream: dict | None = None) -> dict:
+    """The ``config.json`` of a stage's output folder.
+
+    ``{"stage": stage, "format_version": 1, "settings": settings, "upstream": upstream}``, where
+    ``upstream`` is the ``config.json`` of the stage whose files this one read (targets ->
+    train -> infer -> postprocess), so a result always says how it was made, end to end.
+    """
+    from . import FORMAT_VERSION, __version__
+    return {"stage": stage, "format_version": FORMAT_VERSION, "panoptool_version": __version__,
+            "settings": settings, "upstream": upstream}
+
+
+def flatten_config(config: dict | None) -> dict[str, object]:
+    """Flatten a chain of :func:`stage_config` dicts to ``{"<stage>.<setting>": value}``.
+
+    Nested settings become dotted keys; lists become comma-joined strings, so values compare
+    and print well in ablation tables.
+
+    >>> t = stage_config("make-targets", {"dilation": 2})
+    >>> p = stage_config("postprocess", {"min_area": 300, "steps": ["split", "merge"]}, t)
+    >>> flatten_config(p)
+    {'postprocess.min_area': 300, 'postprocess.steps': 'split,merge', 'make-targets.dilation': 2}
+    """
+    flat: dict[str, object] = {}
+
+    def put(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                put(f"{prefix}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            flat[prefix] = ",".join(str(v) for v in value)
+        else:
+            flat[prefix] = value
+
+    while config:
+        put(config.get("stage", "unknown"), config.get("settings", {}))
+        config = config.get("upstream")
+    return flat
