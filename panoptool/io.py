@@ -90,16 +90,20 @@ def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
     return image
 
 
-def write_png(path: PathLike, image: np.ndarray, *, compression: int = 1) -> None:
+def write_png(path: PathLike, image: np.ndarray, *, compression: int = 1,
+              params: tuple[int, ...] | list[int] | None = None) -> None:
     """Write ``image`` (H, W) or (H, W, 3) RGB, uint8 or uint16, as a PNG, atomically.
 
     ``compression`` is zlib's level 0..9; 1 is fast and already small for label maps.
+    ``params``, if given, replaces all encoder options (OpenCV ``IMWRITE_PNG_*`` flag/value
+    pairs, e.g. a filter or strategy that encodes label maps 3-4x faster).
     """
     image = np.ascontiguousarray(image)
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    options = [cv2.IMWRITE_PNG_COMPRESSION, compression] if params is None else list(params)
     with atomic_path(path) as tmp:
-        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+        ok, buf = cv2.imencode(".png", image, options)
         if not ok:
             raise OutputError(f"{path}: PNG encoding failed for array {image.shape} {image.dtype}")
         buf.tofile(tmp)

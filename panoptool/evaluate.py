@@ -1,0 +1,577 @@
+"""Evaluate a results folder against a Cityscapes split: the runner behind ``panoptool report``.
+
+A results folder holds any of the official result formats (see :mod:`panoptool.formats`)::
+
+    semantic/<stem>*.png           label-id maps          -> mIoU, iIoU
+    instance/<stem>*.txt (+ masks) instance lists         -> AP, AP50
+    panoptic.json + panoptic/*.png COCO panoptic          -> PQ, SQ, RQ (All/Things/Stuff)
+
+Every part present is evaluated. Files are found by stem like the official scripts do
+(``<stem>*.png`` / ``<stem>*.txt``, in any subfolder of the part's folder), so the output of
+other tools is read too. Each image is decoded once and evaluated in a worker process; only
+small statistics travel back, so memory stays bounded for any number of images.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import formats
+from .dataset import list_samples, resolve_root
+from .errors import ConfigError, InputError
+from .io import read_json, read_png, safe_join, write_json, write_text
+from .labels import CLASS_NAMES, KNOWN_LABEL_ID, LABEL_TO_TRAIN, NUM_CLASSES
+from .metrics import gt as gtm
+from .metrics import instance, panoptic, semantic
+from .runner import run_parallel
+from .tables import to_markdown
+
+PathLike = str | os.PathLike
+
+#: Keys of ``metrics.json``, all in percent except ``n_images``.
+METRIC_KEYS = ("mIoU", "iIoU", "AP", "AP50", "PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th",
+               "PQ_st", "SQ_st", "RQ_st", "n_images")
+PARTS = ("semantic", "instance", "panoptic")
+OUTPUT_FORMATS = ("md", "csv", "json")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings of an evaluation.
+
+    split : dataset split to evaluate.
+    workers : worker processes (0 = all cores).
+    cache : keep ground-truth statistics in a cache folder between evaluations.
+    cache_dir : the cache folder; empty = ``<root>/.panoptool_cache``.
+    """
+
+    split: str = "val"
+    workers: int = 0
+    cache: bool = True
+    cache_dir: str = ""
+
+    def __post_init__(self):
+        if not self.split or "/" in self.split or self.split.startswith("."):
+            raise ConfigError(f"split must be a folder name, got {self.split!r}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` found.
+
+    metrics : flat dict of :data:`METRIC_KEYS`, percent; None for parts not evaluated.
+    per_class : DataFrame, one row per class (19, train-id order): IoU, iIoU, AP, AP50, PQ,
+        SQ, RQ in percent (NaN where undefined or not evaluated).
+    parts : the parts evaluated.
+    """
+
+    metrics: dict
+    per_class: pd.DataFrame
+    parts: tuple[str, ...]
+    root: str
+    split: str
+    results_dir: str
+    results_config: dict | None = None
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """Files of one image for a worker (paths as strings, picklable)."""
+
+    stem: str
+    label_ids_path: str
+    instance_ids_path: str
+    results_dir: str
+    semantic_path: str | None = None
+    instance_txt: str | None = None
+    panoptic_png: str | None = None
+    panoptic_ids: tuple[int, ...] = ()
+    panoptic_categories: tuple[int, ...] = ()
+    cache_file: str | None = None
+
+
+@dataclass
+class ImageStats:
+    """Statistics of one image (or a sum of images) for each part."""
+
+    semantic: semantic.SemanticStats | None = None
+    instance: instance.InstanceStats | None = None
+    panoptic: panoptic.PanopticStats | None = None
+
+    def __add__(self, other: "ImageStats") -> "ImageStats":
+        def add(a, b):
+            return b if a is None else a if b is None else a + b
+        return ImageStats(add(self.semantic, other.semantic), add(self.instance, other.instance),
+                          add(self.panoptic, other.panoptic))
+
+
+# --- finding the result files -----------------------------------------------------------------
+
+def _match_stem(name: str, stems: set[str]) -> str | None:
+    """The ground-truth stem a result file name starts with (``<stem>_...`` or ``<stem>.``)."""
+    parts = name.split("_")
+    for k in range(len(parts), 0, -1):
+        prefix = "_".join(parts[:k])
+        for candidate in (prefix, prefix.split(".")[0]):
+            if candidate in stems and (name == candidate or name[len(candidate)] in "_."):
+                return candidate
+    return None
+
+
+def _index_files(folder: Path, pattern: str, stems: set[str], what: str,
+                 skip: Path | None = None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob(pattern)):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        if skip is not None and skip in path.parents:
+            continue
+        stem = _match_stem(path.name, stems)
+        if stem is None:
+            raise InputError(path, f"{what} result for an image that has no ground truth in "
+                                   f"this split")
+        if stem in found:
+            raise InputError(path, f"second {what} result for image {stem} (first: "
+                                   f"{found[stem]})")
+        found[stem] = path
+    return found
+
+
+def _require_all(found: dict[str, Path], stems: list[str], folder: Path, what: str) -> None:
+    missing = [s for s in stems if s not in found]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InputError(folder, f"no {what} result for image {missing[0]}{more}")
+
+
+def _panoptic_annotations(results_dir: Path, stems: list[str]) -> dict[str, tuple]:
+    """Per stem: (png path, segment ids, category ids) from ``panoptic.json``, validated."""
+    json_path = formats.panoptic_json_path(results_dir)
+    data = read_json(json_path)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise InputError(json_path, "expected a COCO panoptic object with 'annotations'")
+    stem_set = set(stems)
+    png_dir = results_dir / formats.PANOPTIC_DIR
+    out: dict[str, tuple] = {}
+    for ann in data["annotations"]:
+        image_id = str(ann.get("image_id")) if isinstance(ann, dict) else None
+        if image_id is None or not isinstance(ann.get("segments_info"), list):
+            raise InputError(json_path, "an annotation lacks image_id or segments_info")
+        if image_id not in stem_set:
+            raise InputError(json_path, f"annotation for image {image_id!r}, which has no "
+                                        f"ground truth in this split")
+        if image_id in out:
+            raise InputError(json_path, f"image {image_id} is annotated twice")
+        file_name = ann.get("file_name") or f"{image_id}_panoptic.png"
+        png = safe_join(png_dir, str(file_name), source=json_path)
+        ids, cats = [], []
+        for seg in ann["segments_info"]:
+            try:
+                seg_id, cat = int(seg["id"]), int(seg["category_id"])
+            except (KeyError, TypeError, ValueError):
+                raise InputError(json_path, f"image {image_id}: a segment lacks an integer id "
+                                            f"or category_id") from None
+            if not (0 <= cat < 256 and panoptic.IS_CATEGORY[cat]):
+                raise InputError(json_path, f"image {image_id}: segment {seg_id} has unknown "
+                                            f"category_id {cat}")
+            if not 0 <= seg_id < 1 << 24:
+                raise InputError(json_path, f"image {image_id}: segment id {seg_id} is not a "
+                                            f"24-bit RGB id")
+            ids.append(seg_id)
+            cats.append(cat)
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise InputError(json_path, f"image {image_id}: segment id(s) {dup} listed twice")
+        out[image_id] = (str(png), tuple(ids), tuple(cats))
+    missing = [s for s in stems if s not in out]
+    if missing:
+        raise InputError(json_path, f"no annotation for image {missing[0]}"
+                                    + (f" and {len(missing) - 1} more" if len(missing) > 1
+                                       else ""))
+    return out
+
+
+def find_parts(results_dir: PathLike) -> tuple[str, ...]:
+    """The parts present in a results folder (``semantic``, ``instance``, ``panoptic``)."""
+    results_dir = Path(results_dir)
+    parts = []
+    if (results_dir / formats.SEMANTIC_DIR).is_dir():
+        parts.append("semantic")
+    if (results_dir / formats.INSTANCE_DIR).is_dir():
+        parts.append("instance")
+    if formats.panoptic_json_path(results_dir).is_file():
+        parts.append("panoptic")
+    return tuple(parts)
+
+
+def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
+              cache_dir: PathLike | None) -> tuple[list[ImageJob], tuple[str, ...]]:
+    """One :class:`ImageJob` per ground-truth image, with its result files.
+
+    Raises
+    ------
+    InputError
+        If the results folder has no part, a result has no ground truth, or an image has no
+        result in a part that is present.
+    """
+    results_dir = Path(results_dir).resolve()
+    if not results_dir.is_dir():
+        raise InputError(results_dir, "results folder not found")
+    parts = find_parts(results_dir)
+    if not parts:
+        raise InputError(results_dir, "no results: expected semantic/, instance/ or "
+                                      "panoptic.json")
+    samples = list_samples(root, split)
+    stems = [s.stem for s in samples]
+    stem_set = set(stems)
+    semantic_files = instance_files = pan = None
+    if "semantic" in parts:
+        folder = results_dir / formats.SEMANTIC_DIR
+        semantic_files = _index_files(folder, "*.png", stem_set, "semantic")
+        _require_all(semantic_files, stems, folder, "semantic")
+    if "instance" in parts:
+        folder = results_dir / formats.INSTANCE_DIR
+        instance_files = _index_files(folder, "*.txt", stem_set, "instance")
+        _require_all(instance_files, stems, folder, "instance")
+    if "panoptic" in parts:
+        pan = _panoptic_annotations(results_dir, stems)
+    jobs = []
+    for s in samples:
+        kwargs = {}
+        if semantic_files is not None:
+            kwargs["semantic_path"] = str(semantic_files[s.stem])
+        if instance_files is not None:
+            kwargs["instance_txt"] = str(instance_files[s.stem])
+        if pan is not None:
+            png, ids, cats = pan[s.stem]
+            kwargs.update(panoptic_png=png, panoptic_ids=ids, panoptic_categories=cats)
+        cache_file = None if cache_dir is None else str(gtm.cache_path(cache_dir, split, s.stem))
+        jobs.append(ImageJob(stem=s.stem, label_ids_path=str(s.label_ids_path),
+                             instance_ids_path=str(s.instance_ids_path),
+                             results_dir=str(results_dir), cache_file=cache_file, **kwargs))
+    return jobs, parts
+
+
+# --- one image ---------------------------------------------------------------------------------
+
+def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: PathLike,
+                                cache_file: PathLike | None = None) -> gtm.GroundTruth:
+    """The ground truth of one image as segments, from the cache if it is up to date.
+
+    Raises
+    ------
+    InputError
+        On missing/corrupt files, other sizes or dtypes, or unknown label ids.
+    """
+    key = None
+    if cache_file is not None:
+        key = gtm.cache_key(label_ids_path, instance_ids_path)
+        cached = gtm.load_cached(cache_file, key)
+        if cached is not None:
+            return cached
+    label_ids = read_png(label_ids_path, dtype=np.uint8, channels=1)
+    inst = read_png(instance_ids_path, channels=1)
+    if inst.dtype not in (np.uint16, np.uint8):
+        raise InputError(instance_ids_path, f"expected a 16-bit PNG, got dtype {inst.dtype}")
+    if inst.shape != label_ids.shape:
+        raise InputError(instance_ids_path, f"size {inst.shape[1]}x{inst.shape[0]} differs "
+                                            f"from {Path(label_ids_path).name} "
+                                            f"({label_ids.shape[1]}x{label_ids.shape[0]})")
+    gt = gtm.segment_ground_truth(label_ids, inst)
+    bad = ~KNOWN_LABEL_ID[gt.label_ids]
+    if bad.any():
+        raise InputError(label_ids_path, f"unknown label id(s) "
+                                         f"{np.unique(gt.label_ids[bad]).tolist()}")
+    inst_label = gtm.instance_label(gt.instance_ids)
+    bad = (inst_label > 255) | ~KNOWN_LABEL_ID[inst_label.clip(0, 255)]
+    if bad.any():
+        raise InputError(instance_ids_path, f"instance id(s) with unknown label "
+                                            f"{np.unique(gt.instance_ids[bad])[:5].tolist()}")
+    if cache_file is not None:
+        gtm.save_cached(cache_file, gt, key)
+    return gt
+
+
+def _check_size(path: PathLike, array: np.ndarray, shape: tuple[int, int]) -> None:
+    if array.shape[:2] != shape:
+        raise InputError(path, f"size {array.shape[1]}x{array.shape[0]} differs from the "
+                               f"ground truth ({shape[1]}x{shape[0]})")
+
+
+def semantic_stats(gt: gtm.GroundTruth, path: PathLike) -> semantic.SemanticStats:
+    """Read a ``*_pred_labelIds.png`` and return its statistics."""
+    pred = read_png(path, channels=1)
+    _check_size(path, pred, gt.shape)
+    if pred.dtype != np.uint8:
+        if pred.dtype != np.uint16:
+            raise InputError(path, f"expected a uint8 label-id PNG, got dtype {pred.dtype}")
+        if pred.max(initial=0) > 255:
+            raise InputError(path, f"unknown label id(s) {np.unique(pred[pred > 255])[:5].tolist()}")
+        pred = pred.astype(np.uint8)
+    counts = semantic.segment_prediction_counts(gt, pred)
+    unknown = semantic.unknown_prediction_ids(counts)
+    if unknown:
+        raise InputError(path, f"unknown label id(s) {unknown} (Cityscapes label ids are 0..33)")
+    return semantic.update(gt, pred, counts)
+
+
+def read_instance_list(txt_path: PathLike, results_dir: PathLike) -> list[tuple[Path, int, float]]:
+    """Parse a ``_pred.txt``: ``(mask path, label id, confidence)`` per instance.
+
+    Mask paths are relative to the file's folder and must stay inside ``results_dir``. A mask
+    listed twice counts once, with the values of its last line (as in cityscapesscripts).
+    Blank lines are skipped.
+    """
+    txt_path = Path(txt_path)
+    results_dir = Path(results_dir)
+    try:
+        lines = txt_path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(txt_path, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(txt_path, f"cannot read ({exc})") from None
+    rel_dir = os.path.relpath(txt_path.resolve().parent, results_dir.resolve())
+    entries: dict[Path, tuple[int, float]] = {}
+    for n, line in enumerate(lines, start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) != 3:
+            raise InputError(txt_path, f"line {n}: expected '<mask png> <label id> "
+                                       f"<confidence>', got {line.strip()!r}")
+        if os.path.isabs(tokens[0]):
+            raise InputError(txt_path, f"line {n}: mask path {tokens[0]!r} is absolute; it "
+                                       f"must be relative to {txt_path.parent}")
+        mask = safe_join(results_dir, os.path.normpath(os.path.join(rel_dir, tokens[0])),
+                         source=txt_path)
+        try:
+            label_id = int(float(tokens[1]))
+            conf = float(tokens[2])
+        except ValueError:
+            raise InputError(txt_path, f"line {n}: label id and confidence must be numbers, "
+                                       f"got {tokens[1]!r} {tokens[2]!r}") from None
+        if not (0 <= label_id < 256 and KNOWN_LABEL_ID[label_id]):
+            raise InputError(txt_path, f"line {n}: unknown label id {label_id}")
+        if not math.isfinite(conf):
+            raise InputError(txt_path, f"line {n}: confidence must be finite, got {tokens[2]}")
+        entries[mask] = (label_id, conf)
+    return [(path, lab, conf) for path, (lab, conf) in entries.items()]
+
+
+def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    mask = read_png(path)
+    _check_size(path, mask, shape)
+    if mask.ndim == 3:
+        if mask.shape[2] >= 3:  # as PIL's convert("L"): ITU-R 601-2 luma, rounded
+            rgb = mask[..., :3].astype(np.uint32)
+            mask = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471
+                    + 0x8000) >> 16
+        else:
+            mask = mask[..., 0]
+    return mask
+
+
+def instance_stats(gt: gtm.GroundTruth, txt_path: PathLike,
+                   results_dir: PathLike) -> instance.InstanceStats:
+    """Read a ``_pred.txt`` and its masks and return its statistics."""
+    labels, scores, areas, overlaps = [], [], [], []
+    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir):
+        if not instance.is_evaluated_label(label_id):
+            continue  # not read, as in cityscapesscripts
+        overlap = instance.mask_segment_overlap(gt, _read_mask(mask_path, gt.shape))
+        area = int(overlap.sum())
+        if area == 0:
+            continue
+        labels.append(label_id)
+        scores.append(conf)
+        areas.append(area)
+        overlaps.append(overlap)
+    pred = instance.PredictedInstances(
+        label_ids=np.array(labels, dtype=np.int64), scores=np.array(scores, dtype=np.float64),
+        areas=np.array(areas, dtype=np.int64),
+        segment_overlap=(np.stack(overlaps) if overlaps
+                         else np.zeros((0, gt.n_segments), dtype=np.int64)))
+    return instance.update(gt, pred)
+
+
+@functools.lru_cache(maxsize=1)
+def _id_lookup() -> np.ndarray:
+    """A zeroed 2^24 table reused per process to map RGB ids to segment indices."""
+    return np.zeros(1 << 24, dtype=np.int32)
+
+
+def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...],
+                   categories: tuple[int, ...]) -> panoptic.PanopticStats:
+    """Read a panoptic PNG and return its statistics against the converted ground truth."""
+    rgb = read_png(png_path)
+    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
+        raise InputError(png_path, f"expected an 8-bit RGB PNG, got shape {rgb.shape} "
+                                   f"dtype {rgb.dtype}")
+    _check_size(png_path, rgb, gt.shape)
+    rgb = rgb[..., :3].astype(np.int32)
+    pan_ids = rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)
+    lut = _id_lookup()
+    id_array = np.array(ids, dtype=np.int64)
+    lut[id_array] = np.arange(1, len(ids) + 1, dtype=np.int32)
+    try:
+        pred_index = lut[pan_ids]
+    finally:
+        lut[id_array] = 0
+    unlisted = (pred_index == 0) & (pan_ids != 0)
+    if unlisted.any():
+        extra = np.unique(pan_ids[unlisted])[:5].tolist()
+        raise InputError(png_path, f"segment id(s) {extra} are in the PNG but not listed in "
+                                   f"{formats.PANOPTIC_JSON}")
+    seg_counts = panoptic.segment_prediction_counts(gt, pred_index, len(ids))
+    areas = seg_counts.sum(axis=0)[1:]
+    if (areas == 0).any():
+        absent = id_array[areas == 0][:5].tolist()
+        raise InputError(png_path, f"segment id(s) {absent} listed in {formats.PANOPTIC_JSON} "
+                                   f"are missing from the PNG")
+    pan_gt = panoptic.panoptic_ground_truth(gt)
+    return panoptic.update(gt, pan_gt, None, np.array(categories, dtype=np.int64), seg_counts)
+
+
+def evaluate_image(job: ImageJob) -> ImageStats:
+    """Statistics of one image for every part of its job (runs in a worker process)."""
+    gt = read_segmented_ground_truth(job.label_ids_path, job.instance_ids_path, job.cache_file)
+    out = ImageStats()
+    if job.semantic_path is not None:
+        out.semantic = semantic_stats(gt, job.semantic_path)
+    if job.instance_txt is not None:
+        out.instance = instance_stats(gt, job.instance_txt, job.results_dir)
+    if job.panoptic_png is not None:
+        out.panoptic = panoptic_stats(gt, job.panoptic_png, job.panoptic_ids,
+                                      job.panoptic_categories)
+    return out
+
+
+# --- whole dataset -------------------------------------------------------------------------------
+
+def _pct(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else 100.0 * float(value)
+
+
+def summarize(stats: ImageStats, n_images: int) -> tuple[dict, pd.DataFrame]:
+    """Flat metrics (percent) and the per-class table from summed statistics."""
+    metrics: dict = {key: None for key in METRIC_KEYS}
+    metrics["n_images"] = n_images
+    table = pd.DataFrame({"train_id": np.arange(NUM_CLASSES), "class": list(CLASS_NAMES)})
+    for col in ("IoU", "iIoU", "AP", "AP50", "PQ", "SQ", "RQ"):
+        table[col] = np.nan
+    if stats.semantic is not None:
+        res = semantic.compute(stats.semantic)
+        metrics["mIoU"], metrics["iIoU"] = _pct(res["mIoU"]), _pct(res["iIoU"])
+        table["IoU"] = 100 * res["iou"]
+        table["iIoU"] = 100 * res["iiou"]
+    if stats.instance is not None:
+        res = instance.compute(stats.instance)
+        metrics["AP"], metrics["AP50"] = _pct(res["AP"]), _pct(res["AP50"])
+        rows = LABEL_TO_TRAIN[list(instance.INSTANCE_LABEL_IDS)]
+        table.loc[rows, "AP"] = 100 * res["ap"]
+        table.loc[rows, "AP50"] = 100 * res["ap50"]
+    if stats.panoptic is not None:
+        res = panoptic.compute(stats.panoptic)
+        for key in ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st"):
+            metrics[key] = _pct(res[key])
+        rows = LABEL_TO_TRAIN[list(panoptic.CATEGORY_IDS)]
+        for key in ("pq", "sq", "rq"):
+            table.loc[rows, key.upper()] = 100 * res[key]
+    return metrics, table
+
+
+def default_cache_dir(root: PathLike) -> Path:
+    return Path(root) / gtm.CACHE_DIRNAME
+
+
+def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: int = 0,
+             cache: bool | PathLike = True) -> EvaluationResult:
+    """Evaluate every part of a results folder against a split's ground truth.
+
+    Parameters
+    ----------
+    root : dataset root (or None for ``$CITYSCAPES_DATASET``).
+    split : split name (``val``).
+    results_dir : folder with ``semantic/``, ``instance/`` and/or ``panoptic.json``.
+    workers : worker processes, 0 = all cores.
+    cache : True = cache ground-truth statistics in ``<root>/.panoptool_cache``; a path =
+        that folder; False = no cache. A cache that cannot be written is skipped.
+
+    Returns
+    -------
+    EvaluationResult with flat metrics in percent and a per-class table.
+    """
+    config = ReportConfig(split=split, workers=workers, cache=bool(cache),
+                          cache_dir="" if isinstance(cache, bool) else os.fspath(cache))
+    root = resolve_root(root)
+    cache_dir = None
+    if config.cache:
+        cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir(root)
+    jobs, parts = plan_jobs(root, split, results_dir, cache_dir)
+    total = ImageStats()
+    for stats in run_parallel(evaluate_image, jobs, workers=workers, description="report",
+                              chunksize=max(1, min(8, len(jobs) // (4 * max(1, workers or 2))))):
+        total = total + stats
+    metrics, table = summarize(total, len(jobs))
+    results_dir = Path(results_dir)
+    cfg_path = results_dir / formats.CONFIG_JSON
+    results_config = read_json(cfg_path) if cfg_path.is_file() else None
+    return EvaluationResult(metrics=metrics, per_class=table, parts=parts, root=str(root),
+                            split=split, results_dir=str(results_dir),
+                            results_config=results_config, settings=asdict(config))
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def summary_markdown(result: EvaluationResult) -> str:
+    """The ``summary.md`` text: overall metrics and the per-class table."""
+    shown = {k: v for k, v in result.metrics.items() if v is not None}
+    lines = [f"# Evaluation of `{result.results_dir}`", "",
+             f"Split `{result.split}` of `{result.root}`, {result.metrics['n_images']} images; "
+             f"parts evaluated: {', '.join(result.parts)}. Metrics equal to cityscapesscripts' "
+             f"evaluators, in percent.", "",
+             to_markdown([{k: (float(v) if k != 'n_images' else v) for k, v in shown.items()}]),
+             "", "## Per class", "",
+             to_markdown(result.per_class.drop(columns=["train_id"]).dropna(axis=1, how="all")),
+             ""]
+    return "\n".join(lines)
+
+
+def write_report(result: EvaluationResult, out_dir: PathLike,
+                 formats_: tuple[str, ...] | list[str] = OUTPUT_FORMATS) -> list[Path]:
+    """Write ``metrics.json`` (json), ``per_class.csv`` (csv) and ``summary.md`` (md).
+
+    Every file is written atomically; ``config.json`` records how the numbers were made
+    (evaluation settings + the results folder's own config as upstream).
+    """
+    unknown = [f for f in formats_ if f not in OUTPUT_FORMATS]
+    if unknown:
+        raise ConfigError(f"unknown report format(s) {unknown}; choose from "
+                          f"{', '.join(OUTPUT_FORMATS)}")
+    out_dir = Path(out_dir)
+    written = []
+    if "json" in formats_:
+        write_json(out_dir / "metrics.json", result.metrics)
+        written.append(out_dir / "metrics.json")
+    if "csv" in formats_:
+        write_text(out_dir / "per_class.csv", result.per_class.to_csv(index=False))
+        written.append(out_dir / "per_class.csv")
+    if "md" in formats_:
+        write_text(out_dir / "summary.md", summary_markdown(result))
+        written.append(out_dir / "summary.md")
+    settings = dict(result.settings, root=result.root, results_dir=result.results_dir,
+                    parts=list(result.parts))
+    write_json(out_dir / formats.CONFIG_JSON,
+               formats.stage_config("report", settings, result.results_config))
+    written.append(out_dir / formats.CONFIG_JSON)
+    return written

@@ -1,0 +1,198 @@
+"""Panoptic quality (PQ, SQ, RQ), as cityscapesscripts computes it.
+
+The panoptic ground truth is derived in memory from ``*_gtFine_instanceIds.png`` exactly as
+``preparation/createPanopticImgs.py`` does: every distinct instance id whose label is not
+ignoreInEval is a segment (id = the instance id, category = its label id); ids below 1000 of
+labels with instances are crowd regions (``iscrowd``); everything else is VOID (0).
+
+``evalPanopticSemanticLabeling.pq_compute_single_core`` is then reproduced: a ground-truth
+segment and a predicted segment of the same category match when their IoU, with the
+predicted pixels on VOID removed from the union, is above 0.5; unmatched non-crowd
+ground-truth segments are false negatives; an unmatched predicted segment is a false positive
+unless more than half of it lies on VOID or on the crowd region of its category.
+PQ/SQ/RQ per category; All/Things/Stuff average over the categories with tp + fp + fn > 0.
+A category with no true positive has SQ 0 (and PQ = RQ = 0), as in the official code.
+Where no category of a group is present the official script divides by zero; here the
+average is NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as _CS_LABELS
+
+from .gt import GroundTruth, instance_label
+
+#: Category ids (label ids) of the panoptic evaluation, in label-id order (19).
+CATEGORY_IDS = tuple(lab.id for lab in _CS_LABELS if not lab.ignoreInEval)
+IS_CATEGORY = np.zeros(256, dtype=bool)
+IS_CATEGORY[list(CATEGORY_IDS)] = True
+IS_THING_CATEGORY = np.zeros(256, dtype=bool)
+IS_THING_CATEGORY[[lab.id for lab in _CS_LABELS
+                   if not lab.ignoreInEval and lab.hasInstances]] = True
+_HAS_INSTANCES = np.zeros(256, dtype=bool)
+_HAS_INSTANCES[[lab.id for lab in _CS_LABELS if lab.hasInstances and lab.id >= 0]] = True
+_IGNORE_IN_EVAL = np.zeros(256, dtype=bool)
+_IGNORE_IN_EVAL[[lab.id for lab in _CS_LABELS if lab.ignoreInEval and lab.id >= 0]] = True
+
+N_LABELS = 34
+OFFSET = 256 * 256 * 256
+
+
+@dataclass
+class PanopticStats:
+    """Additive PQ statistics per category, indexed by label id (34,).
+
+    iou : float64 summed IoU of true positives; tp, fp, fn : int64 counts.
+    """
+
+    iou: np.ndarray = field(default_factory=lambda: np.zeros(N_LABELS))
+    tp: np.ndarray = field(default_factory=lambda: np.zeros(N_LABELS, dtype=np.int64))
+    fp: np.ndarray = field(default_factory=lambda: np.zeros(N_LABELS, dtype=np.int64))
+    fn: np.ndarray = field(default_factory=lambda: np.zeros(N_LABELS, dtype=np.int64))
+    n_images: int = 0
+
+    def __add__(self, other: "PanopticStats") -> "PanopticStats":
+        return PanopticStats(self.iou + other.iou, self.tp + other.tp, self.fp + other.fp,
+                             self.fn + other.fn, self.n_images + other.n_images)
+
+
+@dataclass(frozen=True)
+class PanopticGroundTruth:
+    """Panoptic ground-truth segments of one image (createPanopticImgs' rules).
+
+    segment_to_gt : int64 (S,), for each ground-truth segment (see :class:`GroundTruth`) the
+        panoptic segment it belongs to, 1..G, or 0 for VOID.
+    ids : int64 (G,), segment ids (= instance ids); categories : int64 (G,) label ids;
+    iscrowd : bool (G,); areas : int64 (G,).
+    """
+
+    segment_to_gt: np.ndarray
+    ids: np.ndarray
+    categories: np.ndarray
+    iscrowd: np.ndarray
+    areas: np.ndarray
+
+
+def panoptic_ground_truth(gt: GroundTruth) -> PanopticGroundTruth:
+    """Convert segmented ground truth to panoptic segments, like createPanopticImgs."""
+    inst = gt.instance_ids.astype(np.int64)
+    label = instance_label(inst)
+    keep = ~_IGNORE_IN_EVAL[label.clip(0, 255)]
+    ids, which = np.unique(inst[keep], return_inverse=True)
+    segment_to_gt = np.zeros(gt.n_segments, dtype=np.int64)
+    segment_to_gt[keep] = which + 1
+    areas = np.bincount(which, weights=gt.areas[keep], minlength=len(ids)).astype(np.int64)
+    categories = instance_label(ids)
+    iscrowd = (ids < 1000) & _HAS_INSTANCES[categories.clip(0, 255)]
+    return PanopticGroundTruth(segment_to_gt, ids, categories, iscrowd, areas)
+
+
+def segment_prediction_counts(gt: GroundTruth, pred_index: np.ndarray,
+                              n_pred: int) -> np.ndarray:
+    """Pixels of each ground-truth segment on each predicted segment.
+
+    Parameters
+    ----------
+    gt : ground truth (segments S).
+    pred_index : int (H, W), 0 on unlabelled (VOID) pixels, k on the pixels of the k-th
+        predicted segment (1-based).
+    n_pred : number of predicted segments P.
+
+    Returns
+    -------
+    int64 (S, P + 1); column 0 counts the prediction's VOID pixels.
+    """
+    combined = gt.segment_index.astype(np.int64) * (n_pred + 1) + pred_index
+    counts = np.bincount(combined.ravel(), minlength=gt.n_segments * (n_pred + 1))
+    return counts.reshape(gt.n_segments, n_pred + 1)
+
+
+def update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np.ndarray | None,
+           pred_categories: np.ndarray, seg_counts: np.ndarray | None = None) -> PanopticStats:
+    """Statistics of one image.
+
+    Parameters
+    ----------
+    gt : ground truth (segments).
+    pan_gt : :func:`panoptic_ground_truth` of ``gt``.
+    pred_index : int (H, W), see :func:`segment_prediction_counts` (unused if ``seg_counts``
+        is given).
+    pred_categories : int64 (P,), category id of each predicted segment; every segment has
+        pixels (the caller checks).
+    seg_counts : optional precomputed :func:`segment_prediction_counts`.
+    """
+    n_pred = len(pred_categories)
+    if seg_counts is None:
+        seg_counts = segment_prediction_counts(gt, pred_index, n_pred)
+    n_gt = len(pan_gt.ids)
+    inter = np.zeros((n_gt + 1, n_pred + 1), dtype=np.int64)  # row 0 = VOID ground truth
+    np.add.at(inter, pan_gt.segment_to_gt, seg_counts)
+    pred_area = inter.sum(axis=0)[1:]
+    void_inter = inter[0, 1:]
+    g_inter = inter[1:, 1:]  # (G, P)
+
+    stats = PanopticStats(n_images=1)
+    same_cat = pan_gt.categories[:, None] == pred_categories[None, :]
+    cand = (g_inter > 0) & same_cat & ~pan_gt.iscrowd[:, None]
+    gi, pi = np.nonzero(cand)
+    union = pred_area[pi] + pan_gt.areas[gi] - g_inter[gi, pi] - void_inter[pi]
+    iou = g_inter[gi, pi] / union
+    hit = iou > 0.5
+    gi, pi, iou = gi[hit], pi[hit], iou[hit]
+    cats = pan_gt.categories[gi]
+    # summed in the order of the official loop would differ only in the last bits
+    np.add.at(stats.iou, cats, iou)
+    np.add.at(stats.tp, cats, 1)
+    gt_matched = np.zeros(n_gt, dtype=bool)
+    gt_matched[gi] = True
+    pred_matched = np.zeros(n_pred, dtype=bool)
+    pred_matched[pi] = True
+
+    fn_sel = ~gt_matched & ~pan_gt.iscrowd
+    np.add.at(stats.fn, pan_gt.categories[fn_sel], 1)
+
+    # crowd region per category: the last crowd segment of that category, as in the dict
+    crowd_row = np.full(256, -1, dtype=np.int64)
+    for g in np.flatnonzero(~gt_matched & pan_gt.iscrowd):
+        crowd_row[pan_gt.categories[g]] = g
+    for p in np.flatnonzero(~pred_matched):
+        ignored = int(void_inter[p])
+        row = crowd_row[pred_categories[p]]
+        if row >= 0:
+            ignored += int(g_inter[row, p])
+        if ignored / pred_area[p] > 0.5:
+            continue
+        stats.fp[pred_categories[p]] += 1
+    return stats
+
+
+def compute(stats: PanopticStats) -> dict:
+    """PQ/SQ/RQ per category and for All/Things/Stuff, as fractions.
+
+    Returns
+    -------
+    dict with ``pq``, ``sq``, ``rq``: float64 (19,) in the order of :data:`CATEGORY_IDS`
+    (NaN for a category with tp + fp + fn = 0, which the official code reports as 0 and
+    leaves out of the averages), ``n`` per group and ``PQ``, ``SQ``, ``RQ``, ``PQ_th``,
+    ``SQ_th``, ``RQ_th``, ``PQ_st``, ``SQ_st``, ``RQ_st`` (NaN where no category counts).
+    """
+    cats = np.array(CATEGORY_IDS)
+    iou, tp = stats.iou[cats], stats.tp[cats].astype(np.float64)
+    fp, fn = stats.fp[cats].astype(np.float64), stats.fn[cats].astype(np.float64)
+    present = (tp + fp + fn) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = tp + 0.5 * fp + 0.5 * fn
+        pq = np.where(present, iou / denom, np.nan)
+        sq = np.where(present, np.where(tp > 0, iou / np.where(tp > 0, tp, 1), 0.0), np.nan)
+        rq = np.where(present, tp / denom, np.nan)
+    out = {"pq": pq, "sq": sq, "rq": rq}
+    thing = IS_THING_CATEGORY[cats]
+    for suffix, sel in (("", np.ones_like(thing)), ("_th", thing), ("_st", ~thing)):
+        use = sel & present
+        out[f"n{suffix}"] = int(use.sum())
+        for name, values in (("PQ", pq), ("SQ", sq), ("RQ", rq)):
+            out[f"{name}{suffix}"] = float(values[use].mean()) if use.any() else float("nan")
+    return out
