@@ -20,6 +20,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -32,6 +33,11 @@ from .metrics import gt as gtm
 from .metrics import instance, panoptic, semantic
 from .runner import run_parallel
 from .tables import to_markdown
+
+try:  # optional: libspng decodes 8-bit PNGs about 2x faster than OpenCV
+    import pyspng
+except ImportError:  # pragma: no cover - depends on the environment
+    pyspng = None
 
 PathLike = str | os.PathLike
 
@@ -189,6 +195,9 @@ def _panoptic_annotations(results_dir: Path, stems: list[str]) -> dict[str, tupl
                                             f"24-bit RGB id")
             ids.append(seg_id)
             cats.append(cat)
+        if len(ids) >= 65535:
+            raise InputError(json_path, f"image {image_id}: {len(ids)} segments; at most "
+                                        f"65534 are supported")
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})
             raise InputError(json_path, f"image {image_id}: segment id(s) {dup} listed twice")
@@ -279,7 +288,10 @@ def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: Pat
         cached = gtm.load_cached(cache_file, key)
         if cached is not None:
             return cached
-    label_ids = read_png(label_ids_path, dtype=np.uint8, channels=1)
+    label_ids = read_result_png(label_ids_path, "semantic")
+    if label_ids.ndim != 2 or label_ids.dtype != np.uint8:
+        raise InputError(label_ids_path, f"expected a single-channel uint8 PNG, got shape "
+                                         f"{label_ids.shape} dtype {label_ids.dtype}")
     inst = read_png(instance_ids_path, channels=1)
     if inst.dtype not in (np.uint16, np.uint8):
         raise InputError(instance_ids_path, f"expected a 16-bit PNG, got dtype {inst.dtype}")
@@ -288,18 +300,64 @@ def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: Pat
                                             f"from {Path(label_ids_path).name} "
                                             f"({label_ids.shape[1]}x{label_ids.shape[0]})")
     gt = gtm.segment_ground_truth(label_ids, inst)
-    bad = ~KNOWN_LABEL_ID[gt.label_ids]
-    if bad.any():
-        raise InputError(label_ids_path, f"unknown label id(s) "
-                                         f"{np.unique(gt.label_ids[bad]).tolist()}")
     inst_label = gtm.instance_label(gt.instance_ids)
     bad = (inst_label > 255) | ~KNOWN_LABEL_ID[inst_label.clip(0, 255)]
     if bad.any():
         raise InputError(instance_ids_path, f"instance id(s) with unknown label "
                                             f"{np.unique(gt.instance_ids[bad])[:5].tolist()}")
+    bad = ~KNOWN_LABEL_ID[gt.label_ids]
+    if bad.any():
+        raise InputError(label_ids_path, f"unknown label id(s) "
+                                         f"{np.unique(gt.label_ids[bad]).tolist()}")
     if cache_file is not None:
         gtm.save_cached(cache_file, gt, key)
     return gt
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_result_png(path: PathLike, kind: str) -> np.ndarray:
+    """Decode a result PNG as cityscapesscripts (PIL) sees it, with the fastest decoder.
+
+    Parameters
+    ----------
+    path : the file.
+    kind : ``semantic`` (palette PNGs give their indices, like ``np.array(Image.open())``),
+        ``mask`` (palette PNGs give PIL's ``convert("L")``) or ``panoptic`` (palette PNGs
+        are refused: the official code cannot read them either).
+
+    Returns
+    -------
+    ndarray (H, W) or (H, W, C), colour in RGB order, as stored (uint8 or uint16).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror})") from None
+    if len(data) < 33 or not data.startswith(_PNG_SIGNATURE):
+        return read_png(path)  # other formats; corrupt files get read_png's message
+    bit_depth, color_type = data[24], data[25]
+    if color_type == 3:  # palette
+        if kind == "panoptic":
+            raise InputError(path, "palette PNG; a panoptic result must be RGB")
+        import io as _io
+        from PIL import Image
+        try:
+            with Image.open(_io.BytesIO(data)) as img:
+                return np.array(img.convert("L") if kind == "mask" else img)
+        except Exception as exc:  # PIL raises many types
+            raise InputError(path, f"cannot decode image ({exc})") from None
+    if bit_depth == 8 and pyspng is not None:
+        try:
+            return pyspng.load(data)
+        except Exception:
+            raise InputError(path, "cannot decode image (corrupt or not an image)") from None
+    return read_png(path)
 
 
 def _check_size(path: PathLike, array: np.ndarray, shape: tuple[int, int]) -> None:
@@ -310,13 +368,17 @@ def _check_size(path: PathLike, array: np.ndarray, shape: tuple[int, int]) -> No
 
 def semantic_stats(gt: gtm.GroundTruth, path: PathLike) -> semantic.SemanticStats:
     """Read a ``*_pred_labelIds.png`` and return its statistics."""
-    pred = read_png(path, channels=1)
+    pred = read_result_png(path, "semantic")
+    if pred.ndim != 2:
+        raise InputError(path, f"expected a single-channel label-id PNG, got {pred.shape[2]} "
+                               f"channels")
     _check_size(path, pred, gt.shape)
     if pred.dtype != np.uint8:
         if pred.dtype != np.uint16:
             raise InputError(path, f"expected a uint8 label-id PNG, got dtype {pred.dtype}")
         if pred.max(initial=0) > 255:
-            raise InputError(path, f"unknown label id(s) {np.unique(pred[pred > 255])[:5].tolist()}")
+            bad = np.unique(pred[pred > 255])[:5].tolist()
+            raise InputError(path, f"unknown label id(s) {bad}")
         pred = pred.astype(np.uint8)
     counts = semantic.segment_prediction_counts(gt, pred)
     unknown = semantic.unknown_prediction_ids(counts)
@@ -342,6 +404,7 @@ def read_instance_list(txt_path: PathLike, results_dir: PathLike) -> list[tuple[
         raise InputError(txt_path, f"cannot read ({exc})") from None
     rel_dir = os.path.relpath(txt_path.resolve().parent, results_dir.resolve())
     entries: dict[Path, tuple[int, float]] = {}
+    folders: dict[str, Path] = {}
     for n, line in enumerate(lines, start=1):
         tokens = line.split()
         if not tokens:
@@ -352,8 +415,18 @@ def read_instance_list(txt_path: PathLike, results_dir: PathLike) -> list[tuple[
         if os.path.isabs(tokens[0]):
             raise InputError(txt_path, f"line {n}: mask path {tokens[0]!r} is absolute; it "
                                        f"must be relative to {txt_path.parent}")
-        mask = safe_join(results_dir, os.path.normpath(os.path.join(rel_dir, tokens[0])),
-                         source=txt_path)
+        rel = os.path.normpath(os.path.join(rel_dir, tokens[0]))
+        head, name = os.path.split(rel)
+        if name in ("", ".", "..") or os.path.islink(results_dir / rel):
+            mask = safe_join(results_dir, rel, source=txt_path)
+        else:  # resolve each folder once: masks usually share one
+            if head not in folders:
+                try:
+                    folders[head] = safe_join(results_dir, head or ".", source=txt_path)
+                except InputError:
+                    safe_join(results_dir, rel, source=txt_path)  # the message names rel
+                    raise
+            mask = folders[head] / name
         try:
             label_id = int(float(tokens[1]))
             conf = float(tokens[2])
@@ -369,7 +442,7 @@ def read_instance_list(txt_path: PathLike, results_dir: PathLike) -> list[tuple[
 
 
 def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    mask = read_png(path)
+    mask = read_result_png(path, "mask")
     _check_size(path, mask, shape)
     if mask.ndim == 3:
         if mask.shape[2] >= 3:  # as PIL's convert("L"): ITU-R 601-2 luma, rounded
@@ -404,32 +477,40 @@ def instance_stats(gt: gtm.GroundTruth, txt_path: PathLike,
     return instance.update(gt, pred)
 
 
+_UNLISTED = np.iinfo(np.uint16).max
+
+
 @functools.lru_cache(maxsize=1)
 def _id_lookup() -> np.ndarray:
-    """A zeroed 2^24 table reused per process to map RGB ids to segment indices."""
-    return np.zeros(1 << 24, dtype=np.int32)
+    """A 2^24 table (32 MiB) reused per process to map RGB ids to segment indices; between
+    uses every entry is ``_UNLISTED``."""
+    return np.full(1 << 24, _UNLISTED, dtype=np.uint16)
 
 
 def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...],
                    categories: tuple[int, ...]) -> panoptic.PanopticStats:
     """Read a panoptic PNG and return its statistics against the converted ground truth."""
-    rgb = read_png(png_path)
+    rgb = read_result_png(png_path, "panoptic")
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
         raise InputError(png_path, f"expected an 8-bit RGB PNG, got shape {rgb.shape} "
                                    f"dtype {rgb.dtype}")
     _check_size(png_path, rgb, gt.shape)
-    rgb = rgb[..., :3].astype(np.int32)
-    pan_ids = rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)
-    lut = _id_lookup()
+    # id = R + 256 G + 65536 B: the RGB bytes plus a zero byte, read as little-endian uint32
+    rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA) if rgb.shape[2] == 3 else rgb.copy()
+    rgba[..., 3] = 0
+    pan_ids = rgba.view("<u4")[..., 0]
+    lut = _id_lookup()  # all _UNLISTED
     id_array = np.array(ids, dtype=np.int64)
-    lut[id_array] = np.arange(1, len(ids) + 1, dtype=np.int32)
+    if 0 not in ids:
+        lut[0] = 0  # unlabelled pixels: VOID
+    lut[id_array] = np.arange(1, len(ids) + 1, dtype=lut.dtype)
     try:
         pred_index = lut[pan_ids]
     finally:
-        lut[id_array] = 0
-    unlisted = (pred_index == 0) & (pan_ids != 0)
-    if unlisted.any():
-        extra = np.unique(pan_ids[unlisted])[:5].tolist()
+        lut[id_array] = _UNLISTED
+        lut[0] = _UNLISTED
+    if pred_index.max(initial=0) == _UNLISTED:
+        extra = np.unique(pan_ids[pred_index == _UNLISTED])[:5].tolist()
         raise InputError(png_path, f"segment id(s) {extra} are in the PNG but not listed in "
                                    f"{formats.PANOPTIC_JSON}")
     seg_counts = panoptic.segment_prediction_counts(gt, pred_index, len(ids))
@@ -456,7 +537,7 @@ def evaluate_image(job: ImageJob) -> ImageStats:
     return out
 
 
-# --- whole dataset -------------------------------------------------------------------------------
+# --- whole dataset -----------------------------------------------------------------------
 
 def _pct(value: float) -> float | None:
     return None if value is None or math.isnan(value) else 100.0 * float(value)
@@ -495,7 +576,7 @@ def default_cache_dir(root: PathLike) -> Path:
 
 
 def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: int = 0,
-             cache: bool | PathLike = True) -> EvaluationResult:
+             cache: bool | PathLike = True, show_progress: bool = True) -> EvaluationResult:
     """Evaluate every part of a results folder against a split's ground truth.
 
     Parameters
@@ -506,6 +587,7 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     workers : worker processes, 0 = all cores.
     cache : True = cache ground-truth statistics in ``<root>/.panoptool_cache``; a path =
         that folder; False = no cache. A cache that cannot be written is skipped.
+    show_progress : show a progress bar on stderr.
 
     Returns
     -------
@@ -519,8 +601,9 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir(root)
     jobs, parts = plan_jobs(root, split, results_dir, cache_dir)
     total = ImageStats()
+    chunksize = max(1, min(8, len(jobs) // (4 * max(1, workers or 2))))
     for stats in run_parallel(evaluate_image, jobs, workers=workers, description="report",
-                              chunksize=max(1, min(8, len(jobs) // (4 * max(1, workers or 2))))):
+                              chunksize=chunksize, show_progress=show_progress):
         total = total + stats
     metrics, table = summarize(total, len(jobs))
     results_dir = Path(results_dir)
@@ -531,7 +614,7 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
                             results_config=results_config, settings=asdict(config))
 
 
-# --- writing ---------------------------------------------------------------------------------------
+# --- writing -----------------------------------------------------------------------------
 
 def summary_markdown(result: EvaluationResult) -> str:
     """The ``summary.md`` text: overall metrics and the per-class table."""

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import load_npz, read_png, save_npz, write_png
+from .io import LABEL_PNG_PARAMS, load_npz, read_png, save_npz, write_png
 
 PathLike = str | os.PathLike
 
@@ -71,9 +71,9 @@ def write_targets(targets_root: PathLike, split: str, stem: str, *, train_ids: n
     """Write the targets of one image (each file atomically; the offsets file last, so its
     presence marks the image as done for resuming)."""
     paths = target_paths(targets_root, split, stem)
-    write_png(paths["semantic"], train_ids.astype(np.uint8, copy=False))
-    write_png(paths["contour"], contour.astype(np.uint8, copy=False))
-    save_npz(paths["offset"], compressed=True,
+    write_png(paths["semantic"], train_ids.astype(np.uint8, copy=False), params=LABEL_PNG_PARAMS)
+    write_png(paths["contour"], contour.astype(np.uint8, copy=False), params=LABEL_PNG_PARAMS)
+    save_npz(paths["offset"], compressed=True, compresslevel=1,
              instance_index=instance_index.astype(np.uint16, copy=False),
              centers_yx=np.asarray(centers_yx, dtype=np.float32).reshape(-1, 2))
 

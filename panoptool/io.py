@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +25,15 @@ cv2.setNumThreads(1)  # parallelism comes from our own worker processes
 PathLike = str | os.PathLike
 
 _TMP_PREFIX = ".tmp-"
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 @contextlib.contextmanager
@@ -45,6 +55,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -88,6 +99,15 @@ def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
     if channels is not None and n_channels != channels:
         raise InputError(path, f"expected {channels} channel(s), got {n_channels}")
     return image
+
+
+#: PNG encoder options for label maps (uint8 ids, 0/1 masks): zlib level 1 without row
+#: filters; 3-4x faster to write than the default adaptive filtering, about as small.
+LABEL_PNG_PARAMS = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER,
+                    cv2.IMWRITE_PNG_FILTER_NONE)
+#: PNG encoder options for uint16 id maps and images: zlib level 1 with the 'up' filter.
+UP_PNG_PARAMS = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER,
+                 cv2.IMWRITE_PNG_FILTER_UP)
 
 
 def write_png(path: PathLike, image: np.ndarray, *, compression: int = 1,
@@ -135,8 +155,21 @@ def write_text(path: PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def save_npz(path: PathLike, *, compressed: bool = False, **arrays: np.ndarray) -> None:
-    """Write arrays into an ``.npz`` file, atomically."""
+def save_npz(path: PathLike, *, compressed: bool = False, compresslevel: int | None = None,
+             **arrays: np.ndarray) -> None:
+    """Write arrays into an ``.npz`` file, atomically.
+
+    ``compresslevel`` (1..9, with ``compressed``) sets zlib's level; numpy's default is 6,
+    level 1 is about 3x faster for sparse maps.
+    """
+    if compressed and compresslevel is not None:
+        with atomic_path(path) as tmp:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED,
+                                 compresslevel=compresslevel) as zf:
+                for name, arr in arrays.items():
+                    with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                        np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+        return
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)

@@ -38,6 +38,30 @@ def make_progress(transient: bool = False) -> Progress:
                     transient=transient, disable=os.environ.get("PANOPTOOL_NO_PROGRESS") == "1")
 
 
+def keep_freed_memory() -> None:
+    """Let glibc reuse freed large buffers instead of returning them to the system.
+
+    Per-image stages allocate a dozen full-size arrays per 1024x2048 image; by default
+    glibc maps each one fresh (above 128 KiB) and the kernel zero-fills its pages, which
+    costs a third of the time of a fast stage. Raising the mmap and trim thresholds keeps
+    those pages. Inherited by forked workers; a no-op where glibc's ``mallopt`` is missing.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: mmap only blocks above 64 MiB
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of free heap
+    except (OSError, AttributeError):
+        pass
+
+
+_MALLOC_TUNED = False
+
+
 def run_parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | None = None,
                  description: str = "working", chunksize: int = 1,
                  show_progress: bool = True) -> Iterator[R]:
@@ -47,6 +71,7 @@ def run_parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | N
     a pool of worker processes. ``func`` must be picklable (a module-level function or a
     ``functools.partial`` of one). An exception in a worker is re-raised here, with its type.
     """
+    keep_freed_memory()
     n_workers = min(resolve_workers(workers), max(1, len(items)))
     with make_progress() as progress:
         task = progress.add_task(description, total=len(items), rate="",

@@ -41,7 +41,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .formats import stage_config
-from .io import write_json, write_png
+from .io import LABEL_PNG_PARAMS, UP_PNG_PARAMS, write_json, write_png
 
 PathLike = str | os.PathLike
 
@@ -127,7 +127,8 @@ class _Painter:
     def segment(self, label: int, color, inst: int | None = None, amp: int | None = None) -> int:
         self.label.append(label)
         self.inst.append(label if inst is None else inst)
-        self.color.append(tuple(int(np.clip(c, 0, 255)) for c in color))
+        self.color.append(tuple(np.clip(np.asarray(color, dtype=np.float64), 0, 255)
+                                .astype(np.uint8).tolist()))
         self.amp.append(TEXTURE.get(label, 8) if amp is None else amp)
         return len(self.label) - 1
 
@@ -481,24 +482,16 @@ def make_scene(rng: np.random.Generator | int | tuple[int, ...], height: int,
 
 # --- datasets ------------------------------------------------------------------------------
 
-_IMAGE_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP)
-
-
 def _write_one(index: int, *, out_root: str, config: SynthConfig) -> str:
     from .dataset import Sample  # local import keeps this module light for workers
 
     stem = stem_of(index)
     image, label_ids, instance_ids = make_scene((config.seed, index), config.height, config.width)
     sample = Sample(Path(out_root), config.split, stem.rsplit("_", 2)[0], stem)
-    write_png(sample.image_path, image, params=_IMAGE_PNG)
-    write_png(sample.label_ids_path, label_ids, params=_LABEL_PNG)
-    write_png(sample.instance_ids_path, instance_ids, params=_INSTANCE_PNG)
+    write_png(sample.image_path, image, params=UP_PNG_PARAMS)
+    write_png(sample.label_ids_path, label_ids, params=LABEL_PNG_PARAMS)
+    write_png(sample.instance_ids_path, instance_ids, params=UP_PNG_PARAMS)
     return stem
-
-
-_LABEL_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
-_INSTANCE_PNG = (cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
-                 cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP)
 
 
 def config_filename(split: str) -> str:

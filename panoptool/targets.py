@@ -63,6 +63,14 @@ class TargetConfig:
             raise ConfigError(f"dilation must be an integer >= 1, got {d!r}")
 
 
+def _value_range(ids: np.ndarray) -> tuple[int, int]:
+    """(min, max) of an integer array; OpenCV's single pass where it can."""
+    if ids.dtype in (np.int32, np.uint8, np.int16, np.uint16, np.int8):
+        lo, hi, _, _ = cv2.minMaxLoc(np.ascontiguousarray(ids))
+        return int(lo), int(hi)
+    return int(ids.min()), int(ids.max())
+
+
 def _check_2d(name: str, arr: np.ndarray) -> None:
     if not isinstance(arr, np.ndarray) or arr.ndim != 2:
         raise ConfigError(f"{name} must be a 2-d array (H, W), got "
@@ -83,9 +91,7 @@ def thing_instance_mask(instance_ids: np.ndarray) -> np.ndarray:
     >>> thing_instance_mask(np.array([[26, 26001, 29000, 24]])).tolist()
     [[False, True, False, False]]
     """
-    ids = np.asarray(instance_ids)
-    inside = (ids >= 0) & (ids < _MAX_ID)
-    return IS_THING_INSTANCE[np.where(inside, ids, 0)] & inside
+    return instance_index_map(instance_ids)[0] > 0
 
 
 def semantic_target(label_ids: np.ndarray) -> np.ndarray:
@@ -107,6 +113,59 @@ def semantic_target(label_ids: np.ndarray) -> np.ndarray:
     return cv2.LUT(label_ids, LABEL_TO_TRAIN)
 
 
+def instance_index_map(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Number the non-crowd thing instances 1..K in increasing instance-id order.
+
+    Parameters
+    ----------
+    instance_ids : integer (H, W), Cityscapes instance ids in 0..65535.
+
+    Returns
+    -------
+    instance_index : uint16 (H, W); 0 off thing instances, k on the k-th instance.
+    ids : intp (K,), the instance id of each index k (at position k-1).
+    areas : int64 (K,), pixels of each instance.
+
+    >>> index, ids, areas = instance_index_map(np.array([[26001, 7, 24000, 26001, 24]]))
+    >>> index.tolist(), ids.tolist(), areas.tolist()
+    ([[2, 0, 1, 2, 0]], [24000, 26001], [1, 2])
+    """
+    _check_2d("instance_ids", instance_ids)
+    ids = np.asarray(instance_ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ConfigError(f"instance_ids must be an integer array, got {ids.dtype}")
+    if ids.dtype != np.uint16 and ids.size:
+        lo, hi = _value_range(ids)
+        if lo < 0 or hi >= _MAX_ID:
+            raise ConfigError(f"instance_ids must lie in 0..{_MAX_ID - 1}, got range "
+                              f"[{lo}, {hi}]")
+    ids16 = np.ascontiguousarray(ids, dtype=np.uint16)
+    counts = cv2.calcHist([ids16], [0], None, [_MAX_ID], [0, _MAX_ID]).ravel()
+    present = np.flatnonzero((counts > 0) & IS_THING_INSTANCE)
+    lut = np.zeros(_MAX_ID, dtype=np.uint16)
+    lut[present] = np.arange(1, len(present) + 1, dtype=np.uint16)
+    return lut[ids16], present, counts[present].astype(np.int64)
+
+
+def _boundary_of_index(instance_index: np.ndarray,
+                       row_change: np.ndarray | None = None) -> np.ndarray:
+    """Inner boundary from an instance index map (0 = no thing instance); bool (H, W).
+
+    ``row_change`` (bool (H, W-1), ``index[:, 1:] != index[:, :-1]``) may be passed when
+    already computed.
+    """
+    ii = instance_index
+    edge = np.zeros(ii.shape, dtype=bool)
+    diff = ii[:, 1:] != ii[:, :-1] if row_change is None else row_change
+    edge[:, 1:] |= diff  # horizontal neighbours differ
+    edge[:, :-1] |= diff
+    diff = ii[1:, :] != ii[:-1, :]  # vertical neighbours differ
+    edge[1:, :] |= diff
+    edge[:-1, :] |= diff
+    edge &= ii > 0
+    return edge
+
+
 def inner_boundary(instance_ids: np.ndarray) -> np.ndarray:
     """Inner boundary of every non-crowd thing instance, united (no dilation).
 
@@ -122,17 +181,15 @@ def inner_boundary(instance_ids: np.ndarray) -> np.ndarray:
     -------
     bool (H, W).
     """
-    _check_2d("instance_ids", instance_ids)
-    ids = np.asarray(instance_ids)
-    thing = thing_instance_mask(ids)
-    edge = np.zeros(ids.shape, dtype=bool)
-    diff = ids[:, 1:] != ids[:, :-1]  # horizontal neighbours differ
-    edge[:, 1:] |= diff
-    edge[:, :-1] |= diff
-    diff = ids[1:, :] != ids[:-1, :]  # vertical neighbours differ
-    edge[1:, :] |= diff
-    edge[:-1, :] |= diff
-    return edge & thing
+    return _boundary_of_index(instance_index_map(instance_ids)[0])
+
+
+def _dilate(edge: np.ndarray, dilation: int) -> np.ndarray:
+    edge = np.ascontiguousarray(edge).view(np.uint8)
+    if dilation > 1:
+        edge = cv2.dilate(edge, _KERNEL, iterations=dilation - 1,
+                          borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return edge
 
 
 def contour_target(instance_ids: np.ndarray, dilation: int = 2) -> np.ndarray:
@@ -152,22 +209,49 @@ def contour_target(instance_ids: np.ndarray, dilation: int = 2) -> np.ndarray:
     --------
     Two touching cars (26000, 26001) on road (7); their shared boundary survives:
 
-    >>> ids = np.array([[7, 7,     7,     7,     7,     7],
-    ...                 [7, 26000, 26000, 26001, 26001, 7],
-    ...                 [7, 26000, 26000, 26001, 26001, 7],
-    ...                 [7, 7,     7,     7,     7,     7]])
+    >>> ids = np.array([[7, 7,     7,     7,     7,     7,     7],
+    ...                 [7, 26000, 26000, 26000, 26001, 26001, 7],
+    ...                 [7, 26000, 26000, 26000, 26001, 26001, 7],
+    ...                 [7, 26000, 26000, 26000, 26001, 26001, 7],
+    ...                 [7, 7,     7,     7,     7,     7,     7]])
     >>> contour_target(ids, dilation=1)
-    array([[0, 0, 0, 0, 0, 0],
-           [0, 1, 1, 1, 1, 0],
-           [0, 1, 1, 1, 1, 0],
-           [0, 0, 0, 0, 0, 0]], dtype=uint8)
+    array([[0, 0, 0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 1, 1, 0],
+           [0, 1, 0, 1, 1, 1, 0],
+           [0, 1, 1, 1, 1, 1, 0],
+           [0, 0, 0, 0, 0, 0, 0]], dtype=uint8)
     """
     TargetConfig(dilation=dilation)  # validates
-    edge = inner_boundary(instance_ids).view(np.uint8)
-    if dilation > 1:
-        edge = cv2.dilate(edge, _KERNEL, iterations=dilation - 1,
-                          borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    return np.ascontiguousarray(edge, dtype=np.uint8)
+    return _dilate(inner_boundary(instance_ids), dilation)
+
+
+def _centroids(instance_index: np.ndarray, n_instances: int,
+               row_change: np.ndarray | None = None) -> np.ndarray:
+    """Mask centroids (row, column) of instances 1..K of an index map; float32 (K, 2).
+
+    Works on the horizontal runs of equal index (few, even at 1024x2048) instead of on
+    pixels: a run of length n starting at column c of row r adds n*r to the row sum and
+    n*c + n*(n-1)/2 to the column sum. Sums are exact in float64.
+    """
+    h, w = instance_index.shape
+    diff = (instance_index[:, 1:] != instance_index[:, :-1]) if row_change is None \
+        else row_change
+    run_start = np.empty((h, w), dtype=bool)
+    run_start[:, 0] = True  # every row starts a run, so runs never cross rows
+    run_start[:, 1:] = diff
+    starts = np.flatnonzero(run_start)
+    lengths = np.diff(starts, append=h * w).astype(np.float64)
+    values = instance_index.ravel()[starts]
+    keep = values > 0
+    starts, lengths, values = starts[keep], lengths[keep], values[keep]
+    rows, cols = np.divmod(starts, w)
+    size = n_instances + 1
+    area = np.bincount(values, weights=lengths, minlength=size)[1:]
+    sum_y = np.bincount(values, weights=rows * lengths, minlength=size)[1:]
+    sum_x = np.bincount(values, weights=cols * lengths + lengths * (lengths - 1) / 2,
+                        minlength=size)[1:]
+    area = np.maximum(area, 1.0)
+    return np.stack([sum_y / area, sum_x / area], axis=1).astype(np.float32).reshape(-1, 2)
 
 
 def offset_target(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,26 +276,8 @@ def offset_target(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> index.tolist(), centers.tolist()
     ([[2, 2, 0], [2, 2, 1]], [[1.0, 2.0], [0.5, 0.5]])
     """
-    _check_2d("instance_ids", instance_ids)
-    ids = np.asarray(instance_ids)
-    h, w = ids.shape
-    positions = np.flatnonzero(thing_instance_mask(ids))
-    thing_ids = ids.ravel()[positions].astype(np.intp)
-    counts = np.bincount(thing_ids, minlength=_MAX_ID)
-    present = np.flatnonzero(counts)
-    if len(present) > np.iinfo(np.uint16).max:  # cannot happen with uint16 ids; be explicit
-        raise ConfigError(f"too many instances ({len(present)}) for a uint16 instance index")
-    lut = np.zeros(_MAX_ID, dtype=np.uint16)
-    lut[present] = np.arange(1, len(present) + 1, dtype=np.uint16)
-    compact = lut[thing_ids]
-    instance_index = np.zeros(h * w, dtype=np.uint16)
-    instance_index[positions] = compact
-    n = np.bincount(compact, minlength=len(present) + 1)[1:].astype(np.float64)
-    rows, cols = np.divmod(positions, w)
-    sum_y = np.bincount(compact, weights=rows, minlength=len(present) + 1)[1:]
-    sum_x = np.bincount(compact, weights=cols, minlength=len(present) + 1)[1:]
-    centers_yx = np.stack([sum_y / np.maximum(n, 1), sum_x / np.maximum(n, 1)], axis=1)
-    return instance_index.reshape(h, w), centers_yx.astype(np.float32).reshape(-1, 2)
+    instance_index, ids, _ = instance_index_map(instance_ids)
+    return instance_index, _centroids(instance_index, len(ids))
 
 
 def compute_targets(label_ids: np.ndarray, instance_ids: np.ndarray,
@@ -235,10 +301,13 @@ def compute_targets(label_ids: np.ndarray, instance_ids: np.ndarray,
     if label_ids.shape != instance_ids.shape:
         raise ConfigError(f"label_ids {label_ids.shape} and instance_ids {instance_ids.shape} "
                           f"differ in size")
-    instance_index, centers_yx = offset_target(instance_ids)
+    instance_index, ids, _ = instance_index_map(instance_ids)
+    row_change = instance_index[:, 1:] != instance_index[:, :-1]
     return {"train_ids": semantic_target(label_ids),
-            "contour": contour_target(instance_ids, config.dilation),
-            "instance_index": instance_index, "centers_yx": centers_yx}
+            "contour": _dilate(_boundary_of_index(instance_index, row_change),
+                               config.dilation),
+            "instance_index": instance_index,
+            "centers_yx": _centroids(instance_index, len(ids), row_change)}
 
 
 # --- runner --------------------------------------------------------------------------------

@@ -65,3 +65,11 @@ def test_decode_offsets_points_to_centre():
 def test_panoptic_rgb_roundtrip():
     ids = np.array([[0, 26001, 7, 16777215]])
     assert np.array_equal(rgb_to_panoptic_id(panoptic_id_to_rgb(ids)), ids)
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+    write_png(tmp_path / "m.png", np.zeros((2, 2), np.uint8))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "m.png").stat().st_mode & 0o777 == 0o666 & ~mask

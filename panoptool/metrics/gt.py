@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import InputError, PanoptoolError
@@ -92,35 +93,79 @@ def segment_ground_truth(label_ids: np.ndarray, instance_ids: np.ndarray) -> Gro
     if label_ids.shape != instance_ids.shape:
         raise ValueError(f"label_ids {label_ids.shape} and instance_ids {instance_ids.shape} "
                          f"differ in shape")
-    inst = instance_ids.astype(np.int64, copy=False).ravel()
-    lab = label_ids.astype(np.int64, copy=False).ravel()
-    # fast path: the label map agrees with the label encoded in the instance ids
-    derived = np.where(inst >= 1000, inst // 1000, inst)
-    if np.array_equal(derived, lab):
-        key = inst
-    else:  # a pair per pixel; rare (hand-edited ground truth)
-        key = inst * 256 + lab
-    counts = np.bincount(key) if key.size and key.max() < (1 << 24) else None
-    if counts is not None:
-        keys = np.flatnonzero(counts)
-        lut = np.zeros(len(counts), dtype=np.uint16)
-        lut[keys] = np.arange(len(keys), dtype=np.uint16)
-        index = lut[key]
-        areas = counts[keys].astype(np.int64)
-    else:
-        keys, index, areas = np.unique(key, return_inverse=True, return_counts=True)
-        index = index.astype(np.uint16)
+    shape = label_ids.shape
+    if instance_ids.dtype in (np.uint8, np.uint16) and label_ids.dtype == np.uint8:
+        # fast path: lookup tables over the 16-bit ids, no per-pixel integer division
+        inst = instance_ids.ravel()
+        lab = label_ids.ravel()
+        if np.array_equal(_DERIVED_LABEL_U16[inst], lab):
+            counts = _histogram_u16(inst)
+            keys = np.flatnonzero(counts)
+            lut = np.zeros(len(counts), dtype=np.uint16)
+            lut[keys] = np.arange(len(keys), dtype=np.uint16)
+            seg_inst = keys.astype(np.int64)
+            return GroundTruth(segment_index=lut[inst].reshape(shape),
+                               label_ids=instance_label(seg_inst).astype(np.uint8),
+                               instance_ids=seg_inst.astype(np.int32),
+                               areas=counts[keys].astype(np.int64))
+    # general case: one segment per distinct (instance id, label id) pair
+    key = instance_ids.astype(np.int64).ravel() * 256 + label_ids.astype(np.int64).ravel()
+    keys, index, areas = np.unique(key, return_inverse=True, return_counts=True)
     if len(keys) > 65535:
         raise ValueError(f"too many distinct ground-truth segments ({len(keys)})")
-    if key is inst:
-        seg_inst = keys
-        seg_lab = np.where(seg_inst >= 1000, seg_inst // 1000, seg_inst)
-    else:
-        seg_inst, seg_lab = keys // 256, keys % 256
-    return GroundTruth(segment_index=index.reshape(label_ids.shape),
-                       label_ids=seg_lab.astype(np.uint8),
-                       instance_ids=seg_inst.astype(np.int32),
-                       areas=np.asarray(areas, dtype=np.int64))
+    return GroundTruth(segment_index=index.astype(np.uint16).reshape(shape),
+                       label_ids=(keys % 256).astype(np.uint8),
+                       instance_ids=(keys // 256).astype(np.int32),
+                       areas=areas.astype(np.int64))
+
+
+def _histogram_u16(values: np.ndarray) -> np.ndarray:
+    """Counts of each value of a flat uint8/uint16 array, int64 (max + 1,)."""
+    top = int(values.max(initial=0)) + 1
+    if values.size < 1 << 24:  # float32 counts are exact
+        hist = cv2.calcHist([values.reshape(1, -1)], [0], None, [top], [0, top])
+        return hist.ravel().astype(np.int64)
+    return np.bincount(values, minlength=top)
+
+
+_V = np.arange(1 << 16)
+#: uint8 label encoded in each 16-bit instance id (256 where it exceeds 255: never equal).
+_DERIVED_LABEL_U16 = np.where(_V >= 1000, _V // 1000, _V).clip(0, 255).astype(np.uint8)
+_DERIVED_LABEL_U16[(np.where(_V >= 1000, _V // 1000, _V) > 255)] = 0
+del _V
+
+
+def pair_counts(first: np.ndarray, n_first: int, second: np.ndarray,
+                n_second: int) -> np.ndarray:
+    """Joint histogram of two label maps of the same shape.
+
+    Parameters
+    ----------
+    first : uint (H, W), values < ``n_first`` (e.g. a ground-truth segment index).
+    second : uint (H, W), values < ``n_second`` (e.g. a prediction).
+
+    Returns
+    -------
+    int64 (n_first, n_second): pixels per pair of values.
+
+    Small tables use a 16-bit code and OpenCV's histogram (exact in float32 below 2^24
+    pixels), about 3x faster than ``np.bincount``.
+
+    >>> pair_counts(np.array([[0, 1, 1]], np.uint16), 2, np.array([[2, 2, 0]], np.uint8), 3)
+    array([[0, 0, 1],
+           [1, 0, 1]])
+    """
+    n_bins = n_first * n_second
+    if n_bins <= 1 << 16 and first.size < 1 << 24:
+        code = first.astype(np.uint16, copy=True)
+        code *= n_second
+        code += second.astype(np.uint16, copy=False)
+        hist = cv2.calcHist([np.ascontiguousarray(code)], [0], None, [n_bins], [0, n_bins])
+        return hist.ravel().astype(np.int64).reshape(n_first, n_second)
+    code = first.astype(np.int64)
+    code *= n_second
+    code += second
+    return np.bincount(code.ravel(), minlength=n_bins).reshape(n_first, n_second)
 
 
 # --- run-length encoding of the index map ---------------------------------------------------

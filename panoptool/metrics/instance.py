@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
@@ -109,10 +110,16 @@ def is_evaluated_label(label_id: int) -> bool:
 def mask_segment_overlap(gt: GroundTruth, mask: np.ndarray) -> np.ndarray:
     """Pixels of a binary mask on each ground-truth segment: int64 (S,).
 
-    ``mask`` is (H, W), any dtype; non-zero pixels belong to the instance.
+    ``mask`` is (H, W), any dtype; non-zero pixels belong to the instance. Only the mask's
+    bounding box is visited.
     """
-    flat_index = np.flatnonzero(mask)
-    return np.bincount(gt.segment_index.ravel()[flat_index], minlength=gt.n_segments)
+    if mask.dtype != np.uint8:
+        mask = (mask != 0).view(np.uint8)
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
+        return np.zeros(gt.n_segments, dtype=np.int64)
+    crop = mask[y:y + h, x:x + w] != 0
+    return np.bincount(gt.segment_index[y:y + h, x:x + w][crop], minlength=gt.n_segments)
 
 
 def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
@@ -138,7 +145,7 @@ def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
     void_inter = pred.segment_overlap[:, void_seg].sum(axis=1) if n_pred else np.zeros(0)
 
     out = InstanceStats(n_images=1)
-    cls_l, thr_l, score_l, true_l = [], [], [], []
+    lengths, score_l, true_l = [], [], []
     pred_cls = _CLASS_OF_LABEL[pred.label_ids] if n_pred else np.zeros(0, dtype=np.int64)
     inst_cls = np.where(inst_lab < 256, _CLASS_OF_LABEL[inst_lab.clip(0, 255)], -1)
     for c in range(N_CLASSES):
@@ -148,42 +155,40 @@ def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
         g_group = inst_ids[g_sel] < 1000
         g_small = g_area < MIN_REGION_SIZE
         g_valid = ~g_group & ~g_small
-        if g_valid.any():
-            out.have_gt[c] = True
-        if p_sel.size:
-            out.have_pred[c] = True
+        out.have_gt[c] = bool(g_valid.any())
+        out.have_pred[c] = bool(p_sel.size)
+        if not p_sel.size:
+            out.hard_fn[c, :] = int(g_valid.sum())
+            lengths += [0] * N_OVERLAPS
+            continue
         p_area = pred.areas[p_sel]
         p_score = pred.scores[p_sel]
         ix = inter[np.ix_(p_sel, g_sel)]  # (P_c, G_c)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = ix / (g_area[None, :] + p_area[:, None] - ix)
+        iou = ix / (g_area[None, :] + p_area[:, None] - ix)
         ignore_px = (void_inter[p_sel] + (ix * g_group[None, :]).sum(axis=1)
                      + (ix * g_small[None, :]).sum(axis=1))
-        ignore_frac = ignore_px / p_area if p_sel.size else np.zeros(0)
+        ignore_frac = ignore_px / p_area
+        valid_cols = np.flatnonzero(g_valid)
         for t, overlap in enumerate(OVERLAPS):
-            match = (iou > overlap) & (ix > 0)
-            valid_match = match[:, g_valid]
-            # valid instances: best score is a TP, the others FPs
+            match = iou > overlap  # (P_c, G_c); at most one True per row for overlap >= 0.5
+            valid_match = match[:, valid_cols]
             n_match = valid_match.sum(axis=0)
-            out.hard_fn[c, t] += int((n_match == 0).sum())
-            for g in np.flatnonzero(n_match):
-                scores = p_score[valid_match[:, g]]
-                best = int(np.argmax(scores))
-                cls_l.append(np.full(len(scores), c, np.int8))
-                thr_l.append(np.full(len(scores), t, np.int8))
-                score_l.append(np.concatenate([[scores[best]], np.delete(scores, best)]))
-                true_l.append(np.arange(len(scores)) == 0)
-            # predictions matching no instance of their class at all
-            unmatched = ~match.any(axis=1)
-            fp = unmatched & (ignore_frac <= overlap)
-            if fp.any():
-                cls_l.append(np.full(int(fp.sum()), c, np.int8))
-                thr_l.append(np.full(int(fp.sum()), t, np.int8))
-                score_l.append(p_score[fp])
-                true_l.append(np.zeros(int(fp.sum()), dtype=bool))
-    if cls_l:
-        out.cls = np.concatenate(cls_l)
-        out.thr = np.concatenate(thr_l)
+            out.hard_fn[c, t] = int((n_match == 0).sum())
+            # a matched valid instance: its best-scored prediction is a TP, the others FPs
+            matched_rows, matched_cols = np.nonzero(valid_match)
+            masked = np.where(valid_match, p_score[:, None], -np.inf)
+            best_row = np.argmax(masked, axis=0)
+            is_tp = best_row[matched_cols] == matched_rows
+            # predictions matching no instance of their class at all (valid, group or small)
+            fp = ~match.any(axis=1) & (ignore_frac <= overlap)
+            scores = np.concatenate([p_score[matched_rows], p_score[fp]])
+            lengths.append(len(scores))
+            score_l.append(scores)
+            true_l.append(np.concatenate([is_tp, np.zeros(int(fp.sum()), dtype=bool)]))
+    if score_l:
+        counts = np.array(lengths)
+        out.cls = np.repeat(np.repeat(np.arange(N_CLASSES, dtype=np.int8), N_OVERLAPS), counts)
+        out.thr = np.repeat(np.tile(np.arange(N_OVERLAPS, dtype=np.int8), N_CLASSES), counts)
         out.score = np.concatenate(score_l).astype(np.float64)
         out.true = np.concatenate(true_l)
     return out
@@ -206,7 +211,7 @@ def average_precision(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> 
     Examples
     --------
     >>> average_precision(np.array([1, 0, 1], bool), np.array([0.9, 0.8, 0.7]), 1)
-    0.5555555555555556
+    0.5277777777777777
     """
     if y_true.size == 0:
         return 0.0

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
-from .gt import GroundTruth, instance_label
+from .gt import GroundTruth, instance_label, pair_counts
 
 #: Category ids (label ids) of the panoptic evaluation, in label-id order (19).
 CATEGORY_IDS = tuple(lab.id for lab in _CS_LABELS if not lab.ignoreInEval)
@@ -105,9 +105,7 @@ def segment_prediction_counts(gt: GroundTruth, pred_index: np.ndarray,
     -------
     int64 (S, P + 1); column 0 counts the prediction's VOID pixels.
     """
-    combined = gt.segment_index.astype(np.int64) * (n_pred + 1) + pred_index
-    counts = np.bincount(combined.ravel(), minlength=gt.n_segments * (n_pred + 1))
-    return counts.reshape(gt.n_segments, n_pred + 1)
+    return pair_counts(gt.segment_index, gt.n_segments, pred_index, n_pred + 1)
 
 
 def update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np.ndarray | None,

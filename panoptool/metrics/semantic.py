@@ -27,7 +27,7 @@ from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import args as 
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
 from ..labels import KNOWN_LABEL_ID, LABEL_TO_TRAIN, NUM_CLASSES
-from .gt import GroundTruth
+from .gt import GroundTruth, pair_counts
 
 #: Size of the confusion matrix: label ids 0..33.
 N_LABELS = 34
@@ -84,14 +84,12 @@ def segment_prediction_counts(gt: GroundTruth, pred_label_ids: np.ndarray) -> np
     -------
     int64 (S, 256): ``counts[s, v]`` = pixels of segment s predicted as v.
     """
-    combined = gt.segment_index.astype(np.int32) << 8
-    combined |= pred_label_ids
-    counts = np.bincount(combined.ravel(), minlength=gt.n_segments * 256)
-    return counts.reshape(gt.n_segments, 256)
+    return pair_counts(gt.segment_index, gt.n_segments, pred_label_ids, 256)
 
 
 def unknown_prediction_ids(counts: np.ndarray) -> list[int]:
-    """Predicted values that are not Cityscapes label ids, from :func:`segment_prediction_counts`."""
+    """Predicted values that are not Cityscapes label ids (from
+    :func:`segment_prediction_counts`)."""
     used = counts.sum(axis=0) > 0
     return np.flatnonzero(used & ~KNOWN_LABEL_ID).tolist()
 

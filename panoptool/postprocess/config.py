@@ -1,0 +1,71 @@
+"""Settings of the post-processing stage."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """How instances and panoptic segments are derived from prediction maps.
+
+    Parameters
+    ----------
+    contour_threshold : pixels whose contour probability is above this value are contour
+        pixels; they separate instances. In [0, 1).
+    connectivity : 4 or 8, neighbourhood of the connected components of thing pixels.
+    split : split an instance whose predicted centres form several clusters.
+    merge : join same-class instances whose mean predicted centres are closer than ``eps``.
+    min_area : instances with fewer pixels are removed and their pixels given to the
+        same-class instance whose centre is nearest the pixel's predicted centre (0 = off).
+    eps : clustering radius in pixels, for split (DBSCAN's eps) and merge.
+    min_samples : DBSCAN's ``min_samples`` in pixels: a cluster needs a centre cell with at
+        least this many predicted centres within ``eps``.
+    cell : side in pixels of the grid on which predicted centres are clustered (votes are
+        counted per cell, then the weighted cells are clustered). Smaller is closer to
+        per-pixel DBSCAN and slower; must be at most ``eps``.
+    fill_contours : give contour pixels of a thing class back to the nearest instance of
+        their class (geodesic, through contour pixels); off leaves them void.
+    """
+
+    contour_threshold: float = 0.5
+    connectivity: int = 4
+    split: bool = True
+    merge: bool = True
+    min_area: int = 300
+    eps: float = 20.0
+    min_samples: int = 100
+    cell: float = 4.0
+    fill_contours: bool = True
+
+    def __post_init__(self):
+        if not 0.0 <= self.contour_threshold < 1.0:
+            raise ConfigError(f"contour_threshold must lie in [0, 1), got "
+                              f"{self.contour_threshold}")
+        if self.connectivity not in (4, 8):
+            raise ConfigError(f"connectivity must be 4 or 8, got {self.connectivity}")
+        if self.min_area < 0:
+            raise ConfigError(f"min_area must be >= 0, got {self.min_area}")
+        if not self.eps > 0:
+            raise ConfigError(f"eps must be > 0 pixels, got {self.eps}")
+        if self.min_samples < 1:
+            raise ConfigError(f"min_samples must be >= 1, got {self.min_samples}")
+        if not 0 < self.cell <= self.eps:
+            raise ConfigError(f"cell must lie in (0, eps={self.eps}], got {self.cell}")
+        for name in ("split", "merge", "fill_contours"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict (keys in field order)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def steps(self) -> list[str]:
+        """Names of the refinement steps that are on, in the order they run."""
+        return [name for name, on in (("split", self.split), ("merge", self.merge),
+                                      ("min_area", self.min_area > 0),
+                                      ("fill_contours", self.fill_contours)) if on]

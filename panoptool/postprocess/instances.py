@@ -1,0 +1,279 @@
+"""Instances from prediction maps: thing mask minus contours -> connected components.
+
+The state of the derivation is kept on the *thing pixels* only (typically 10-30 % of an
+image), as flat arrays in raster order (:class:`ThingPixels`); an instance labelling is an
+intp array over those pixels, 0 = no instance. Every step is a vectorised pass over these
+arrays, never a pass over the full image per instance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError
+from ..labels import IGNORE, IS_THING_TRAIN, NUM_CLASSES, THING_TRAIN_IDS
+
+_FIRST_THING = min(THING_TRAIN_IDS)
+_N_THINGS = len(THING_TRAIN_IDS)
+assert THING_TRAIN_IDS == tuple(range(_FIRST_THING, _FIRST_THING + _N_THINGS))
+
+#: uint8 lookup table over train ids: 1 for thing classes.
+_THING_LUT = IS_THING_TRAIN.astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class ThingPixels:
+    """The pixels of an image whose semantic class is a thing class, in raster order.
+
+    Attributes
+    ----------
+    shape : (H, W) of the image.
+    index : intp (n,), flat index ``y * W + x``, ascending.
+    y, x : intp (n,), row and column.
+    train_ids : uint8 (n,), semantic class (11..18).
+    class_index : intp (n,), ``train_ids - 11`` (0..7), for per-class counting.
+    confidence : float64 (n,), softmax probability of that class.
+    centre_y, centre_x : float64 (n,), predicted instance centre (pixel + offset).
+    contour : bool (n,), contour probability above the threshold.
+
+    Float values are float64 because ``np.bincount`` sums float64 weights several times
+    faster than float32 ones.
+    """
+
+    shape: tuple[int, int]
+    index: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    train_ids: np.ndarray
+    class_index: np.ndarray
+    confidence: np.ndarray
+    centre_y: np.ndarray
+    centre_x: np.ndarray
+    contour: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def check_maps(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
+               offset_yx: np.ndarray) -> None:
+    """Raise :class:`ConfigError` naming the argument if the maps do not fit together.
+
+    ``train_ids`` uint8 (H, W); ``confidence``, ``contour_prob`` float (H, W);
+    ``offset_yx`` float (2, H, W). Values are not checked here (see ``formats.read_maps``).
+    """
+    if train_ids.ndim != 2 or train_ids.dtype != np.uint8:
+        raise ConfigError(f"train_ids must be uint8 (H, W), got {train_ids.dtype} "
+                          f"{train_ids.shape}")
+    h, w = train_ids.shape
+    for name, arr, shape in (("confidence", confidence, (h, w)),
+                             ("contour_prob", contour_prob, (h, w)),
+                             ("offset_yx", offset_yx, (2, h, w))):
+        if arr.shape != shape:
+            raise ConfigError(f"{name} must have shape {shape} like train_ids, got {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ConfigError(f"{name} must be a float array, got {arr.dtype}")
+
+
+def thing_components(train_ids: np.ndarray, contour_prob: np.ndarray, threshold: float,
+                     connectivity: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Connected components of the thing mask minus the contour pixels.
+
+    Parameters
+    ----------
+    train_ids : uint8 (H, W), semantic argmax.
+    contour_prob : float (H, W), contour probability.
+    threshold : contour pixels have ``contour_prob > threshold``.
+    connectivity : 4 or 8.
+
+    Returns
+    -------
+    components : int32 (H, W), 0 on non-thing and contour pixels, 1..n otherwise, numbered
+        in raster order of their first pixel.
+    thing : bool (H, W), thing-class pixels (contour or not).
+    contour : bool (H, W), contour pixels (any class).
+    n : number of components.
+
+    Examples
+    --------
+    Two cars (13) side by side, separated by a contour column:
+
+    >>> tid = np.full((3, 5), 13, np.uint8); tid[:, 0] = 0
+    >>> prob = np.zeros((3, 5), np.float32); prob[:, 2] = 1
+    >>> comps, thing, contour, n = thing_components(tid, prob, 0.5)
+    >>> n, comps[0].tolist()
+    (2, [0, 1, 0, 2, 2])
+    """
+    thing_u8 = cv2.LUT(np.ascontiguousarray(train_ids), _THING_LUT)
+    contour = np.asarray(contour_prob) > threshold
+    foreground = thing_u8 & (~contour).view(np.uint8)
+    n_labels, components = cv2.connectedComponents(foreground, connectivity=connectivity,
+                                                   ltype=cv2.CV_32S)
+    return components, thing_u8.view(bool), contour, n_labels - 1
+
+
+def gather_thing_pixels(thing: np.ndarray, train_ids: np.ndarray, confidence: np.ndarray,
+                        contour: np.ndarray, offset_yx: np.ndarray) -> ThingPixels:
+    """Collect the per-pixel values of the thing pixels (see :class:`ThingPixels`).
+
+    ``contour`` is a bool (H, W) map (or a 0/1 map) of contour pixels.
+    """
+    h, w = thing.shape
+    index = np.flatnonzero(thing)
+    y, x = np.divmod(index, w)
+    centre_y = np.asarray(offset_yx[0]).ravel()[index].astype(np.float64)
+    centre_y += y
+    centre_x = np.asarray(offset_yx[1]).ravel()[index].astype(np.float64)
+    centre_x += x
+    tid = train_ids.ravel()[index]
+    return ThingPixels(shape=(h, w), index=index, y=y, x=x, train_ids=tid,
+                       class_index=tid.astype(np.intp) - _FIRST_THING,
+                       confidence=np.asarray(confidence).ravel()[index].astype(np.float64),
+                       centre_y=centre_y, centre_x=centre_x,
+                       contour=np.asarray(contour).ravel()[index].astype(bool, copy=False))
+
+
+def class_counts(labels: np.ndarray, class_index: np.ndarray, n: int) -> np.ndarray:
+    """Pixels of each thing class per instance: int64 (n + 1, 8); row 0 = no instance.
+
+    ``labels`` intp (m,) in 0..n; ``class_index`` intp (m,), thing class as 0..7
+    (train id - 11).
+    """
+    key = labels * _N_THINGS
+    key += class_index
+    return np.bincount(key, minlength=(n + 1) * _N_THINGS).reshape(n + 1, _N_THINGS)
+
+
+def majority_classes(labels: np.ndarray, class_index: np.ndarray, n: int) -> np.ndarray:
+    """Most frequent semantic class of each instance (ties: the lower train id).
+
+    Parameters
+    ----------
+    labels : intp (m,), instance labels 0..n of the thing pixels.
+    class_index : intp (m,), their class as train id - 11.
+    n : largest label.
+
+    Returns
+    -------
+    uint8 (n + 1,), train id of instance k at index k; ``IGNORE`` (255) for index 0 and
+    for labels without pixels.
+
+    Examples
+    --------
+    >>> labels = np.array([1, 1, 1, 2, 0])
+    >>> classes = np.array([13, 13, 14, 11, 13]) - 11
+    >>> majority_classes(labels, classes, 3).tolist()
+    [255, 13, 11, 255]
+    """
+    counts = class_counts(labels, class_index, n)
+    classes = (counts.argmax(axis=1) + _FIRST_THING).astype(np.uint8)
+    classes[counts.sum(axis=1) == 0] = IGNORE
+    classes[0] = IGNORE
+    return classes
+
+
+def instance_scores(labels: np.ndarray, train_ids: np.ndarray, confidence: np.ndarray,
+                    classes: np.ndarray) -> np.ndarray:
+    """Confidence of each instance: mean ``confidence`` over its pixels of its class.
+
+    ``confidence`` holds the softmax probability of each pixel's argmax class, so on the
+    pixels of the instance's class it is the probability of that class.
+
+    Parameters
+    ----------
+    labels : intp (m,), instance labels 0..n.
+    train_ids : uint8 (m,), semantic class of each pixel.
+    confidence : float64 (m,).
+    classes : uint8 (n + 1,), class of each instance.
+
+    Returns
+    -------
+    float64 (n + 1,), 0 where an instance has no pixel of its class (and at index 0).
+    """
+    n = len(classes) - 1
+    own = classes[labels] == train_ids  # label 0 has class 255, never a thing pixel's
+    lab = np.where(own, labels, 0)
+    total = np.bincount(lab, weights=np.where(own, confidence, 0.0), minlength=n + 1)
+    count = np.bincount(lab, minlength=n + 1)
+    count[0] = 0
+    return np.divide(total, count, out=np.zeros(n + 1), where=count > 0)
+
+
+def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """Renumber the labels in use to 1..n, keeping their order; 0 stays 0.
+
+    >>> compact_labels(np.array([0, 7, 3, 7]))[0].tolist()
+    [0, 2, 1, 2]
+    """
+    present = np.bincount(labels, minlength=1) > 0
+    present[0] = False
+    lut = np.cumsum(present, dtype=np.intp)
+    lut[~present] = 0
+    return lut[labels], int(present.sum())
+
+
+def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.ndarray,
+                  classes: np.ndarray) -> np.ndarray:
+    """Give contour pixels to the nearest instance of their class, in place.
+
+    A breadth-first growth through the target pixels: at each step every unlabelled target
+    pixel with a 4-neighbour labelled by an instance of its own semantic class takes that
+    label (all pixels of a step at once; neighbours in the order up, left, right, down
+    break ties), so each pixel joins the instance that is geodesically nearest through
+    target pixels. Only the pixels next to those labelled in the previous step are looked
+    at, so the cost is linear in the number of targets. Targets that no instance of their
+    class reaches stay 0.
+
+    Parameters
+    ----------
+    instance_map : int32 (H, W), instance labels (0 = none); updated in place.
+    targets : intp (m,), flat indices of the pixels to fill (their label must be 0).
+    train_ids : uint8 (H, W), semantic class of every pixel.
+    classes : uint8 (n + 1,), class of each instance label.
+
+    Returns
+    -------
+    intp (k,), the flat indices that received a label.
+
+    Examples
+    --------
+    >>> m = np.array([[1, 0, 0, 0, 2]], np.int32)
+    >>> got = fill_contours(m, np.array([1, 2, 3]), np.full((1, 5), 13, np.uint8),
+    ...                     np.array([255, 13, 13], np.uint8))
+    >>> m.tolist(), sorted(got.tolist())
+    ([[1, 1, 1, 2, 2]], [1, 2, 3])
+    """
+    h, w = instance_map.shape
+    flat = instance_map.reshape(-1)
+    tid = np.ascontiguousarray(train_ids).reshape(-1)
+    size = flat.size
+    pending = np.zeros(size, dtype=bool)
+    candidates = np.asarray(targets, dtype=np.intp)
+    pending[candidates] = True
+    filled = []
+    while candidates.size:
+        col = candidates % w
+        want = tid[candidates]
+        best = np.zeros(candidates.size, dtype=np.int32)
+        for step, valid in ((-w, candidates >= w), (-1, col > 0), (1, col < w - 1),
+                            (w, candidates < size - w)):
+            nb = flat[np.where(valid, candidates + step, 0)]
+            ok = valid & (nb > 0) & (best == 0)
+            ok &= classes[nb] == want
+            best[ok] = nb[ok]
+        got = best > 0
+        if not got.any():
+            break
+        new = candidates[got]
+        flat[new] = best[got]
+        pending[new] = False
+        filled.append(new)
+        # next candidates: pending 4-neighbours of the pixels labelled in this step
+        ncol = new % w
+        around = np.concatenate([new[new >= w] - w, new[ncol > 0] - 1,
+                                 new[ncol < w - 1] + 1, new[new < size - w] + w])
+        candidates = np.unique(around[pending[around]])
+    return np.concatenate(filled) if filled else np.zeros(0, dtype=np.intp)

@@ -1,0 +1,260 @@
+"""From prediction maps to instances and panoptic segments: :func:`derive_panoptic`.
+
+The method (DESIGN.md, "The method, precisely"):
+
+1. thing mask (semantic argmax in a thing class) minus contour pixels -> connected
+   components; the class of a component is its most frequent semantic class;
+2. split: cluster the predicted centres (pixel + offset) inside each instance (DBSCAN,
+   ``eps``) and split where several clusters exist;
+3. merge: join same-class instances whose mean predicted centres are closer than ``eps``;
+4. min-area: remove instances smaller than ``min_area``, giving their pixels to the
+   same-class instance whose centre is nearest the pixel's predicted centre;
+5. fill contours: give thing contour pixels back to the nearest instance of their class;
+6. panoptic: stuff segments from the semantic argmax (one per class), thing segments from
+   the instances. Each instance's class and confidence (mean softmax probability of its
+   class over its pixels of that class) are computed on its final pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..labels import (CLASS_NAMES, IGNORE, IS_THING_TRAIN, LABELS, NUM_CLASSES,
+                      TRAIN_TO_LABEL)
+from .config import PostprocessConfig
+from .instances import (check_maps, compact_labels, fill_contours, gather_thing_pixels,
+                        instance_scores, majority_classes, thing_components)
+from .refine import merge_instances, remove_small, split_instances
+
+#: uint8 lookup table train id -> label id for stuff classes; 0 for things and ignore.
+_STUFF_LABEL_LUT = np.where(IS_THING_TRAIN | (np.arange(256) >= NUM_CLASSES), 0,
+                            TRAIN_TO_LABEL).astype(np.uint8)
+
+#: Thing segment ids are ``label_id * 1000 + k`` (as in Cityscapes' instanceIds) while
+#: k < 1000; further instances of a class get ids from here on.
+_OVERFLOW_BASE = 100_000
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One panoptic segment.
+
+    Attributes
+    ----------
+    id : value of the segment in ``panoptic_ids`` (stuff: label id; thing: label id * 1000
+        + k, k = 0, 1, ... per class).
+    train_id, label_id : its class (label id = COCO ``category_id``).
+    area : pixels.
+    score : confidence of a thing instance (mean softmax probability of its class over
+        its pixels of that class); 1.0 for stuff.
+    instance : the instance's value in ``instance_ids`` (1..N); 0 for stuff.
+    """
+
+    id: int
+    train_id: int
+    label_id: int
+    area: int
+    score: float
+    instance: int
+
+    @property
+    def isthing(self) -> bool:
+        return self.instance > 0
+
+
+@dataclass(frozen=True)
+class PanopticResult:
+    """What :func:`derive_panoptic` returns.
+
+    Attributes
+    ----------
+    instance_ids : int32 (H, W), 0 = no instance, k = instance k (1..N).
+    panoptic_ids : int32 (H, W), segment id per pixel (0 = void: ignore pixels and thing
+        pixels that belong to no instance).
+    segments : stuff segments by train id, then thing segments by instance number.
+    """
+
+    instance_ids: np.ndarray
+    panoptic_ids: np.ndarray
+    segments: tuple[Segment, ...]
+
+    @property
+    def instances(self) -> tuple[Segment, ...]:
+        """The thing segments, instance k at position k - 1."""
+        return tuple(s for s in self.segments if s.isthing)
+
+
+def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
+            offset_yx: np.ndarray, config: PostprocessConfig):
+    """Steps 1-5 on the thing pixels; returns (pixels, labels, n, instance_ids or None)."""
+    check_maps(train_ids, confidence, contour_prob, offset_yx)
+    h, w = train_ids.shape
+    components, thing, contour, n = thing_components(train_ids, contour_prob,
+                                                     config.contour_threshold,
+                                                     config.connectivity)
+    pixels = gather_thing_pixels(thing, train_ids, confidence, contour, offset_yx)
+    labels = components.ravel()[pixels.index].astype(np.intp)
+    if n and config.split:
+        labels = split_instances(labels, pixels, eps=config.eps,
+                                 min_samples=config.min_samples, cell=config.cell)
+    if n and config.merge:
+        classes = majority_classes(labels, pixels.class_index, int(labels.max()))
+        labels = merge_instances(labels, pixels, classes, eps=config.eps)
+    if n and config.min_area > 0:
+        classes = majority_classes(labels, pixels.class_index, int(labels.max()))
+        labels = remove_small(labels, pixels, classes, min_area=config.min_area)
+    if n:
+        labels, n = compact_labels(labels)
+    instance_ids = np.zeros((h, w), dtype=np.int32)
+    if n:
+        instance_ids.ravel()[pixels.index] = labels
+    if n and config.fill_contours:
+        classes = majority_classes(labels, pixels.class_index, n)
+        todo = np.flatnonzero(pixels.contour & (labels == 0))
+        filled = fill_contours(instance_ids, pixels.index[todo], train_ids, classes)
+        if filled.size:
+            labels[todo] = instance_ids.ravel()[pixels.index[todo]]
+    return pixels, labels, n, instance_ids
+
+
+def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
+                     offset_yx: np.ndarray, config: PostprocessConfig = PostprocessConfig()
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-5 of the method: the instances.
+
+    Parameters
+    ----------
+    train_ids : uint8 (H, W), semantic argmax (0..18, 255 = ignore).
+    confidence : float (H, W), softmax probability of the argmax class.
+    contour_prob : float (H, W), contour probability.
+    offset_yx : float (2, H, W), (dy, dx) from each pixel to its predicted instance centre.
+    config : the settings.
+
+    Returns
+    -------
+    instance_ids : int32 (H, W), 0 = none, 1..N in raster order of first appearance of the
+        component each instance grew from.
+    classes : uint8 (N + 1,), train id of instance k at index k (255 at 0).
+    scores : float64 (N + 1,), confidence of instance k.
+    areas : int64 (N + 1,), pixels of instance k.
+    """
+    pixels, labels, n, instance_ids = _derive(train_ids, confidence, contour_prob, offset_yx,
+                                              config)
+    classes = majority_classes(labels, pixels.class_index, n)
+    scores = instance_scores(labels, pixels.train_ids, pixels.confidence, classes)
+    areas = np.bincount(labels, minlength=n + 1)
+    return instance_ids, classes, scores, areas
+
+
+def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
+                    offset_yx: np.ndarray, config: PostprocessConfig = PostprocessConfig()
+                    ) -> PanopticResult:
+    """Instances and panoptic segments from prediction maps (the whole method).
+
+    Parameters
+    ----------
+    train_ids : uint8 (H, W), semantic argmax (0..18, 255 = ignore).
+    confidence : float (H, W), softmax probability of the argmax class.
+    contour_prob : float (H, W), contour probability in [0, 1].
+    offset_yx : float (2, H, W), (dy, dx) from each pixel to its predicted instance centre.
+    config : the settings.
+
+    Returns
+    -------
+    PanopticResult
+
+    Examples
+    --------
+    Two touching cars (train id 13) on road (0), with a contour between them:
+
+    >>> tid = np.zeros((6, 10), np.uint8); tid[1:5, 1:9] = 13
+    >>> prob = np.zeros((6, 10), np.float32); prob[1:5, 5] = 1
+    >>> off = np.zeros((2, 6, 10), np.float32)
+    >>> res = derive_panoptic(tid, np.ones((6, 10), np.float32), prob, off,
+    ...                       PostprocessConfig(min_area=0, split=False, merge=False))
+    >>> res.instance_ids[2].tolist()
+    [0, 1, 1, 1, 1, 1, 2, 2, 2, 0]
+    >>> [(s.id, s.label_id, s.area) for s in res.segments]
+    [(7, 7, 28), (26000, 26, 20), (26001, 26, 12)]
+    """
+    pixels, labels, n, instance_ids = _derive(train_ids, confidence, contour_prob, offset_yx,
+                                              config)
+    classes = majority_classes(labels, pixels.class_index, n)
+    scores = instance_scores(labels, pixels.train_ids, pixels.confidence, classes)
+    areas = np.bincount(labels, minlength=n + 1)
+    # stuff: one segment per class present
+    panoptic_ids = cv2.LUT(np.ascontiguousarray(train_ids), _STUFF_LABEL_LUT).astype(np.int32)
+    hist = np.bincount(train_ids.ravel(), minlength=256) if train_ids.size < 4096 else \
+        cv2.calcHist([train_ids], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    segments = [Segment(int(TRAIN_TO_LABEL[t]), int(t), int(TRAIN_TO_LABEL[t]), int(hist[t]),
+                        1.0, 0)
+                for t in range(NUM_CLASSES) if not IS_THING_TRAIN[t] and hist[t] > 0]
+    # things: label_id * 1000 + k per class
+    seg_of = np.zeros(n + 1, dtype=np.int32)
+    per_class: dict[int, int] = {}
+    overflow = _OVERFLOW_BASE
+    for k in range(1, n + 1):
+        if areas[k] == 0:  # cannot happen after compaction; guards the ids
+            continue
+        label_id = int(TRAIN_TO_LABEL[classes[k]])
+        j = per_class.get(label_id, 0)
+        per_class[label_id] = j + 1
+        if j < 1000:
+            seg_id = label_id * 1000 + j
+        else:
+            seg_id, overflow = overflow, overflow + 1
+        seg_of[k] = seg_id
+        segments.append(Segment(seg_id, int(classes[k]), label_id, int(areas[k]),
+                                float(scores[k]), k))
+    if n:
+        panoptic_ids.ravel()[pixels.index] = seg_of[labels]
+    return PanopticResult(instance_ids=instance_ids, panoptic_ids=panoptic_ids,
+                          segments=tuple(segments))
+
+
+def segment_bboxes(panoptic_ids: np.ndarray, segment_ids: list[int]) -> dict[int, list[int]]:
+    """COCO bounding box ``[x, y, width, height]`` of each segment id.
+
+    Parameters
+    ----------
+    panoptic_ids : int (H, W).
+    segment_ids : ids whose boxes are wanted (absent ids get ``[0, 0, 0, 0]``).
+
+    >>> ids = np.array([[0, 5, 5], [0, 0, 5], [9, 0, 0]])
+    >>> segment_bboxes(ids, [5, 9])
+    {5: [1, 0, 2, 2], 9: [0, 2, 1, 1]}
+    """
+    h, w = panoptic_ids.shape
+    ids = [int(i) for i in segment_ids]
+    if not ids:
+        return {}
+    top = max(max(ids), int(panoptic_ids.max(initial=0)))
+    lut = np.zeros(top + 1, dtype=np.int32)
+    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.int32)
+    compact = lut[panoptic_ids]  # 0 = not asked for
+    s = len(ids) + 1
+    rows = np.bincount((compact * h + np.arange(h, dtype=np.int32)[:, None]).ravel(),
+                       minlength=s * h).reshape(s, h) > 0
+    cols = np.bincount((compact * w + np.arange(w, dtype=np.int32)[None, :]).ravel(),
+                       minlength=s * w).reshape(s, w) > 0
+    out = {}
+    for j, sid in enumerate(ids, start=1):
+        ry, cx = np.flatnonzero(rows[j]), np.flatnonzero(cols[j])
+        out[sid] = ([int(cx[0]), int(ry[0]), int(cx[-1] - cx[0] + 1), int(ry[-1] - ry[0] + 1)]
+                    if ry.size else [0, 0, 0, 0])
+    return out
+
+
+def coco_categories() -> list[dict]:
+    """The COCO-panoptic ``categories`` of Cityscapes: the evaluated classes, id = label id,
+    as ``cityscapesscripts.preparation.createPanopticImgs`` writes them."""
+    return [{"id": int(lab.id), "name": lab.name, "color": list(lab.color),
+             "supercategory": lab.category, "isthing": 1 if lab.hasInstances else 0}
+            for lab in LABELS if not lab.ignoreInEval]
+
+
+__all__ = ["Segment", "PanopticResult", "derive_instances", "derive_panoptic",
+           "segment_bboxes", "coco_categories", "CLASS_NAMES", "IGNORE"]

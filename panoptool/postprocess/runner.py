@@ -1,0 +1,307 @@
+"""Run the post-processing over a folder of prediction maps (or the ground-truth oracle) and
+write the official Cityscapes result files.
+
+Output folder (see :mod:`panoptool.formats`)::
+
+    semantic/<stem>_pred_labelIds.png      uint8 label ids
+    instance/<stem>_pred.txt               "masks/<stem>_<k>.png <labelId> <score>" per line
+    instance/masks/<stem>_<k>.png          uint8 0/255
+    panoptic/<stem>_panoptic.png           RGB, id = R + 256 G + 256^2 B
+    panoptic/<stem>_segments.json          this image's COCO annotation (written last: its
+                                           presence marks the image as done)
+    panoptic.json                          COCO panoptic, assembled from the sidecars at the end
+    config.json                            formats.stage_config("postprocess", ...)
+
+Resuming: ``config.json`` is written before the first image. A run into a folder that holds
+a ``config.json`` with the same settings and no ``panoptic.json`` (an interrupted run) skips
+the images already done. A folder that holds finished results (``panoptic.json``), results
+made with other settings, or result files without ``config.json`` is refused unless
+``overwrite``, which first deletes the result files this stage writes (nothing else).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from .. import formats
+from ..errors import InputError, OutputError
+from ..io import read_json, remove_stale_temporaries, write_json, write_png, write_text
+from ..labels import LABEL_TO_TRAIN, TRAIN_TO_LABEL
+from .config import PostprocessConfig
+from .panoptic import PanopticResult, coco_categories, derive_panoptic, segment_bboxes
+
+PathLike = str | os.PathLike
+
+SIDECAR_SUFFIX = "_segments.json"
+
+
+def sidecar_path(out: PathLike, stem: str) -> Path:
+    """Per-image COCO annotation written during the parallel phase."""
+    return Path(out) / formats.PANOPTIC_DIR / f"{stem}{SIDECAR_SUFFIX}"
+
+
+@dataclass
+class PostprocessSummary:
+    """What a run did."""
+
+    out: str
+    images: int = 0
+    done: int = 0
+    skipped: int = 0
+    instances: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (f"postprocess: {self.done} image(s) written, {self.skipped} already done, "
+                f"{self.instances} instance(s), {self.seconds:.1f} s -> {self.out}")
+
+
+# --- writing one image ---------------------------------------------------------------------
+
+def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: PanopticResult
+                 ) -> dict:
+    """Write the semantic, instance and panoptic files of one image; return its COCO
+    annotation (also written as the image's sidecar, last)."""
+    out = Path(out)
+    h, w = train_ids.shape
+    write_png(formats.semantic_result_path(out, stem), TRAIN_TO_LABEL[train_ids])
+    txt = formats.instance_txt_path(out, stem)
+    if txt.exists():  # redoing an image: drop masks of the previous attempt
+        for old in glob.glob(glob.escape(str(txt.parent / formats.MASKS_SUBDIR / stem))
+                             + "_*.png"):
+            os.unlink(old)
+    bboxes = segment_bboxes(result.panoptic_ids, [s.id for s in result.segments])
+    lines = []
+    inst = result.instance_ids
+    for k, seg in enumerate(result.instances):
+        rel = formats.instance_mask_relpath(stem, k)
+        x, y, bw, bh = bboxes[seg.id]
+        mask = np.zeros((h, w), dtype=np.uint8)
+        mask[y:y + bh, x:x + bw] = (inst[y:y + bh, x:x + bw] == seg.instance) * np.uint8(255)
+        write_png(txt.parent / rel, mask)
+        lines.append(f"{rel} {seg.label_id} {seg.score:.6f}")
+    write_text(txt, "".join(line + "\n" for line in lines))
+    png_name = formats.panoptic_png_path(out, stem).name
+    write_png(formats.panoptic_png_path(out, stem),
+              formats.panoptic_id_to_rgb(result.panoptic_ids))
+    annotation = {"image_id": stem, "file_name": png_name, "width": w, "height": h,
+                  "segments_info": [{"id": s.id, "category_id": s.label_id, "area": s.area,
+                                     "bbox": bboxes[s.id], "iscrowd": 0}
+                                    for s in result.segments]}
+    write_json(sidecar_path(out, stem), annotation, indent=None)
+    return annotation
+
+
+def is_done(out: PathLike, stem: str) -> bool:
+    return sidecar_path(out, stem).is_file()
+
+
+# --- per-image workers ---------------------------------------------------------------------
+
+def _process_maps(path: str, *, out: str, config: PostprocessConfig) -> tuple[str, int]:
+    stem = formats.stem_of_maps(path)
+    maps = formats.read_maps(path)
+    result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
+                             maps["offset_yx"], config)
+    write_result(out, stem, maps["train_ids"], result)
+    return stem, len(result.instances)
+
+
+def oracle_maps(root: PathLike | None, split: str, targets: PathLike, stem: str
+                ) -> dict[str, np.ndarray]:
+    """Prediction maps built from the ground truth: semantic from ``gtFine`` labelIds,
+    confidence 1, contour probability = the make-targets contour (0/1), offsets = the
+    targets' decoded offsets (0 off thing instances)."""
+    from ..dataset import Sample, read_ground_truth, resolve_root
+
+    root = resolve_root(root)
+    sample = Sample(root, split, formats.city_of(stem), stem)
+    label_ids, _ = read_ground_truth(sample)
+    tg = formats.read_targets(targets, split, stem)
+    if tg["contour"].shape != label_ids.shape:
+        raise InputError(formats.target_paths(targets, split, stem)["contour"],
+                         f"size {tg['contour'].shape} differs from the ground truth "
+                         f"{label_ids.shape}")
+    return {"train_ids": LABEL_TO_TRAIN[label_ids],
+            "confidence": np.ones(label_ids.shape, dtype=np.float32),
+            "contour_prob": tg["contour"].astype(np.float32),
+            "offset_yx": tg["offset_yx"]}
+
+
+def _process_oracle(stem: str, *, root: str, split: str, targets: str, out: str,
+                    config: PostprocessConfig) -> tuple[str, int]:
+    maps = oracle_maps(root, split, targets, stem)
+    result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
+                             maps["offset_yx"], config)
+    write_result(out, stem, maps["train_ids"], result)
+    return stem, len(result.instances)
+
+
+# --- the output folder ---------------------------------------------------------------------
+
+_RESULT_GLOBS = (f"{formats.SEMANTIC_DIR}/*_pred_labelIds.png",
+                 f"{formats.INSTANCE_DIR}/*_pred.txt",
+                 f"{formats.INSTANCE_DIR}/{formats.MASKS_SUBDIR}/*.png",
+                 f"{formats.PANOPTIC_DIR}/*_panoptic.png",
+                 f"{formats.PANOPTIC_DIR}/*{SIDECAR_SUFFIX}",
+                 formats.PANOPTIC_JSON, formats.CONFIG_JSON)
+
+
+def _result_files(out: Path) -> list[Path]:
+    found: list[Path] = []
+    for pattern in _RESULT_GLOBS:
+        found.extend(out.glob(pattern))
+    return found
+
+
+def prepare_output(out: PathLike, config_json: dict, overwrite: bool) -> None:
+    """Check (and with ``overwrite`` clear) the output folder; see the module docstring.
+
+    Raises
+    ------
+    OutputError
+        If the folder holds finished results, results of other settings, or result files
+        without a ``config.json``, and ``overwrite`` is False.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    if not out.exists():
+        return
+    remove_stale_temporaries(out)
+    files = _result_files(out)
+    if not files:
+        return
+    if overwrite:
+        for f in files:
+            f.unlink()
+        return
+    hint = "; pass --overwrite to replace them or choose another --out"
+    if formats.panoptic_json_path(out).exists():
+        raise OutputError(f"{out}: already holds results ({formats.PANOPTIC_JSON}){hint}")
+    config_path = out / formats.CONFIG_JSON
+    if not config_path.exists():
+        raise OutputError(f"{out}: holds result files but no {formats.CONFIG_JSON}{hint}")
+    old = read_json(config_path)
+    if not isinstance(old, dict) or _comparable(old) != _comparable(config_json):
+        diff = _differences(old if isinstance(old, dict) else {}, config_json)
+        raise OutputError(f"{out}: holds an unfinished run made with other settings "
+                          f"({diff}){hint}")
+
+
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "panoptool_version"}
+
+
+def _differences(old: dict, new: dict) -> str:
+    a, b = formats.flatten_config(old), formats.flatten_config(new)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3]) or "settings"
+
+
+def assemble_panoptic_json(out: PathLike, stems: list[str]) -> dict:
+    """Write ``panoptic.json`` from the per-image sidecars, in ``stems`` order."""
+    annotations, images = [], []
+    for stem in stems:
+        ann = read_json(sidecar_path(out, stem))
+        images.append({"id": stem, "file_name": f"{stem}_leftImg8bit.png",
+                       "width": ann.get("width"), "height": ann.get("height")})
+        annotations.append({"image_id": ann["image_id"], "file_name": ann["file_name"],
+                            "segments_info": ann["segments_info"]})
+    data = {"images": images, "annotations": annotations, "categories": coco_categories()}
+    write_json(formats.panoptic_json_path(out), data, indent=None)
+    return data
+
+
+def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
+         workers: int | None, overwrite: bool, show_progress: bool) -> PostprocessSummary:
+    from ..runner import run_parallel
+
+    start = time.perf_counter()
+    seen: dict[str, object] = {}
+    for stem, item in zip(stems, items):
+        if stem in seen:
+            raise InputError(item, f"same image {stem!r} as {seen[stem]}; results would "
+                                   f"overwrite each other")
+        seen[stem] = item
+    prepare_output(out, config_json, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / formats.CONFIG_JSON, config_json)
+    summary = PostprocessSummary(out=str(out), images=len(items))
+    todo = [item for stem, item in zip(stems, items) if not is_done(out, stem)]
+    summary.skipped = len(items) - len(todo)
+    for _, n_instances in run_parallel(func, todo, workers=workers, description="postprocess",
+                                       show_progress=show_progress):
+        summary.done += 1
+        summary.instances += n_instances
+    assemble_panoptic_json(out, sorted(stems))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def postprocess_maps(maps: PathLike, out: PathLike,
+                     config: PostprocessConfig = PostprocessConfig(), *,
+                     workers: int | None = 0, overwrite: bool = False,
+                     show_progress: bool = True) -> PostprocessSummary:
+    """Post-process every ``*_maps.npz`` below ``maps`` into ``out``.
+
+    Parameters
+    ----------
+    maps : folder of prediction maps (searched recursively, :func:`formats.find_maps`).
+    out : results folder.
+    config : the method's settings.
+    workers : worker processes (0 or None = all cores); results do not depend on it.
+    overwrite : replace results already in ``out``.
+
+    Raises
+    ------
+    InputError
+        No maps, or a maps file that is unreadable or invalid (named).
+    OutputError
+        ``out`` already holds results (see the module docstring).
+    """
+    maps_root = Path(maps)
+    paths = formats.find_maps(maps_root)
+    upstream_path = maps_root / formats.CONFIG_JSON
+    upstream = read_json(upstream_path) if upstream_path.is_file() else None
+    settings = {**config.to_dict(), "source": "maps", "maps": str(maps_root.resolve())}
+    config_json = formats.stage_config("postprocess", settings, upstream)
+    func = partial(_process_maps, out=str(out), config=config)
+    return _run([str(p) for p in paths], [formats.stem_of_maps(p) for p in paths], func,
+                Path(out), config_json, workers=workers, overwrite=overwrite,
+                show_progress=show_progress)
+
+
+def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out: PathLike,
+                       config: PostprocessConfig = PostprocessConfig(), *,
+                       workers: int | None = 0, overwrite: bool = False,
+                       show_progress: bool = True) -> PostprocessSummary:
+    """The same method on ground-truth maps (:func:`oracle_maps`) of every image of a split:
+    the upper bound of the contour method for the targets' dilation rate.
+
+    ``upstream`` in ``config.json`` is the targets' ``config.json``.
+    """
+    from ..dataset import list_samples, resolve_root
+
+    root_path = resolve_root(root)
+    samples = list_samples(root_path, split)
+    targets = Path(targets)
+    if not targets.is_dir():
+        raise InputError(targets, "targets folder not found")
+    upstream_path = targets / formats.CONFIG_JSON
+    upstream = read_json(upstream_path) if upstream_path.is_file() else None
+    settings = {**config.to_dict(), "source": "oracle", "root": str(root_path.resolve()),
+                "split": split, "targets": str(targets.resolve())}
+    config_json = formats.stage_config("postprocess", settings, upstream)
+    stems = [s.stem for s in samples]
+    func = partial(_process_oracle, root=str(root_path), split=split, targets=str(targets),
+                   out=str(out), config=config)
+    return _run(stems, stems, func, Path(out), config_json, workers=workers,
+                overwrite=overwrite, show_progress=show_progress)

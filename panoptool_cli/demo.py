@@ -1,0 +1,88 @@
+"""``panoptool demo``: the whole pipeline on a small synthetic dataset it makes itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import click
+
+from panoptool_cli.options import device_option, overwrite_option, workers_option
+
+
+def invoke(args: Sequence[str]) -> None:
+    """Run one panoptool subcommand in this process, e.g. ``invoke(["report", "--root", R])``.
+
+    Library errors propagate unchanged (the caller turns them into the one-line message);
+    an option the stage rejects or a non-zero exit becomes a :class:`ConfigError`.
+    """
+    from panoptool.errors import ConfigError
+    from panoptool_cli.main import LazyGroup
+
+    name, rest = str(args[0]), [str(a) for a in args[1:]]
+    cmd = LazyGroup(name="panoptool").get_command(None, name)  # type: ignore[arg-type]
+    if cmd is None:
+        raise ConfigError(f"panoptool {name}: no such subcommand in this installation")
+    try:
+        code = cmd.main(args=rest, prog_name=f"panoptool {name}", standalone_mode=False)
+    except click.ClickException as exc:
+        raise ConfigError(f"panoptool {name}: {exc.format_message()}") from exc
+    except click.exceptions.Abort:
+        raise KeyboardInterrupt from None
+    if isinstance(code, int) and code != 0:
+        raise ConfigError(f"panoptool {name} exited with status {code}")
+
+
+@click.command("demo")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="demo",
+              show_default=True, help="Folder for everything the demo writes.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=8.0,
+              show_default=True, help="Training time budget in minutes (the rest of the demo "
+                                      "takes about 2-4 minutes on 2 cores).")
+@click.option("--n-train", type=click.IntRange(min=1), default=120, show_default=True,
+              help="Synthetic training images.")
+@click.option("--n-val", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Synthetic validation images.")
+@click.option("--size", default="256x512", show_default=True,
+              help="Image size HxW of the synthetic dataset (multiples of 32).")
+@click.option("--backbone", default="resnet18", show_default=True,
+              help="Encoder of the network (resnet18/34/50/101).")
+@device_option
+@workers_option
+@overwrite_option
+def command(out, minutes, n_train, n_val, size, backbone, device, workers, overwrite):
+    """Run the whole pipeline on a small synthetic dataset: synth (train + val),
+    make-targets, train (a few minutes, CPU or GPU), infer, postprocess, report, visualize.
+    Prints the metrics and where everything was written. Run it again to continue an
+    interrupted demo; finished steps are skipped.
+    """
+    from panoptool.pipeline import DemoConfig, demo_layout, demo_steps, run_steps
+
+    try:
+        height, width = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected HxW such as 256x512, got {size!r}",
+                                 param_hint="--size") from None
+    config = DemoConfig(minutes=minutes, n_train=n_train, n_val=n_val, height=height,
+                        width=width, backbone=backbone, device=device, workers=workers)
+    steps = demo_steps(out, config)
+    run_steps(steps, demo_layout(out)["state"], invoke, redo=overwrite)
+    _summary(out)
+
+
+def _summary(out: Path) -> None:
+    from panoptool.io import read_json
+    from panoptool.pipeline import demo_layout
+    from panoptool.runner import console
+    from panoptool.tables import to_markdown
+
+    p = demo_layout(out)
+    metrics = read_json(p["report"] / "metrics.json")
+    keys = [k for k in ("mIoU", "AP", "AP50", "PQ", "SQ", "RQ", "PQ_th", "PQ_st")
+            if k in metrics]
+    click.echo(to_markdown([{k: float(metrics[k]) for k in keys}]))
+    console.print("\n[bold]demo: written[/bold]")
+    for what, key in (("dataset", "data"), ("targets", "targets"), ("network", "run"),
+                      ("prediction maps", "maps"), ("results", "results"),
+                      ("metrics", "report"), ("figures", "figures")):
+        console.print(f"  {what:16s} {p[key]}", highlight=False)
