@@ -206,8 +206,10 @@ def nms_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | N
     smoothed target is not lower than at +-1 px along the normal; all pixels of a 1-px
     contour), the probabilities ``p`` at ``t = -radius..radius`` px along the normal
     (bilinear) are compared by a softmax ``exp(p_t / tau) / sum_s exp(p_s / tau)``; the loss is
-    ``-log`` of the centre's share, averaged over the centre-line pixels of each image, then
-    over images (images without contour give 0).
+    ``-log`` of the centre's share. Like the other contour terms it is averaged over all
+    valid pixels of the image (0 off the centre line), then over images: averaging over the
+    centre-line pixels alone would weigh each of them ~30x more than a pixel of the weighted
+    BCE and, with the 1/tau gradient, let this term swamp the others.
 
     Parameters
     ----------
@@ -222,12 +224,12 @@ def nms_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | N
         normal, smoothed = contour_normals(target, sigma)
         around = _sample_along(smoothed, normal, torch.tensor([-1.0, 1.0]))
         centre_line = (target > 0.5) & (smoothed[:, 0] >= around.max(1).values - 1e-6)
-        if valid is not None:
-            centre_line &= valid
+        valid = torch.ones_like(centre_line) if valid is None else valid
+        centre_line &= valid
     steps = torch.arange(-radius, radius + 1, dtype=torch.float32)
     samples = _sample_along(prob, normal, steps) / tau  # (N, T, H, W)
-    nll = torch.logsumexp(samples, dim=1) - samples[:, radius]
-    return _per_image_mean(nll, centre_line)
+    nll = (torch.logsumexp(samples, dim=1) - samples[:, radius]) * centre_line
+    return _per_image_mean(nll, valid)
 
 
 def offset_loss(offset_yx: torch.Tensor, target_yx: torch.Tensor, valid: torch.Tensor,

@@ -82,6 +82,27 @@ class StepStatus:
     reason: str
 
 
+#: Options that change how a step runs but not what it makes: a new value does not redo it.
+RUNTIME_OPTIONS = ("--workers", "--device")
+
+
+def _settings(args: Sequence[str]) -> list[str]:
+    """``args`` without the :data:`RUNTIME_OPTIONS` and their values.
+
+    >>> _settings(["train", "--workers", "2", "--lr", "0.1", "--device", "cpu"])
+    ['train', '--lr', '0.1']
+    """
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in RUNTIME_OPTIONS:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
 def _marker(state_dir: Path, step: Step) -> Path:
     return state_dir / f"{step.name}.json"
 
@@ -105,7 +126,7 @@ def _decide(step: Step, state_dir: Path, rerun: set[str],
         if some_outputs:
             return StepStatus(step, "resume", "an earlier run was interrupted")
         return StepStatus(step, "run", "not done yet")
-    if marker.get("args") != list(step.args):
+    if _settings(marker.get("args") or []) != _settings(step.args):
         return StepStatus(step, "redo", "its settings changed")
     if not have_outputs:
         return StepStatus(step, "redo" if some_outputs else "run", "outputs are missing")
@@ -137,7 +158,7 @@ def plan(steps: Sequence[Step], state_dir: PathLike, *, redo: bool = False) -> l
             raise ConfigError(f"step {step.name!r} depends on {missing}, which do not come "
                               f"before it")
         status = _decide(step, state_dir, rerun, finished)
-        if redo and status.action == "skip":
+        if redo and status.action in ("skip", "resume"):
             status = StepStatus(step, "redo", "--overwrite")
         if status.action != "skip":
             rerun.add(step.name)
@@ -176,6 +197,8 @@ def run_steps(steps: Sequence[Step], state_dir: PathLike, invoke: Invoke, *,
     StepError
         When a step fails: its message names the step and carries the stage's message.
     """
+    from rich.markup import escape
+
     if console is None:
         from .runner import console
     state_dir = Path(state_dir)
@@ -183,7 +206,7 @@ def run_steps(steps: Sequence[Step], state_dir: PathLike, invoke: Invoke, *,
     n = len(statuses)
     for i, status in enumerate(statuses, start=1):
         step = status.step
-        head = f"[{i}/{n}] {step.title or step.name}"
+        head = escape(f"[{i}/{n}] {step.title or step.name}")
         if status.action == "skip":
             console.print(f"[dim]{head}: done, skipped[/dim]")
             continue
@@ -193,8 +216,8 @@ def run_steps(steps: Sequence[Step], state_dir: PathLike, invoke: Invoke, *,
         elif status.action == "redo":
             args += step.redo_args
         console.rule(f"[bold]{head}", align="left")
-        console.print(f"[dim]{shlex.join(['panoptool', *args])}  ({status.reason})[/dim]",
-                      highlight=False, soft_wrap=True)
+        console.print(f"[dim]{escape(shlex.join(['panoptool', *args]))}  "
+                      f"({escape(status.reason)})[/dim]", highlight=False, soft_wrap=True)
         marker = _marker(state_dir, step)
         marker.unlink(missing_ok=True)
         start = time.time()
@@ -207,19 +230,36 @@ def run_steps(steps: Sequence[Step], state_dir: PathLike, invoke: Invoke, *,
                 invoke(args)
         except PanoptoolError as exc:
             raise StepError(f"{step.name}: {exc}") from exc
+        seconds = time.time() - start
         write_json(marker, {"args": list(step.args), "finished": time.time(),
-                            "seconds": round(time.time() - start, 2)})
+                            "seconds": round(seconds, 2)})
+        console.print(f"[dim]{escape(step.name)}: done in {seconds:.1f} s[/dim]",
+                      highlight=False)
     return statuses
 
 
 # --- demo ----------------------------------------------------------------------------------
+
+#: Image size the paper's min-area values (1, 100, 300, 500 px) refer to: Cityscapes'.
+CITYSCAPES_PIXELS = 1024 * 2048
+
+
+def scale_area(area: int, scale: float) -> int:
+    """A min-area in Cityscapes pixels -> pixels of an image ``scale`` times as large in area
+    (0 stays 0 = off; anything else at least 1).
+
+    >>> scale_area(300, 256 * 512 / (1024 * 2048)), scale_area(1, 0.0625), scale_area(0, 0.5)
+    (19, 1, 0)
+    """
+    return 0 if area == 0 else max(1, round(area * scale))
+
 
 @dataclass(frozen=True)
 class DemoConfig:
     """Settings of ``panoptool demo``: sizes chosen so that everything fits in 15 minutes on
     2 CPU cores."""
 
-    minutes: float = 8.0
+    minutes: float = 12.0
     n_train: int = 120
     n_val: int = 12
     height: int = 256
@@ -234,7 +274,7 @@ class DemoConfig:
     @property
     def min_area(self) -> int:
         """The paper's min-area (300 px at 1024x2048) scaled to the demo's image size."""
-        return max(1, round(300 * self.height * self.width / (1024 * 2048)))
+        return scale_area(300, self.height * self.width / CITYSCAPES_PIXELS)
 
     def __post_init__(self):
         if not 0 < self.minutes <= 24 * 60:
@@ -286,6 +326,7 @@ def demo_steps(out: PathLike, config: DemoConfig) -> list[Step]:
              redo_args=("--overwrite",), title="make-targets: validation split"),
         Step("train", ("train", "--root", data, "--targets", p["targets"], "--out", p["run"],
                        "--backbone", config.backbone, "--max-minutes", config.minutes,
+                       "--crop", f"{config.height}x{config.width}",
                        "--device", config.device, "--workers", workers),
              outputs=(p["run"] / "checkpoints" / "last.pt", p["run"] / "metrics.csv"),
              after=("targets-train",), resume_args=("--resume",),
@@ -335,6 +376,9 @@ class AblateConfig:
     ``budget_minutes`` is the total training time, split evenly over the distinct networks
     the chosen tables need (a network shared by several tables is trained once).
     ``train=False`` gives the oracle rows only (no network is trained).
+    ``min_area`` and ``min_areas`` are in pixels of a 1024x2048 image (the paper's values);
+    they are multiplied by ``area_scale`` (the dataset's image area / 1024x2048, see
+    :func:`scale_area`); ``area_scale=1`` uses them as given.
     """
 
     split: str = "val"
@@ -351,6 +395,7 @@ class AblateConfig:
     dilations: tuple[int, ...] = (1, 2, 3)
     min_areas: tuple[int, ...] = (1, 100, 300, 500)
     min_area: int = 300
+    area_scale: float = 1.0
     backbones: tuple[str, ...] = ("resnet18", "resnet34")
     necks: tuple[str, ...] = ("shared", "separate")
     device: str = "auto"
@@ -374,8 +419,10 @@ class AblateConfig:
             raise ConfigError("nothing to do: --no-train and --no-oracle leave no rows")
         if any(d < 1 for d in self.dilations) or self.dilation < 1:
             raise ConfigError(f"dilation rates must be >= 1, got {self.dilations}")
-        if any(a < 0 for a in self.min_areas):
+        if any(a < 0 for a in self.min_areas) or self.min_area < 0:
             raise ConfigError(f"min areas must be >= 0, got {self.min_areas}")
+        if not self.area_scale > 0:
+            raise ConfigError(f"area_scale must be > 0, got {self.area_scale}")
         if self.split == self.train_split:
             raise ConfigError(f"--split and --train-split are both {self.split!r}: evaluate "
                               f"on images the network did not see")
@@ -432,7 +479,8 @@ def ablation_rows(config: AblateConfig) -> dict[str, list[Row]]:
     """The rows of every chosen table, as in the paper."""
     c = config
     base = TrainRun(ALL_LOSS, c.dilation, c.backbone, c.neck)
-    default = Refinement(True, True, c.min_area)
+    area = scale_area(c.min_area, c.area_scale)
+    default = Refinement(True, True, area)
     tables: dict[str, list[Row]] = {}
     for t in c.tables:
         rows: list[Row] = []
@@ -447,11 +495,12 @@ def ablation_rows(config: AblateConfig) -> dict[str, list[Row]]:
                 rows += [Row(f"oracle d{d}", d, default) for d in c.dilations]
         elif t in ("III", "IV"):
             if t == "III":
-                variants = [("none", Refinement(False, False, c.min_area)),
-                            ("split", Refinement(True, False, c.min_area)),
+                variants = [("none", Refinement(False, False, area)),
+                            ("split", Refinement(True, False, area)),
                             ("split+merge", default)]
             else:
-                variants = [(f"min-area {a}", Refinement(True, True, a)) for a in c.min_areas]
+                variants = [(f"min-area {a}", Refinement(True, True, scale_area(a, c.area_scale)))
+                            for a in c.min_areas]
             if c.train:
                 rows += [Row(f"network {name}", base, ref) for name, ref in variants]
             if c.oracle:

@@ -52,11 +52,15 @@ def _csv(kind):
 @click.option("--dilation", type=click.IntRange(min=1), default=2, show_default=True,
               help="Contour dilation rate of every row except Table II's.")
 @click.option("--min-area", type=click.IntRange(min=0), default=300, show_default=True,
-              help="Min-area of every row except Table IV's.")
+              help="Min-area of every row except Table IV's, in pixels of a 1024x2048 image "
+                   "(see --scale-areas).")
 @click.option("--backbones", default="resnet18,resnet34", show_default=True,
               callback=_csv(str), help="Table V: encoders to compare.")
 @click.option("--min-areas", default="1,100,300,500", show_default=True, callback=_csv(int),
-              help="Table IV: min-area values.")
+              help="Table IV: min-area values, in pixels of a 1024x2048 image.")
+@click.option("--scale-areas/--no-scale-areas", default=True, show_default=True,
+              help="Scale the min-areas to the dataset's image size (the paper's values are "
+                   "for 1024x2048 Cityscapes images: 300 becomes 19 at 256x512).")
 @click.option("--dilations", default="1,2,3", show_default=True, callback=_csv(int),
               help="Table II: dilation rates.")
 @click.option("--train-args", default="", show_default=True,
@@ -68,7 +72,7 @@ def _csv(kind):
 @click.option("--dry-run", is_flag=True, help="Print the steps and what would run; run none.")
 def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt, tables,
             oracle, train, backbone, neck, dilation, min_area, backbones, min_areas,
-            dilations, train_args, device, workers, overwrite, dry_run):
+            scale_areas, dilations, train_args, device, workers, overwrite, dry_run):
     """Run the paper's ablations and write each as a table: Table I contour loss terms
     (wBCE / +Huber / +NMS / all), II dilation rate, III refinement (none / split /
     split+merge), IV min-area, V shared vs separate neck and ResNet depth. Training tables
@@ -77,19 +81,24 @@ def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt
     Resumable: run again to continue; finished steps are skipped.
     """
     from panoptool.dataset import list_samples, resolve_root
-    from panoptool.pipeline import (AblateConfig, TABLE_TITLES, ablate_steps,
-                                    ablation_table_path, plan, run_steps)
+    from panoptool.io import read_png
+    from panoptool.pipeline import (CITYSCAPES_PIXELS, AblateConfig, TABLE_TITLES,
+                                    ablate_steps, ablation_table_path, plan, run_steps)
     from panoptool.runner import console
     from panoptool_cli.demo import invoke
 
     root = resolve_root(root)
+    samples = list_samples(root, split)  # fail now, not after hours of training
+    area_scale = 1.0
+    if scale_areas:
+        height, width = read_png(samples[0].label_ids_path).shape[:2]
+        area_scale = height * width / CITYSCAPES_PIXELS
     config = AblateConfig(split=split, train_split=train_split, budget_minutes=budget_minutes,
-                          tables=tables, oracle=oracle, train=train, fmt=fmt,
+                          area_scale=area_scale, tables=tables, oracle=oracle, train=train, fmt=fmt,
                           backbone=backbone, neck=neck, dilation=dilation, min_area=min_area,
                           backbones=backbones, min_areas=min_areas, dilations=dilations,
                           device=device, workers=workers, train_args=shlex.split(train_args))
     steps, table_rows, minutes = ablate_steps(root, runs_dir, reports_dir, config)
-    list_samples(root, split)  # fail now, not after hours of training
     if any(s.args[0] == "train" for s in steps):
         list_samples(root, train_split)
     n_nets = sum(1 for s in steps if s.name.startswith("train-"))

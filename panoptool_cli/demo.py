@@ -36,9 +36,9 @@ def invoke(args: Sequence[str]) -> None:
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="demo",
               show_default=True, help="Folder for everything the demo writes.")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=8.0,
-              show_default=True, help="Training time budget in minutes (the rest of the demo "
-                                      "takes about 2-4 minutes on 2 cores).")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=12.0,
+              show_default=True, help="Training time budget in minutes; the other stages take "
+                                      "under a minute on 2 cores.")
 @click.option("--n-train", type=click.IntRange(min=1), default=120, show_default=True,
               help="Synthetic training images.")
 @click.option("--n-val", type=click.IntRange(min=1), default=12, show_default=True,

@@ -50,6 +50,10 @@ def test_steps_run_once_then_are_skipped(tmp_path):
     fake.calls.clear()
     statuses = P.run_steps(_steps(tmp_path), state, fake)
     assert [s.action for s in statuses] == ["skip"] * 3 and fake.calls == []
+    # options that do not change the outputs (--workers, --device) do not redo a step
+    steps = _steps(tmp_path)
+    steps[0] = P.Step("a", (*steps[0].args, "--workers", "7"), outputs=steps[0].outputs)
+    assert [s.action for s in P.plan(steps, state)] == ["skip"] * 3
 
 
 def test_interrupted_step_resumes_and_changed_step_redoes_its_dependents(tmp_path):
@@ -166,13 +170,15 @@ def test_ablate_oracle_tables_end_to_end_and_resume(make_synth, tmp_path, monkey
     assert result.exit_code == 0, result.output
     # stdout holds the tables only; the stages' own printouts went to the step logs
     assert "## Table II" in result.stdout and "per class" not in result.stdout
-    assert "per class" in (runs / ".steps" / "report-oracle-d1__split-merge-a300.log").read_text()
+    assert "per class" in (runs / ".steps" / "report-oracle-d1__split-merge-a5.log").read_text()
     table_ii = _read_table(reports / "ablation_table_II.md")
     assert [r["run"] for r in table_ii] == ["oracle d1", "oracle d2", "oracle d3"]
     assert [r["dilation"] for r in table_ii] == ["1", "2", "3"]
     assert all(float(r["PQ"]) > 50 for r in table_ii)  # ground-truth maps: near the top
     table_iv = _read_table(reports / "ablation_table_IV.md")
-    assert [r["min_area"] for r in table_iv] == ["1", "300"]
+    # the paper's min-areas (1024x2048 pixels) scaled to 128x256: 1 -> 1, 300 -> 5
+    assert [r["run"] for r in table_iv] == ["oracle min-area 1", "oracle min-area 300"]
+    assert [r["min_area"] for r in table_iv] == ["1", "5"]
     assert "dilation" not in table_iv[0]  # only settings that differ are columns
     assert "PQ_th" in table_iv[0] and "AP" in table_iv[0]
     # a second run finds everything done and calls no stage
@@ -217,7 +223,7 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "reports" / "demo" / "metrics.json").read_text())
     assert {"mIoU", "AP", "PQ"} <= set(metrics) and metrics["n_images"] == 2
-    assert "PQ" in result.output.splitlines()[0]  # the metrics table on stdout
+    assert "PQ" in result.stdout.splitlines()[0]  # the metrics table on stdout
     assert (out / "figures" / "training_curve.png").is_file()
     assert len(list((out / "figures").glob("*_*_*.png"))) == 2
     assert (out / "runs" / "demo" / "checkpoints" / "last.pt").is_file()
@@ -227,3 +233,52 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_cli, "invoke", lambda a: pytest.fail(f"stage called: {a}"))
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
+
+
+def test_every_step_speaks_the_stages_command_line(tmp_path):
+    """Each generated command parses with the real stage's options (nothing is run)."""
+    from panoptool_cli.main import LazyGroup
+
+    demo = P.demo_steps(tmp_path / "demo", P.DemoConfig())
+    ablate, _, _ = P.ablate_steps(tmp_path / "data", tmp_path / "abl", tmp_path / "rep",
+                                  P.AblateConfig(area_scale=1 / 16,
+                                                 train_args=("--batch", "2")))
+    group = LazyGroup()
+    seen = set()
+    for step in [*demo, *ablate]:
+        for extra in ((), step.resume_args, step.redo_args):
+            cmd = group.get_command(None, step.args[0])
+            assert cmd is not None, step.args[0]
+            ctx = cmd.make_context(step.args[0], [*step.args[1:], *extra])
+            seen.add(step.args[0])
+            if step.args[0] == "train":
+                assert ctx.params["max_minutes"] > 0
+            if step.args[0] == "postprocess" and "--oracle" in step.args:
+                assert ctx.params["dataset_split"] == "val" and ctx.params["oracle"]
+    assert seen == {"synth", "make-targets", "train", "infer", "postprocess", "report",
+                    "visualize"}
+
+
+def test_ablate_trains_one_network_for_the_postprocess_only_table(tmp_path):
+    from panoptool.synth import SynthConfig, make_dataset
+
+    root = tmp_path / "data"
+    make_dataset(root, SynthConfig(n=2, height=64, width=128, seed=0, split="train"),
+                 show_progress=False)
+    make_dataset(root, SynthConfig(n=2, height=64, width=128, seed=9, split="val"),
+                 show_progress=False)
+    result = CliRunner().invoke(cli, [
+        "ablate", "--root", str(root), "--runs-dir", str(tmp_path / "abl"), "--reports-dir",
+        str(tmp_path / "rep"), "--tables", "III", "--no-oracle", "--budget-minutes", "0.02",
+        "--train-args", "--batch 1 --iters 2", "--workers", "1", "--device", "cpu",
+        "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    runs = list((tmp_path / "abl" / "runs").iterdir())
+    assert [r.name for r in runs] == ["resnet18-separate-d2-wbce_huber_nms"]
+    assert (runs[0] / "checkpoints" / "last.pt").is_file()
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "rep" / "ablation_table_III.csv")
+    assert table["run"].tolist() == ["network none", "network split", "network split+merge"]
+    assert {"AP", "PQ", "PQ_th", "SQ_th", "RQ_th", "mIoU"} <= set(table.columns)
+    assert table["mIoU"].nunique() == 1  # one network: refinement leaves semantics alone

@@ -29,6 +29,8 @@ class NetworkConfig:
     num_classes : semantic classes (19 Cityscapes trainIds).
     fpn_channels, neck_channels : 256 and 128 as in the paper.
     gn_groups : GroupNorm groups.
+    head_conv : channels of a 3x3 conv block at the start of each head; 0 = none (each head
+        is the 1x1 classifier of Panoptic FPN).
     offset_scale : the offset head's raw output times ``offset_scale`` is the offset in pixels
         of the input image; a scale > 1 lets the small-initialised head reach offsets of tens
         of pixels quickly.
@@ -41,7 +43,8 @@ class NetworkConfig:
     fpn_channels: int = 256
     neck_channels: int = 128
     gn_groups: int = 32
-    offset_scale: float = 16.0
+    head_conv: int = 0
+    offset_scale: float = 4.0
     contour_prior: float = 0.05
 
     def __post_init__(self):
@@ -53,6 +56,8 @@ class NetworkConfig:
         for name in ("num_classes", "fpn_channels", "neck_channels", "gn_groups"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.head_conv < 0:
+            raise ConfigError(f"head_conv must be >= 0, got {self.head_conv}")
         if not self.offset_scale > 0:
             raise ConfigError(f"offset_scale must be > 0, got {self.offset_scale}")
         if not 0 < self.contour_prior < 1:
@@ -91,9 +96,11 @@ class PanopticContourNet(nn.Module):
                                    for _ in range(n_necks))
         prior = math.log(c.contour_prior / (1 - c.contour_prior))
         self.heads = nn.ModuleDict({
-            "semantic": Head(c.neck_channels, c.num_classes, gn_groups=c.gn_groups),
-            "contour": Head(c.neck_channels, 1, prior=prior, gn_groups=c.gn_groups),
-            "offset": Head(c.neck_channels, 2, gn_groups=c.gn_groups),
+            "semantic": Head(c.neck_channels, c.num_classes, hidden=c.head_conv,
+                             gn_groups=c.gn_groups),
+            "contour": Head(c.neck_channels, 1, hidden=c.head_conv, prior=prior,
+                            gn_groups=c.gn_groups),
+            "offset": Head(c.neck_channels, 2, hidden=c.head_conv, gn_groups=c.gn_groups),
         })
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
