@@ -69,6 +69,10 @@ def augment_sample(image: np.ndarray, targets: dict[str, np.ndarray], crop: tupl
     aug : scale range and flip switch.
     rng : the generator of this sample.
 
+    The image is resized bilinearly, label maps by nearest neighbour, except that a shrunk
+    contour map is area-averaged and thresholded at > 0 (thin contours must not vanish);
+    instance centres are scaled, flipped and shifted exactly, then the offsets re-derived.
+
     Returns
     -------
     dict of arrays of size (ch, cw): ``image`` float32 (3, ch, cw) normalised, ``semantic``
@@ -100,7 +104,11 @@ def augment_sample(image: np.ndarray, targets: dict[str, np.ndarray], crop: tupl
     img = fit(resize(image, cv2.INTER_LINEAR), 0)
     valid = fit(np.ones((sh, sw), dtype=bool), False)
     semantic = fit(resize(targets["train_ids"], cv2.INTER_NEAREST), IGNORE)
-    contour = fit(resize(targets["contour"], cv2.INTER_NEAREST), 0)
+    if s < 1:  # area-average then any > 0: a 1-px contour must not fall between samples
+        contour = (resize(targets["contour"].astype(np.float32), cv2.INTER_AREA) > 0)
+        contour = fit(contour.astype(np.uint8), 0)
+    else:
+        contour = fit(resize(targets["contour"], cv2.INTER_NEAREST), 0)
     index = fit(resize(targets["instance_index"], cv2.INTER_NEAREST), 0)
     centers = targets["centers_yx"].astype(np.float64).reshape(-1, 2)
     # pixel-centre convention: coordinate c at scale 1 is (c + 0.5) * s - 0.5 after scaling

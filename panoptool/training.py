@@ -167,7 +167,7 @@ def learning_rate(iteration: int, total: int, config: TrainConfig) -> float:
 
     >>> c = TrainConfig(root="r", targets="t", out="o", lr=0.01, warmup_iters=10)
     >>> round(learning_rate(0, 1000, c), 6), round(learning_rate(10, 1000, c), 6)
-    (0.001, 0.0099)
+    (0.001, 0.00991)
     >>> learning_rate(1000, 1000, c)
     0.0
     """
@@ -342,6 +342,47 @@ class _StopFlag:
         return False
 
 
+class ScheduleFitter:
+    """Fits the schedule's length to a time budget from the measured speed.
+
+    The speed is measured from the end of the first (slower) iteration; the length is
+    refitted when 5%, 25% and 50% of the budget are spent, keeping 5 s for the last
+    checkpoint. Without a budget it never changes the length.
+
+    >>> f = ScheduleFitter(budget_s=100.0, max_iters=10_000)
+    >>> f.update(1, 10.0, 10.0) is None        # first iteration: start measuring
+    True
+    >>> f.update(3, 12.0, 12.0) is None        # 5% spent, but fewer than 3 timed iterations
+    True
+    >>> f.update(9, 18.0, 18.0)                # 1 it/s: 9 + (100 - 18 - 5) = 86
+    86
+    """
+
+    FRACTIONS = (0.05, 0.25, 0.5)
+
+    def __init__(self, budget_s: float, max_iters: int):
+        self.budget_s, self.max_iters = budget_s, max_iters
+        self.todo = list(self.FRACTIONS) if budget_s else []
+        self.mark: tuple[int, float] | None = None
+
+    def update(self, iteration: int, now: float, elapsed: float) -> int | None:
+        """Call after each iteration (``now``: a clock; ``elapsed``: training seconds of the
+        whole run, resumed parts included); returns a new schedule length or None."""
+        if self.mark is None:
+            self.mark = (iteration, now)
+            return None
+        if not self.todo or elapsed < self.todo[0] * self.budget_s \
+                or iteration - self.mark[0] < 3:
+            return None
+        self.todo.pop(0)
+        rate = (iteration - self.mark[0]) / max(now - self.mark[1], 1e-9)
+        fitted = iteration + int(max(0.0, self.budget_s - elapsed - 5.0) * rate)
+        return max(iteration + 1, min(self.max_iters, fitted))
+
+    def spent(self, elapsed: float) -> bool:
+        return bool(self.budget_s) and elapsed >= self.budget_s
+
+
 def _metric_columns(config: TrainConfig) -> list[str]:
     return (["iter", "loss", "loss_semantic", "loss_contour", "loss_offset"]
             + [f"loss_{t}" for t in config.contour_loss] + ["lr", "time"])
@@ -455,6 +496,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         iteration, total = int(ckpt["iteration"]), int(ckpt["total_iters"])
+        if not config.max_minutes and json.loads(ckpt["config"])["settings"].get("iters") \
+                != config.iters:
+            total = config.iters  # --resume --iters N: continue to N, schedule stretched
         elapsed = float(ckpt["elapsed_s"])
         torch.set_rng_state(ckpt["rng_torch"])
         if dist.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
@@ -497,13 +541,10 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     loader = make_loader(dataset, sampler, _pick_workers(config.workers, dist.world),
                          pin_memory=dist.device.type == "cuda")
     loss_config = config.loss_config()
-    autocast_dtype = torch.float16 if dist.device.type == "cuda" else torch.bfloat16
-    budget = config.max_minutes * 60.0
-    refits = [0.05, 0.25, 0.5] if budget else []
+    fitter = ScheduleFitter(config.max_minutes * 60.0, config.iters)
     stopped, last_terms = "done", {}
     start_iter, start_time = iteration, time.perf_counter()
     start_elapsed = elapsed
-    mark: tuple[int, float] | None = None  # (iteration, time) after the first iteration
     last_save_iter, last_save_time = iteration, start_time
 
     progress = make_progress() if dist.main and show_progress else contextlib.nullcontext()
@@ -518,19 +559,10 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 lr = learning_rate(iteration, total, config)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                batch = next(batches)
-                batch = {k: v.to(dist.device, non_blocking=True) for k, v in batch.items()}
-                image = batch["image"].contiguous(memory_format=memory_format)
-                with torch.autocast(dist.device.type, dtype=autocast_dtype, enabled=config.amp):
-                    outputs = net(image)
-                loss, terms = total_loss(outputs, batch, loss_config)
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"loss became {loss.item()} at iteration {iteration}; "
-                                      f"lower --lr or check the targets")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                batch = {k: v.to(dist.device, non_blocking=True)
+                         for k, v in next(batches).items()}
+                terms = _step(net, optimizer, scaler, batch, loss_config, amp=config.amp,
+                              memory_format=memory_format, iteration=iteration)
                 iteration += 1
                 now = time.perf_counter()
                 elapsed = start_elapsed + (now - start_time)
@@ -543,18 +575,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                     writer.writerow({"iter": iteration, **last_terms, "lr": lr,
                                      "time": round(elapsed, 3)})
                     csv_file.flush()
-                # fit the schedule to the time budget (after a first, slower iteration)
-                if mark is None:
-                    mark = (iteration, now)
-                elif refits and elapsed >= refits[0] * budget and iteration - mark[0] >= 3:
-                    refits.pop(0)
-                    rate = (iteration - mark[0]) / (now - mark[1])
-                    fitted = iteration + int(max(0.0, budget - elapsed - 5.0) * rate)
-                    fitted = max(iteration + 1, min(config.iters, fitted))
-                    if dist.world > 1:  # every process must agree on the length
-                        t = torch.tensor([fitted], dtype=torch.float64)
-                        torch.distributed.broadcast(t, 0)
-                        fitted = int(t.item())
+                fitted = fitter.update(iteration, now, elapsed)
+                if dist.world > 1:  # every process must agree on the length
+                    t = torch.tensor([-1.0 if fitted is None else float(fitted)],
+                                     dtype=torch.float64)
+                    torch.distributed.broadcast(t, 0)
+                    fitted = None if t.item() < 0 else int(t.item())
+                if fitted is not None:
                     total = fitted
                 if task is not None:
                     rate_s = (iteration - start_iter) / max(now - start_time, 1e-9)
@@ -563,7 +590,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                             f"{last_terms['loss_offset']:.3f} | {rate_s:.2f} it/s")
                     progress.update(task, completed=iteration, total=total, rate=text)
                 stop = None
-                if budget and elapsed >= budget:
+                if fitter.spent(elapsed):
                     stop = "time budget"
                 if stop_after is not None and iteration >= stop_after:
                     stop = "stop_after"
@@ -595,6 +622,26 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     if stopped == "interrupted":
         raise KeyboardInterrupt
     return summary
+
+
+def _step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler, batch: dict,
+          loss_config: LossConfig, *, amp: bool, memory_format: torch.memory_format,
+          iteration: int) -> dict[str, torch.Tensor]:
+    """One SGD step on one batch; returns the detached loss terms."""
+    device_type = batch["image"].device.type
+    image = batch["image"].contiguous(memory_format=memory_format)
+    with torch.autocast(device_type, dtype=torch.float16 if device_type == "cuda"
+                        else torch.bfloat16, enabled=amp):
+        outputs = net(image)
+    loss, terms = total_loss(outputs, batch, loss_config)
+    if not torch.isfinite(loss):
+        raise ConfigError(f"loss became {loss.item()} at iteration {iteration}; lower --lr "
+                          f"or check the targets")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return terms
 
 
 def _load_init_weights(model: PanopticContourNet, path: PathLike):

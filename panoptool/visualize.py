@@ -23,7 +23,7 @@ import numpy as np
 
 from . import formats
 from .errors import ConfigError, InputError
-from .io import read_json, read_png, safe_join, write_png
+from .io import read_json, read_png, write_png
 from .labels import CLASS_COLORS, IGNORE, IS_THING_TRAIN, LABEL_TO_TRAIN, NUM_CLASSES
 
 PathLike = str | os.PathLike
@@ -447,25 +447,12 @@ def read_instance_result(results_root: PathLike, stem: str,
         overlap, the more confident instance is drawn on top.
     label_ids : uint8 (K,), the label id of instance k at index k-1.
     """
-    txt = formats.instance_txt_path(results_root, stem)
-    if not txt.is_file():
-        raise InputError(txt, "file not found")
-    entries = []
-    for n, line in enumerate(txt.read_text(encoding="utf-8").splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 3:
-            raise InputError(txt, f"line {n}: expected '<mask> <labelId> <confidence>', "
-                                  f"got {line!r}")
-        try:
-            entries.append((parts[0], int(parts[1]), float(parts[2])))
-        except ValueError:
-            raise InputError(txt, f"line {n}: bad label id or confidence in {line!r}") from None
+    from .evaluate import read_instance_list  # the one parser of the official format
+
+    entries = read_instance_list(formats.instance_txt_path(results_root, stem), results_root)
     instance_map = np.zeros(shape, dtype=np.int32)
-    order = sorted(range(len(entries)), key=lambda k: entries[k][2])
-    for k in order:
-        mask_path = safe_join(txt.parent, entries[k][0], source=txt)
+    for k in sorted(range(len(entries)), key=lambda k: entries[k][2]):
+        mask_path = entries[k][0]
         mask = read_png(mask_path, dtype=np.uint8, channels=1)
         if mask.shape != tuple(shape):
             raise InputError(mask_path, f"size {mask.shape} differs from the image {shape}")

@@ -22,7 +22,9 @@ from panoptool_cli.options import overwrite_option, root_option, workers_option
 @click.option("--targets", type=click.Path(file_okay=False, path_type=str),
               help="make-targets output folder (with --oracle).")
 @click.option("--min-area", type=click.IntRange(min=0), default=300, show_default=True,
-              help="Remove instances smaller than this (pixels); 0 = off.")
+              help="Remove instances smaller than this (pixels); their pixels go to the "
+                   "same-class instance whose centre their offsets point to (within "
+                   "--eps), else become void; 0 = off.")
 @click.option("--split/--no-split", "split_", default=True, show_default=True,
               help="Split instances whose predicted centres form several clusters.")
 @click.option("--merge/--no-merge", default=True, show_default=True,

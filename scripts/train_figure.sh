@@ -5,6 +5,8 @@
 #
 #     scripts/train_figure.sh [OUT=figure] [MINUTES=15]
 #
+# (N_TRAIN=20 N_VAL=4 scripts/train_figure.sh /tmp/fig 0.5  checks the chain in a minute.)
+#
 # Everything lands in OUT/ (data/, targets/, runs/r18/, maps/r18/, results/r18/,
 # reports/r18/{metrics.json,summary.md}, figures/training_curve.png); each step resumes
 # or is skipped if its output exists, so the script can be re-run after an interruption.
@@ -15,11 +17,13 @@ MINUTES=${2:-15}
 PT=${PANOPTOOL:-panoptool}
 command -v "$PT" >/dev/null || PT=.venv/bin/panoptool
 CORES=${CORES:-0,1}          # the 2 cores training and inference are pinned to
+N_TRAIN=${N_TRAIN:-300}
+N_VAL=${N_VAL:-30}
 export OMP_WAIT_POLICY=PASSIVE
 
 # 1. data: 300 training and 30 validation images of 256x512 (different seeds)
-[ -f "$OUT/data/synth-train.json" ] || "$PT" synth "$OUT/data" --n 300 --height 256 --width 512 --seed 0 --split train
-[ -f "$OUT/data/synth-val.json" ]   || "$PT" synth "$OUT/data" --n 30 --height 256 --width 512 --seed 1000 --split val
+[ -f "$OUT/data/synth-train.json" ] || "$PT" synth "$OUT/data" --n "$N_TRAIN" --height 256 --width 512 --seed 0 --split train
+[ -f "$OUT/data/synth-val.json" ]   || "$PT" synth "$OUT/data" --n "$N_VAL" --height 256 --width 512 --seed 1000 --split val
 
 # 2. targets (dilation 2, the paper's default)
 "$PT" make-targets --root "$OUT/data" --split train --out "$OUT/targets"

@@ -146,3 +146,16 @@ def test_load_weights_of_another_depth_is_an_input_error():
                                  source="r50.pth")
     with pytest.raises(InputError, match="not a torchvision ResNet"):
         load_torchvision_weights(ResNetEncoder("resnet18"), {"foo": torch.zeros(2)})
+
+
+def test_model_bench_quick(tmp_path):
+    from panoptool.bench import BenchConfig, merge_report, run_stage_here
+    section = run_stage_here("model", BenchConfig(quick=True, workers=1, workdir=str(tmp_path)))
+    assert section.title == "model"
+    steps = {row["step"] for row in section.rows}
+    assert steps == {"inference (forward)", "training step (fwd+bwd+SGD)"}
+    for row in section.rows:
+        assert row["ms/image"] > 0 and row["images/s"] > 0 and row["size"] == "64x128"
+        assert row["params (M)"] == round(count_parameters(PanopticContourNet()) / 1e6, 2)
+    text = merge_report(tmp_path / "bench.md", {"model": section})
+    assert "<!-- stage:model -->" in text and "ms/image" in text

@@ -115,3 +115,18 @@ def test_grid_clusters_no_core_means_no_split():
     cy, cx = rng.uniform(0, 400, 300), rng.uniform(0, 400, 300)
     clusters, k = grid_clusters(cy, cx, (0, 0, 400, 400), eps=20, min_samples=100, cell=4)
     assert k == 1 and (clusters == 0).all()
+
+
+def test_small_genuine_instance_is_not_given_to_a_far_instance_of_its_class():
+    """A small car far from the big one points to its own centre: removing it must not
+    hand its pixels to the big car (they become void), which keeps the big car exact."""
+    tid = np.full((60, 160), ROAD, np.uint8)
+    tid[5:55, 5:85] = CAR
+    tid[20:30, 130:140] = CAR
+    truth = np.zeros(tid.shape, np.int32)
+    truth[5:55, 5:85] = 1
+    truth[20:30, 130:140] = 2
+    res = run(tid, np.zeros(tid.shape, np.float32), truth, min_area=200)
+    assert len(res.instances) == 1
+    assert res.instances[0].area == 50 * 80
+    assert (res.panoptic_ids[20:30, 130:140] == 0).all()

@@ -179,3 +179,18 @@ def test_oracle_gives_back_the_ground_truth_instances(make_synth, tmp_path):
                 continue
             ious = [np.logical_and(gt, m).sum() / np.logical_or(gt, m).sum() for m in masks]
             assert max(ious) > 0.9, (s.stem, int(iid), max(ious))
+
+
+def test_oracle_config_keeps_the_split_refinement_setting(make_synth, tmp_path):
+    """The dataset split must not overwrite the ``split`` refinement switch in config.json."""
+    from panoptool.io import read_json
+    from panoptool.postprocess.config import PostprocessConfig
+    from panoptool.postprocess.runner import postprocess_oracle
+    from panoptool.targets import TargetConfig, make_targets
+
+    root = make_synth(n=2, height=64, width=128, seed=5)
+    make_targets(root, "val", tmp_path / "targets", TargetConfig(dilation=2), workers=1)
+    postprocess_oracle(root, "val", tmp_path / "targets", tmp_path / "res",
+                       PostprocessConfig(split=False), workers=1)
+    settings = read_json(tmp_path / "res" / "config.json")["settings"]
+    assert settings["split"] is False and settings["dataset_split"] == "val"

@@ -10,10 +10,6 @@ evaluators, in one process as they run.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import os
 import shutil
 import tempfile
 import time
@@ -27,6 +23,7 @@ from ..bench import BenchConfig, BenchSection, peak_rss_mib
 from ..dataset import list_samples, read_ground_truth
 from ..evaluate import evaluate, pyspng
 from ..io import write_json, write_png
+from ..official import official_all
 from ..runner import resolve_workers
 from ..synth import SynthConfig, make_dataset
 
@@ -69,64 +66,11 @@ def write_results(root: Path, split: str, out: Path, seed: int = 0) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def _official_quirks(workdir: Path):
-    """Run cityscapesscripts quietly in ``workdir``, with ``np.in1d`` (gone in numpy 2.4)."""
-    added = not hasattr(np, "in1d")
-    if added:
-        np.in1d = lambda a, b, invert=False: np.isin(np.asarray(a).ravel(), b, invert=invert)
-    old = os.getcwd()
-    os.chdir(workdir)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        os.chdir(old)
-        if added:
-            del np.in1d
-
-
 def time_official(root: Path, split: str, results: Path, workdir: Path) -> float:
     """Seconds for createPanopticImgs + the three official evaluators on the split."""
-    from cityscapesscripts.evaluation import evalInstanceLevelSemanticLabeling as ins
-    from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as pan
-    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as sem
-    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
-
-    samples = list_samples(root, split)
-    workdir.mkdir(parents=True, exist_ok=True)
-    sem.args.quiet = ins.args.quiet = True
-    sem.args.JSONOutput = ins.args.JSONOutput = False
-    ins.args.gtInstancesFile = str(workdir / "gtInstances.json")
-    ins.args.predictionPath = os.path.abspath(results)
-    ins.args.predictionWalk = None
-    original = ins.writeDict2JSON
-    ins.writeDict2JSON = lambda d, p: Path(p).write_text(json.dumps(
-        d, default=lambda o: o.item() if isinstance(o, np.generic) else o.__dict__))
-    try:
-        with _official_quirks(workdir):
-            start = time.perf_counter()
-            sem.evaluateImgLists([str(formats.semantic_result_path(results, s.stem))
-                                  for s in samples],
-                                 [str(s.label_ids_path) for s in samples], sem.args)
-            ins.evaluateImgLists([str(formats.instance_txt_path(results, s.stem))
-                                  for s in samples],
-                                 [str(s.instance_ids_path) for s in samples], ins.args)
-            gt_out = workdir / "panoptic_gt"
-            gt_out.mkdir(exist_ok=True)
-            convert2panoptic(str(root / "gtFine"), str(gt_out), False, [split])
-            gt_json = json.loads((gt_out / f"cityscapes_panoptic_{split}.json").read_text())
-            pred = {a["image_id"]: a for a in json.loads(
-                formats.panoptic_json_path(results).read_text())["annotations"]}
-            cats = {c["id"]: c for c in gt_json["categories"]}
-            stat = pan.pq_compute_single_core(
-                0, [(g, pred[g["image_id"]]) for g in gt_json["annotations"]],
-                str(gt_out / f"cityscapes_panoptic_{split}"),
-                str(results / formats.PANOPTIC_DIR), cats)
-            pan.average_pq(stat, cats)
-            return time.perf_counter() - start
-    finally:
-        ins.writeDict2JSON = original
+    start = time.perf_counter()
+    official_all(root, split, results, workdir)
+    return time.perf_counter() - start
 
 
 def run(config: BenchConfig) -> BenchSection:

@@ -20,7 +20,8 @@ class PostprocessConfig:
     split : split an instance whose predicted centres form several clusters.
     merge : join same-class instances whose mean predicted centres are closer than ``eps``.
     min_area : instances with fewer pixels are removed and their pixels given to the
-        same-class instance whose centre is nearest the pixel's predicted centre (0 = off).
+        same-class instance whose centre is nearest the pixel's predicted centre, if that
+        centre is closer than ``eps``; other pixels become void (0 = off).
     eps : clustering radius in pixels, for split (DBSCAN's eps) and merge.
     min_samples : DBSCAN's ``min_samples`` in pixels: a cluster needs a centre cell with at
         least this many predicted centres within ``eps``.

@@ -123,7 +123,8 @@ def gather_thing_pixels(thing: np.ndarray, train_ids: np.ndarray, confidence: np
     """
     h, w = thing.shape
     index = np.flatnonzero(thing)
-    y, x = np.divmod(index, w)
+    y = index // w
+    x = index - y * w
     centre_y = np.asarray(offset_yx[0]).ravel()[index].astype(np.float64)
     centre_y += y
     centre_x = np.asarray(offset_yx[1]).ravel()[index].astype(np.float64)
@@ -134,6 +135,128 @@ def gather_thing_pixels(thing: np.ndarray, train_ids: np.ndarray, confidence: np
                        confidence=np.asarray(confidence).ravel()[index].astype(np.float64),
                        centre_y=centre_y, centre_x=centre_x,
                        contour=np.asarray(contour).ravel()[index].astype(bool, copy=False))
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    """Per-instance statistics that add up: measured once, then updated row by row.
+
+    Row ``k`` describes instance label ``k`` (row 0: pixels without an instance). Every
+    field is a sum over the instance's pixels, so the statistics of a union of instances
+    are the sum of their rows, and moving pixels between instances changes only the rows
+    of those instances (:meth:`add_pixels`, :meth:`combine`). Area, mean predicted centre,
+    majority class and score follow from the sums.
+
+    Attributes
+    ----------
+    counts : int64 (L + 1, 8), pixels of each thing class (train id - 11) per instance.
+    conf : float64 (L + 1, 8), sum of ``confidence`` over those pixels.
+    sum_y, sum_x : float64 (L + 1,), sums of the predicted centres.
+    """
+
+    counts: np.ndarray
+    conf: np.ndarray
+    sum_y: np.ndarray
+    sum_x: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @classmethod
+    def measure(cls, labels: np.ndarray, pixels: ThingPixels, n: int,
+                positions: np.ndarray | None = None) -> "InstanceStats":
+        """Statistics of labels 0..n over the thing pixels (or only those at ``positions``,
+        intp (m,) positions into ``pixels`` with ``labels`` their labels, ascending)."""
+        labels = np.asarray(labels, dtype=np.intp)
+        if positions is None:
+            ci, conf, cy, cx = (pixels.class_index, pixels.confidence, pixels.centre_y,
+                                pixels.centre_x)
+        else:
+            ci, conf, cy, cx = (pixels.class_index[positions], pixels.confidence[positions],
+                                pixels.centre_y[positions], pixels.centre_x[positions])
+        key = labels * _N_THINGS
+        key += ci
+        size = (n + 1) * _N_THINGS
+        return cls(counts=np.bincount(key, minlength=size).reshape(n + 1, _N_THINGS),
+                   conf=np.bincount(key, weights=conf, minlength=size).reshape(n + 1,
+                                                                              _N_THINGS),
+                   sum_y=np.bincount(labels, weights=cy, minlength=n + 1),
+                   sum_x=np.bincount(labels, weights=cx, minlength=n + 1))
+
+    @property
+    def area(self) -> np.ndarray:
+        """int64 (L + 1,), pixels per instance."""
+        return self.counts.sum(axis=1)
+
+    def centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean predicted centre (y, x) per instance, float64 (L + 1,); 0 for empty rows."""
+        safe = np.maximum(self.area, 1)
+        return self.sum_y / safe, self.sum_x / safe
+
+    def classes(self) -> np.ndarray:
+        """uint8 (L + 1,), majority class (train id; ties: the lower one); 255 for row 0
+        and empty rows. Same as :func:`majority_classes`."""
+        classes = (self.counts.argmax(axis=1) + _FIRST_THING).astype(np.uint8)
+        classes[self.counts.sum(axis=1) == 0] = IGNORE
+        classes[0] = IGNORE
+        return classes
+
+    def scores(self) -> np.ndarray:
+        """float64 (L + 1,), mean confidence over each instance's pixels of its majority
+        class (0 for row 0 and empty rows). Same as :func:`instance_scores`."""
+        rows = np.arange(len(self))
+        best = self.counts.argmax(axis=1)
+        count = self.counts[rows, best]
+        count[0] = 0
+        return np.divide(self.conf[rows, best], count, out=np.zeros(len(self)),
+                         where=count > 0)
+
+    def extended(self, n: int) -> "InstanceStats":
+        """A copy with rows 0..n (new rows empty, rows beyond n dropped)."""
+        def grow(a):
+            out = np.zeros((n + 1,) + a.shape[1:], dtype=a.dtype)
+            m = min(len(a), n + 1)
+            out[:m] = a[:m]
+            return out
+        return InstanceStats(grow(self.counts), grow(self.conf), grow(self.sum_y),
+                             grow(self.sum_x))
+
+    def replace_rows(self, rows: np.ndarray, other: "InstanceStats") -> "InstanceStats":
+        """A copy whose ``rows`` are taken from ``other`` (same length)."""
+        out = self.extended(len(self) - 1)
+        for mine, theirs in ((out.counts, other.counts), (out.conf, other.conf),
+                             (out.sum_y, other.sum_y), (out.sum_x, other.sum_x)):
+            mine[rows] = theirs[rows]
+        return out
+
+    def cleared(self, rows: np.ndarray) -> "InstanceStats":
+        """A copy with ``rows`` (bool (L + 1,) or indices) emptied."""
+        out = self.extended(len(self) - 1)
+        for a in (out.counts, out.conf, out.sum_y, out.sum_x):
+            a[rows] = 0
+        return out
+
+    def combine(self, lut: np.ndarray, n: int) -> "InstanceStats":
+        """Statistics after relabelling every pixel of label k as ``lut[k]`` (0..n): rows
+        that map to the same label are summed."""
+        counts = np.zeros((n + 1, _N_THINGS), dtype=np.int64)
+        conf = np.zeros((n + 1, _N_THINGS))
+        np.add.at(counts, lut, self.counts)
+        np.add.at(conf, lut, self.conf)
+        return InstanceStats(counts, conf, np.bincount(lut, self.sum_y, minlength=n + 1),
+                             np.bincount(lut, self.sum_x, minlength=n + 1))
+
+    def add_pixels(self, pixels: ThingPixels, positions: np.ndarray, old: np.ndarray,
+                   new: np.ndarray) -> "InstanceStats":
+        """Statistics after the pixels at ``positions`` (intp (m,)) moved from labels
+        ``old`` to labels ``new`` (intp (m,), within the rows)."""
+        n = len(self) - 1
+        moved_out = InstanceStats.measure(old, pixels, n, positions)
+        moved_in = InstanceStats.measure(new, pixels, n, positions)
+        return InstanceStats(self.counts - moved_out.counts + moved_in.counts,
+                             self.conf - moved_out.conf + moved_in.conf,
+                             self.sum_y - moved_out.sum_y + moved_in.sum_y,
+                             self.sum_x - moved_out.sum_x + moved_in.sum_x)
 
 
 def class_counts(labels: np.ndarray, class_index: np.ndarray, n: int) -> np.ndarray:
@@ -253,6 +376,7 @@ def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.n
     pending = np.zeros(size, dtype=bool)
     candidates = np.asarray(targets, dtype=np.intp)
     pending[candidates] = True
+    slot = np.empty(size, dtype=np.intp)  # scratch for removing repeated candidates
     filled = []
     while candidates.size:
         col = candidates % w
@@ -275,5 +399,8 @@ def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.n
         ncol = new % w
         around = np.concatenate([new[new >= w] - w, new[ncol > 0] - 1,
                                  new[ncol < w - 1] + 1, new[new < size - w] + w])
-        candidates = np.unique(around[pending[around]])
+        around = around[pending[around]]
+        # drop repeats without sorting: keep the first occurrence of each pixel
+        slot[around] = np.arange(around.size, dtype=np.intp)
+        candidates = around[slot[around] == np.arange(around.size)]
     return np.concatenate(filled) if filled else np.zeros(0, dtype=np.intp)

@@ -19,11 +19,9 @@ import functools
 
 import cv2
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .instances import ThingPixels
+from .instances import InstanceStats, ThingPixels
 
 
 @functools.lru_cache(maxsize=64)
@@ -32,6 +30,41 @@ def _disc(radius: float) -> np.ndarray:
     r = int(np.floor(radius))
     yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
     return ((yy * yy + xx * xx) <= radius * radius + 1e-9).astype(np.uint8)
+
+
+def pair_components(n: int, pairs: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected components of the graph on nodes 0..n-1 with edges ``pairs`` (int (e, 2)).
+
+    Same result as ``scipy.sparse.csgraph.connected_components`` (components numbered in
+    order of their smallest node), without its sparse-matrix overhead on the small graphs
+    here (min-label propagation with pointer jumping).
+
+    Returns
+    -------
+    k : number of components; component : intp (n,), 0..k-1.
+
+    >>> pair_components(5, np.array([[3, 1], [4, 0]]))[1].tolist()
+    [0, 1, 2, 1, 0]
+    """
+    root = np.arange(n, dtype=np.intp)
+    if len(pairs):
+        a = np.asarray(pairs[:, 0], dtype=np.intp)
+        b = np.asarray(pairs[:, 1], dtype=np.intp)
+        while True:
+            low = np.minimum(root[a], root[b])
+            before = root.copy()
+            np.minimum.at(root, a, low)
+            np.minimum.at(root, b, low)
+            while True:  # pointer jumping: every node points at its root
+                jumped = root[root]
+                if np.array_equal(jumped, root):
+                    break
+                root = jumped
+            if np.array_equal(root, before):
+                break
+    first = root == np.arange(n)
+    number = np.cumsum(first) - 1
+    return int(first.sum()), number[root]
 
 
 def _order_by_size(clusters: np.ndarray, k: int) -> np.ndarray:
@@ -100,9 +133,7 @@ def grid_clusters(centre_y: np.ndarray, centre_x: np.ndarray,
         k = 1
     else:
         pairs = cKDTree(core_yx).query_pairs(radius + 1e-9, output_type="ndarray")
-        graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])),
-                           shape=(n_core, n_core))
-        k, core_cluster = connected_components(graph, directed=False)
+        k, core_cluster = pair_components(n_core, pairs)
     if k == 1:
         return np.zeros(m, dtype=np.int32), 1
     # every cell joins the cluster of its nearest core cell (core cells in raster order)
@@ -170,8 +201,9 @@ def mean_centres(labels: np.ndarray, pixels: ThingPixels, n: int
     return area, cy, cx
 
 
-def split_instances(labels: np.ndarray, pixels: ThingPixels, *, eps: float, min_samples: int,
-                    cell: float) -> np.ndarray:
+def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStats, *,
+                    eps: float, min_samples: int, cell: float
+                    ) -> tuple[np.ndarray, InstanceStats]:
     """Split every instance whose predicted centres form several DBSCAN clusters.
 
     An instance whose centres all lie within ``eps / 2`` of their mean cannot hold two
@@ -179,15 +211,23 @@ def split_instances(labels: np.ndarray, pixels: ThingPixels, *, eps: float, min_
     pixels. The largest cluster keeps the instance's label, the others get new labels
     (above the current maximum, in order).
 
+    Parameters
+    ----------
+    labels : intp (n,), labelling of the thing pixels (0..L).
+    pixels : the thing pixels.
+    stats : statistics of ``labels`` (L + 1 rows).
+
     Returns
     -------
-    intp (n,), the new labelling.
+    labels : intp (n,), the new labelling.
+    stats : its statistics (the rows of split instances re-measured on their pixels).
     """
     labels = np.asarray(labels, dtype=np.intp)
-    n = int(labels.max(initial=0))
+    n = len(stats) - 1
     if n == 0:
-        return labels.copy()
-    area, cy, cx = mean_centres(labels, pixels, n)
+        return labels.copy(), stats
+    area = stats.area
+    cy, cx = stats.centres()
     dy = pixels.centre_y - cy[labels]
     dy *= dy
     dx = pixels.centre_x - cx[labels]
@@ -199,6 +239,7 @@ def split_instances(labels: np.ndarray, pixels: ThingPixels, *, eps: float, min_
     candidate[0] = False
     out = labels.copy()
     next_label = n + 1
+    touched = []
     for k, pos in _instance_ranges(labels, candidate):
         y, x = pixels.y[pos], pixels.x[pos]
         window = (float(y.min()) - eps, float(x.min()) - eps,
@@ -210,72 +251,101 @@ def split_instances(labels: np.ndarray, pixels: ThingPixels, *, eps: float, min_
             moved = clusters > 0
             out[pos[moved]] = next_label + clusters[moved] - 1
             next_label += n_clusters - 1
-    return out
+            touched.append(pos)
+    if not touched:
+        return out, stats
+    # re-measure the split instances and their new parts on their own pixels
+    pos = np.sort(np.concatenate(touched))
+    new_n = next_label - 1
+    part = InstanceStats.measure(out[pos], pixels, new_n, pos)
+    rows = np.flatnonzero(part.area)
+    return out, stats.extended(new_n).replace_rows(rows, part)
 
 
-def merge_instances(labels: np.ndarray, pixels: ThingPixels, classes: np.ndarray, *,
-                    eps: float) -> np.ndarray:
+def merge_instances(labels: np.ndarray, stats: InstanceStats, *, eps: float
+                    ) -> tuple[np.ndarray, InstanceStats]:
     """Join instances of the same class whose mean predicted centres are closer than eps.
 
-    Joining is transitive (single linkage); a group takes its smallest label.
+    Joining is transitive (single linkage); a group takes its smallest label. The class of
+    an instance is its majority class (:meth:`InstanceStats.classes`).
 
     Parameters
     ----------
-    labels : intp (n,) labelling.
-    pixels : the thing pixels.
-    classes : uint8 (L + 1,), class of each label (255 = none).
+    labels : intp (n,) labelling (0..L).
+    stats : its statistics (L + 1 rows).
     eps : distance in pixels.
+
+    Returns
+    -------
+    labels : intp (n,), the new labelling (joined labels leave empty rows).
+    stats : its statistics (rows of a group summed into its first label).
     """
     labels = np.asarray(labels, dtype=np.intp)
-    n = len(classes) - 1
-    area, cy, cx = mean_centres(labels, pixels, n)
+    n = len(stats) - 1
+    area = stats.area
+    cy, cx = stats.centres()
+    classes = stats.classes()
     ids = np.flatnonzero((area > 0) & (np.arange(n + 1) > 0))
     if ids.size < 2:
-        return labels.copy()
+        return labels.copy(), stats
     # the class as a third coordinate, far apart: only same-class pairs can be within eps
     points = np.column_stack([cy[ids], cx[ids], classes[ids].astype(np.float64) * 1e7])
     pairs = cKDTree(points).query_pairs(eps, p=2.0, output_type="ndarray")
     if len(pairs) == 0:
-        return labels.copy()
+        return labels.copy(), stats
     d = np.hypot(*(points[pairs[:, 0], :2] - points[pairs[:, 1], :2]).T)
     pairs = pairs[d < eps]  # strictly closer than eps
     if len(pairs) == 0:
-        return labels.copy()
-    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])),
-                       shape=(ids.size, ids.size))
-    _, group = connected_components(graph, directed=False)
+        return labels.copy(), stats
+    _, group = pair_components(ids.size, pairs)
     first = np.full(group.max() + 1, np.iinfo(np.int32).max, dtype=np.int64)
     np.minimum.at(first, group, ids)
     lut = np.arange(n + 1, dtype=np.intp)
     lut[ids] = first[group]
-    return lut[labels]
+    return lut[labels], stats.combine(lut, n)
 
 
-def remove_small(labels: np.ndarray, pixels: ThingPixels, classes: np.ndarray, *,
-                 min_area: int) -> np.ndarray:
+def remove_small(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStats, *,
+                 min_area: int, eps: float | None = None) -> tuple[np.ndarray, InstanceStats]:
     """Remove instances smaller than ``min_area``; give their pixels to the instance whose
     mean predicted centre is nearest each pixel's predicted centre, among the kept
-    instances of the same class (pixels with no such instance lose their label).
+    instances of the same class.
+
+    A pixel goes to that instance only if its predicted centre lies closer than ``eps`` to
+    the instance's centre (the pixel says it belongs to that object: a fragment cut off by
+    a spurious contour); otherwise, and where no kept instance of the class exists, it loses
+    its label (void). So the pixels of a genuine small object are never handed to some
+    far-away instance of its class. ``eps=None`` gives every pixel to the nearest one.
+
+    Returns
+    -------
+    labels : intp (n,), the new labelling; stats : its statistics.
     """
     labels = np.asarray(labels, dtype=np.intp)
-    n = len(classes) - 1
-    area, cy, cx = mean_centres(labels, pixels, n)
+    area = stats.area
+    classes = stats.classes()
+    cy, cx = stats.centres()
     small = (area > 0) & (area < min_area)
     small[0] = False
     if not small.any():
-        return labels.copy()
+        return labels.copy(), stats
     kept = (area >= min_area)
     kept[0] = False
     out = labels.copy()
     pos = np.flatnonzero(small[labels])
     out[pos] = 0
     pix_class = classes[labels[pos]]
+    limit = np.inf if eps is None else float(eps)
     for cls in np.unique(pix_class):
         targets = np.flatnonzero(kept & (classes == cls))
         if targets.size == 0:
             continue
         here = pos[pix_class == cls]
         query = np.column_stack([pixels.centre_y[here], pixels.centre_x[here]])
-        _, nearest = cKDTree(np.column_stack([cy[targets], cx[targets]])).query(query)
-        out[here] = targets[nearest]
-    return out
+        dist, nearest = cKDTree(np.column_stack([cy[targets], cx[targets]])).query(
+            query, distance_upper_bound=limit)
+        near = dist < limit
+        out[here[near]] = targets[nearest[near]]
+    # the small rows empty; the targets gain the pixels they received
+    return out, stats.cleared(small).add_pixels(pixels, pos, np.zeros(len(pos), dtype=np.intp),
+                                                out[pos])

@@ -32,7 +32,8 @@ import numpy as np
 
 from .. import formats
 from ..errors import InputError, OutputError
-from ..io import read_json, remove_stale_temporaries, write_json, write_png, write_text
+from ..io import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, read_json, remove_stale_temporaries,
+                  write_json, write_png, write_text)
 from ..labels import LABEL_TO_TRAIN, TRAIN_TO_LABEL
 from .config import PostprocessConfig
 from .panoptic import PanopticResult, coco_categories, derive_panoptic, segment_bboxes
@@ -65,13 +66,22 @@ class PostprocessSummary:
 
 # --- writing one image ---------------------------------------------------------------------
 
+def _panoptic_rgb(panoptic_ids: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) RGB with id = R + 256 G + 256^2 B, as
+    :func:`formats.panoptic_id_to_rgb` but by reinterpreting the bytes of the ids (ids are
+    in [0, 2^24))."""
+    ids = np.ascontiguousarray(panoptic_ids, dtype="<u4")
+    return np.ascontiguousarray(ids.view(np.uint8).reshape(*ids.shape, 4)[..., :3])
+
+
 def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: PanopticResult
                  ) -> dict:
     """Write the semantic, instance and panoptic files of one image; return its COCO
     annotation (also written as the image's sidecar, last)."""
     out = Path(out)
     h, w = train_ids.shape
-    write_png(formats.semantic_result_path(out, stem), TRAIN_TO_LABEL[train_ids])
+    write_png(formats.semantic_result_path(out, stem), TRAIN_TO_LABEL[train_ids],
+              params=LABEL_PNG_PARAMS)
     txt = formats.instance_txt_path(out, stem)
     if txt.exists():  # redoing an image: drop masks of the previous attempt
         for old in glob.glob(glob.escape(str(txt.parent / formats.MASKS_SUBDIR / stem))
@@ -85,12 +95,12 @@ def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: Panopt
         x, y, bw, bh = bboxes[seg.id]
         mask = np.zeros((h, w), dtype=np.uint8)
         mask[y:y + bh, x:x + bw] = (inst[y:y + bh, x:x + bw] == seg.instance) * np.uint8(255)
-        write_png(txt.parent / rel, mask)
+        write_png(txt.parent / rel, mask, params=LABEL_PNG_PARAMS)
         lines.append(f"{rel} {seg.label_id} {seg.score:.6f}")
     write_text(txt, "".join(line + "\n" for line in lines))
     png_name = formats.panoptic_png_path(out, stem).name
-    write_png(formats.panoptic_png_path(out, stem),
-              formats.panoptic_id_to_rgb(result.panoptic_ids))
+    write_png(formats.panoptic_png_path(out, stem), _panoptic_rgb(result.panoptic_ids),
+              params=UP_PNG_PARAMS)
     annotation = {"image_id": stem, "file_name": png_name, "width": w, "height": h,
                   "segments_info": [{"id": s.id, "category_id": s.label_id, "area": s.area,
                                      "bbox": bboxes[s.id], "iscrowd": 0}
@@ -298,7 +308,7 @@ def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out
     upstream_path = targets / formats.CONFIG_JSON
     upstream = read_json(upstream_path) if upstream_path.is_file() else None
     settings = {**config.to_dict(), "source": "oracle", "root": str(root_path.resolve()),
-                "split": split, "targets": str(targets.resolve())}
+                "dataset_split": split, "targets": str(targets.resolve())}
     config_json = formats.stage_config("postprocess", settings, upstream)
     stems = [s.stem for s in samples]
     func = partial(_process_oracle, root=str(root_path), split=split, targets=str(targets),
