@@ -75,7 +75,8 @@ class TrainConfig:
     warmup_iters, poly_power : linear warm-up from 0.1 lr over ``min(warmup_iters,
         total / 10)`` iterations, then ``lr (1 - t / total) ** poly_power``.
     crop, scale, flip : augmentation (:class:`panoptool.data_torch.Augment`).
-    contour_loss, lambdas : loss terms and weights (:class:`panoptool.losses.LossConfig`).
+    contour_loss, lambdas, semantic_top_k : loss terms, weights and the fraction of hardest
+        pixels of the cross entropy (:class:`panoptool.losses.LossConfig`).
     device : ``auto``, ``cpu`` or ``cuda``.
     amp : mixed precision (float16 + grad scaling on CUDA, bfloat16 on CPU).
     workers : data-loader worker processes; 0 = auto (half the cores, 1..8).
@@ -107,6 +108,7 @@ class TrainConfig:
     flip: bool = True
     contour_loss: tuple[str, ...] = CONTOUR_TERMS
     lambdas: tuple[float, float, float] = (1.0, 50.0, 0.1)
+    semantic_top_k: float = 1.0
     device: str = "auto"
     amp: bool = False
     workers: int = 0
@@ -153,7 +155,8 @@ class TrainConfig:
                              offset_scale=self.offset_scale)
 
     def loss_config(self) -> LossConfig:
-        return LossConfig(contour_terms=self.contour_loss, lambdas=self.lambdas)
+        return LossConfig(contour_terms=self.contour_loss, lambdas=self.lambdas,
+                          semantic_top_k=self.semantic_top_k)
 
     def settings(self) -> dict:
         """JSON-able settings (tuples as lists)."""

@@ -61,6 +61,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
               help="Contour loss terms, comma-separated among wbce, huber, nms.")
 @click.option("--lambdas", default="1,50,0.1", show_default=True,
               help="Weights of the semantic, contour and offset losses.")
+@click.option("--semantic-top-k", type=click.FloatRange(min=0, max=1, min_open=True),
+              default=1.0, show_default=True,
+              help="Cross entropy over this fraction of each image's hardest pixels "
+                   "(hard-pixel mining; 1 = plain cross entropy).")
 @click.option("--offset-scale", type=float, default=4.0, show_default=True,
               help="Offset head output x this = offset in pixels (architecture setting).")
 @device_option
@@ -81,7 +85,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
               help="Continue the run in --out from checkpoints/last.pt (same settings).")
 @overwrite_option
 def command(root, targets, out, split, backbone, neck, iters, max_minutes, batch, lr,
-            warmup_iters, crop, scale_range, flip, contour_loss, lambdas, offset_scale, device,
+            warmup_iters, crop, scale_range, flip, contour_loss, lambdas, semantic_top_k,
+            offset_scale, device,
             amp, workers, threads, channels_last, seed, init_weights, save_every, resume,
             overwrite):
     """Train the network on a split's images and make-targets targets.
@@ -111,10 +116,13 @@ def command(root, targets, out, split, backbone, neck, iters, max_minutes, batch
         backbone=backbone, neck=neck, offset_scale=offset_scale, iters=iters,
         max_minutes=max_minutes, batch=batch, lr=lr, warmup_iters=warmup_iters,
         crop=_pair(crop, "x", int, "crop"), scale=_pair(scale_range, ",", float, "scale"),
-        flip=flip, contour_loss=terms, lambdas=lam, device=device, amp=amp, workers=workers,
+        flip=flip, contour_loss=terms, lambdas=lam, semantic_top_k=semantic_top_k,
+        device=device, amp=amp, workers=workers,
         threads=threads, channels_last=channels_last, seed=seed, init_weights=init_weights,
         save_every=save_every)
     summary = train(config, resume=resume, overwrite=overwrite)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only the first process reports
     terms_text = ", ".join(f"{k} {v:.4g}" for k, v in summary.last_terms.items())
     console.print(f"train: {summary.iterations}/{summary.total_iters} iterations in "
                   f"{summary.seconds / 60:.1f} min ({summary.stopped}); {terms_text}; "

@@ -33,11 +33,16 @@ export OMP_WAIT_POLICY=PASSIVE
 #    flips): many small SGD steps learn faster from scratch than few large ones; lr 0.01
 #    (from scratch; 0.005 is the paper's fine-tuning rate). The schedule is fitted to the
 #    time budget. One data-loader worker (a sample takes ~20 ms to load and augment).
+#    Cross entropy over the 25% hardest pixels of each image (--semantic-top-k 0.25): in
+#    4-minute runs on the shared CPU it gave mIoU 45.9 after 159 iterations against 38.5
+#    after 191 with plain cross entropy (small classes: traffic sign 65 vs 14, terrain 67
+#    vs 0). A 15-minute run with plain cross entropy gave mIoU 62.0, PQ 45.9 (612 iterations,
+#    shared CPU).
 RESUME=()
 [ -f "$OUT/runs/r18/checkpoints/last.pt" ] && RESUME=(--resume)
 taskset -c "$CORES" "$PT" train --root "$OUT/data" --targets "$OUT/targets" --out "$OUT/runs/r18" \
     --backbone resnet18 --neck separate --max-minutes "$MINUTES" --batch 2 --crop 256x256 \
-    --scale 0.75,1.25 --lr 0.01 --device cpu --threads 2 --workers 1 "${RESUME[@]}"
+    --scale 0.75,1.25 --lr 0.01 --semantic-top-k 0.25 --device cpu --threads 2 --workers 1 "${RESUME[@]}"
 
 # 4. infer the val split at full resolution
 taskset -c "$CORES" "$PT" infer --checkpoint "$OUT/runs/r18/checkpoints/last.pt" --root "$OUT/data" \

@@ -149,3 +149,23 @@ def test_total_loss_weights_and_switches():
 def test_loss_config_rejects_bad_values(kwargs):
     with pytest.raises(ConfigError):
         LossConfig(**kwargs)
+
+
+def test_semantic_top_k_averages_the_hardest_pixels_by_hand():
+    # one image, 4 valid pixels + 1 ignored, 2 classes; p(true) = 0.9, 0.5, 0.2, 0.75
+    probs = torch.tensor([0.9, 0.5, 0.2, 0.75, 0.5])
+    logits = torch.zeros(1, 2, 1, 5)
+    logits[0, 0, 0] = torch.log(probs / (1 - probs))  # class 0 logit vs 0 for class 1
+    target = torch.tensor([[[0, 0, 0, 0, 255]]])
+    ce = -torch.log(probs[:4])
+    assert semantic_loss(logits, target, top_k=1.0).item() == pytest.approx(ce.mean().item(),
+                                                                           rel=1e-5)
+    # top 50% of 4 valid pixels = the 2 hardest: p = 0.2 and 0.5
+    expected = (-math.log(0.2) - math.log(0.5)) / 2
+    assert semantic_loss(logits, target, top_k=0.5).item() == pytest.approx(expected, rel=1e-5)
+    # ceil(0.3 * 4) = 2 pixels as well; 0.2 -> 1 pixel
+    assert semantic_loss(logits, target, top_k=0.3).item() == pytest.approx(expected, rel=1e-5)
+    assert semantic_loss(logits, target, top_k=0.2).item() == pytest.approx(-math.log(0.2),
+                                                                           rel=1e-5)
+    with pytest.raises(ConfigError):
+        LossConfig(semantic_top_k=0.0)
