@@ -152,7 +152,7 @@ def infer(config: InferConfig, *, overwrite: bool = False,
     ConfigError
         If ``out`` holds maps of another checkpoint and ``overwrite`` is False.
     """
-    from .runner import console, default_workers, make_progress
+    from .runner import default_workers, make_progress
     from .training import resolve_device
 
     start = time.perf_counter()

@@ -19,7 +19,7 @@ import numpy as np
 from panoptool import formats
 from panoptool.dataset import list_samples, read_ground_truth
 from panoptool.io import write_json, write_png
-from panoptool.official import (  # noqa: F401  (re-exported for the tests)
+from panoptool.official import (  # noqa: F401  re-exported for the tests
     official_all, official_instance, official_panoptic, official_semantic)
 
 

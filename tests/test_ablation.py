@@ -1,6 +1,5 @@
 """Ablation tables: differing settings as leading columns, metrics after them."""
 
-import json
 
 import pytest
 from click.testing import CliRunner

@@ -1,7 +1,6 @@
 """The CLI frame: lazy subcommands, help, and library errors as one line + exit 1."""
 
 import click
-import pytest
 from click.testing import CliRunner
 
 from panoptool.errors import InputError

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-from ..labels import IGNORE, IS_THING_TRAIN, NUM_CLASSES, THING_TRAIN_IDS
+from ..labels import IGNORE, IS_THING_TRAIN, THING_TRAIN_IDS
 
 _FIRST_THING = min(THING_TRAIN_IDS)
 _N_THINGS = len(THING_TRAIN_IDS)
