@@ -181,6 +181,61 @@ def learning_rate(iteration: int, total: int, config: TrainConfig) -> float:
     return config.lr * poly
 
 
+class Schedule:
+    """The learning-rate schedule of :func:`learning_rate`, kept continuous when its length
+    changes mid-run (a time budget refits it, ``--resume --iters N`` stretches it).
+
+    The schedule is followed as two progress fractions: ``poly`` (how much of the poly decay
+    is spent) and ``warm`` (how much of the warm-up). Each iteration moves them an equal
+    share of what is left to the current end, so with a fixed length ``total`` they are
+    ``i / total`` and ``i / warmup`` and the rates equal :func:`learning_rate`; when the
+    length changes only the pace changes and the rate has no jump.
+
+    >>> c = TrainConfig(root="r", targets="t", out="o", lr=0.01, warmup_iters=10)
+    >>> s = Schedule(c, 1000)
+    >>> rates = []
+    >>> for i in range(500):
+    ...     rates.append(s.rate()); s.step(i, 1000 if i < 100 else 400)
+    >>> round(rates[50], 6) == round(learning_rate(50, 1000, c), 6)
+    True
+    >>> round(rates[99], 6), round(rates[100], 6)       # refitted to 400 after 100: no jump
+    (0.009104, 0.009095)
+    >>> round(learning_rate(100, 400, c), 5), rates[-1]  # where the plain formula would be
+    (0.00772, 0.0)
+    """
+
+    def __init__(self, config: TrainConfig, total: int, iteration: int = 0,
+                 state: dict | None = None):
+        self.lr, self.power, self.warmup_iters = config.lr, config.poly_power, config.warmup_iters
+        if state:
+            self.poly, self.warm = float(state["poly"]), float(state["warm"])
+        else:  # a fresh run, or a checkpoint from before the schedule was kept
+            warmup = self._warmup(total)
+            self.poly = min(1.0, iteration / max(total, 1))
+            self.warm = 1.0 if iteration >= warmup else iteration / warmup
+
+    def _warmup(self, total: int) -> int:
+        return min(self.warmup_iters, total // 10)
+
+    def rate(self) -> float:
+        """Learning rate of the next iteration."""
+        factor = max(0.0, 1.0 - self.poly) ** self.power
+        if self.warm < 1.0:
+            factor *= 0.1 + 0.9 * self.warm
+        return self.lr * factor
+
+    def step(self, iteration: int, total: int) -> None:
+        """Advance past ``iteration`` (0-based) in a schedule now ``total`` long."""
+        self.poly += (1.0 - self.poly) / max(total - iteration, 1)
+        if self.warm < 1.0:  # a warm-up cut short by a refit ends at its new pace
+            warmup = self._warmup(total)
+            left = max(warmup - iteration, math.ceil((1.0 - self.warm) * warmup - 1e-9), 1)
+            self.warm = min(1.0, self.warm + (1.0 - self.warm) / left)
+
+    def state(self) -> dict:
+        return {"poly": self.poly, "warm": self.warm}
+
+
 # --- checkpoints ---------------------------------------------------------------------------
 
 def checkpoint_path(out: PathLike) -> Path:
@@ -494,6 +549,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     use_scaler = config.amp and dist.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     iteration, total, elapsed = 0, config.iters, 0.0
+    schedule_state = None
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler"):
@@ -503,6 +559,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 != config.iters:
             total = config.iters  # --resume --iters N: continue to N, schedule stretched
         elapsed = float(ckpt["elapsed_s"])
+        schedule_state = ckpt.get("schedule")
         torch.set_rng_state(ckpt["rng_torch"])
         if dist.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng_cuda"], dist.device)
@@ -530,6 +587,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if use_scaler else {},
                 "iteration": iteration, "total_iters": total, "elapsed_s": elapsed,
+                "schedule": schedule.state(),
                 "rng_torch": torch.get_rng_state(),
                 "rng_cuda": (torch.cuda.get_rng_state(dist.device)
                              if dist.device.type == "cuda" else None)}
@@ -545,6 +603,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                          pin_memory=dist.device.type == "cuda")
     loss_config = config.loss_config()
     fitter = ScheduleFitter(config.max_minutes * 60.0, config.iters)
+    schedule = Schedule(config, total, iteration, schedule_state)
     stopped, last_terms = "done", {}
     start_iter, start_time = iteration, time.perf_counter()
     start_elapsed = elapsed
@@ -559,7 +618,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             task = progress.add_task("train", total=total, completed=iteration, rate="") \
                 if dist.main and show_progress else None
             while iteration < total:
-                lr = learning_rate(iteration, total, config)
+                lr = schedule.rate()
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = {k: v.to(dist.device, non_blocking=True)
@@ -586,6 +645,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                     fitted = None if t.item() < 0 else int(t.item())
                 if fitted is not None:
                     total = fitted
+                schedule.step(iteration - 1, total)
                 if task is not None:
                     rate_s = (iteration - start_iter) / max(now - start_time, 1e-9)
                     text = (f"loss {last_terms['loss']:.3f} sem {last_terms['loss_semantic']:.3f}"

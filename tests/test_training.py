@@ -6,13 +6,15 @@ import csv
 import dataclasses
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
 
 from panoptool.errors import ConfigError, InputError, OutputError
-from panoptool.training import (TrainConfig, checkpoint_path, learning_rate, load_checkpoint,
-                                model_from_checkpoint, train)
+from panoptool.training import (Schedule, TrainConfig, checkpoint_path, learning_rate,
+                                load_checkpoint, model_from_checkpoint, train)
 from panoptool_cli.main import cli
 
 
@@ -146,6 +148,24 @@ def test_time_budget_fits_the_schedule_and_stops(tiny, tmp_path):
     assert 1 <= s.iterations < 100000 and s.total_iters < 100000
     assert s.seconds < 0.08 * 60 + 20
     assert load_checkpoint(checkpoint_path(tmp_path / "t"))["iteration"] == s.iterations
+    lr = pd.read_csv(tmp_path / "t" / "metrics.csv")["lr"].to_numpy()
+    peak = int(lr.argmax())
+    assert np.all(np.diff(lr[:peak + 1]) >= 0) and np.all(np.diff(lr[peak:]) <= 1e-12)
+
+
+@pytest.mark.parametrize("new_total", [150, 3000])
+def test_schedule_has_no_jump_when_refitted(new_total):
+    c = TrainConfig(root="r", targets="t", out="o", lr=0.01, warmup_iters=50)
+    s, rates = Schedule(c, 1000), []
+    for i in range(120):
+        rates.append(s.rate())
+        s.step(i, 1000 if i < 30 else new_total)  # refit during the warm-up
+    steps = np.abs(np.diff(rates))
+    warmup = min(50, new_total // 10)
+    assert steps.max() <= 0.9 * c.lr / warmup + 1e-12  # never more than a warm-up step
+    peak = int(np.argmax(rates))  # rises through the warm-up, then only falls
+    assert 30 < peak <= 50
+    assert np.all(np.diff(rates[:peak + 1]) > 0) and np.all(np.diff(rates[peak:]) < 0)
 
 
 def test_cli_train_and_errors(tiny, tmp_path):

@@ -8,6 +8,7 @@ arrays, never a pass over the full image per instance.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -338,6 +339,20 @@ def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
     return lut[labels], int(present.sum())
 
 
+_SCRATCH = threading.local()
+
+
+def _fill_scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Full-image scratch arrays of :func:`fill_contours`, kept per thread between calls:
+    a new 16 MB array per 1024x2048 image costs more in first-touch page faults than the
+    whole growth (measured: 7 ms -> 2 ms)."""
+    cached = getattr(_SCRATCH, "arrays", None)
+    if cached is None or cached[0].size != size:
+        cached = (np.zeros(size, dtype=bool), np.empty(size, dtype=np.intp))
+        _SCRATCH.arrays = cached
+    return cached
+
+
 def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.ndarray,
                   classes: np.ndarray) -> np.ndarray:
     """Give contour pixels to the nearest instance of their class, in place.
@@ -373,10 +388,9 @@ def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.n
     flat = instance_map.reshape(-1)
     tid = np.ascontiguousarray(train_ids).reshape(-1)
     size = flat.size
-    pending = np.zeros(size, dtype=bool)
     candidates = np.asarray(targets, dtype=np.intp)
+    pending, slot = _fill_scratch(size)  # pending: all False; slot: scratch for repeats
     pending[candidates] = True
-    slot = np.empty(size, dtype=np.intp)  # scratch for removing repeated candidates
     filled = []
     while candidates.size:
         col = candidates % w
@@ -403,4 +417,5 @@ def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.n
         # drop repeats without sorting: keep the first occurrence of each pixel
         slot[around] = np.arange(around.size, dtype=np.intp)
         candidates = around[slot[around] == np.arange(around.size)]
+    pending[targets] = False  # leave the scratch all False for the next call
     return np.concatenate(filled) if filled else np.zeros(0, dtype=np.intp)
