@@ -85,42 +85,85 @@ def short_names(keys: list[str]) -> dict[str, str]:
     return {k: (t if counts[t] == 1 else k) for k, t in tails.items()}
 
 
-def differing_settings(configs: list[dict]) -> list[str]:
-    """Keys whose values differ between runs (missing counts as a value), leaving out the
-    report's own settings and runtime settings; in pipeline order (the first stage's settings
-    first: :func:`~panoptool.formats.flatten_config` lists the latest stage first)."""
+def _all_keys(configs: list[dict]) -> list[str]:
     keys: list[str] = []
     for cfg in configs:
         for k in cfg:
             if k not in keys:
                 keys.append(k)
-    out = []
-    for k in keys:
-        if k.startswith("report.") or k.rsplit(".", 1)[-1] in RUNTIME_SETTINGS:
-            continue
-        values = {repr(cfg.get(k)) for cfg in configs}
-        if len(values) > 1:
-            out.append(k)
+    return keys
+
+
+def _pipeline_order(chosen: list[str], keys: list[str]) -> list[str]:
+    """``chosen`` sorted so that the first stage's settings come first
+    (:func:`~panoptool.formats.flatten_config` lists the latest stage first)."""
     stages: list[str] = []
     for k in keys:
         if k.split(".", 1)[0] not in stages:
             stages.append(k.split(".", 1)[0])
-    return sorted(out, key=lambda k: -stages.index(k.split(".", 1)[0]))
+    return sorted(chosen, key=lambda k: -stages.index(k.split(".", 1)[0]))
+
+
+def differing_settings(configs: list[dict]) -> list[str]:
+    """Keys whose values differ between the runs that have them, leaving out the report's
+    own settings and runtime settings; in pipeline order.
+
+    A key that only some runs have (the training settings of a network's run, absent from
+    an oracle run) is not a difference by itself: the runs differ in their source, which
+    their names say.
+
+    >>> differing_settings([{"a.x": 1, "b.y": 1}, {"a.x": 2, "b.y": 1}, {"b.y": 1}])
+    ['a.x']
+    """
+    keys = _all_keys(configs)
+    out = []
+    for k in keys:
+        if k.startswith("report.") or k.rsplit(".", 1)[-1] in RUNTIME_SETTINGS:
+            continue
+        values = {repr(cfg[k]) for cfg in configs if k in cfg}
+        if len(values) > 1:
+            out.append(k)
+    return _pipeline_order(out, keys)
+
+
+def select_settings(configs: list[dict], names: list[str]) -> list[str]:
+    """The keys named by ``names``: a full key (``postprocess.min_area``) or a setting's name
+    without its stage (``min_area``) when only one stage has it.
+
+    >>> select_settings([{"postprocess.min_area": 1, "train.neck": "shared"}], ["min_area"])
+    ['postprocess.min_area']
+    """
+    keys = _all_keys(configs)
+    out = []
+    for name in names:
+        if name in keys:
+            out.append(name)
+            continue
+        matches = [k for k in keys if "." in k and k.split(".", 1)[1] == name]
+        if len(matches) != 1:
+            raise ConfigError(
+                f"setting {name!r} " + (f"is ambiguous: give one of {', '.join(matches)}"
+                                        if matches else "is in none of the runs' configs"))
+        out.append(matches[0])
+    return out
 
 
 def compare_table(runs: list[tuple[str, dict, dict]],
-                  columns: tuple[str, ...] | list[str] = DEFAULT_COLUMNS) -> pd.DataFrame:
+                  columns: tuple[str, ...] | list[str] = DEFAULT_COLUMNS,
+                  settings: list[str] | None = None) -> pd.DataFrame:
     """The ablation table.
 
     Parameters
     ----------
     runs : ``(name, metrics, flat config)`` per run, in row order.
     columns : metric keys to show (see :data:`panoptool.evaluate.METRIC_KEYS`).
+    settings : the setting columns to show (see :func:`select_settings`); default: those
+        that differ between the runs (:func:`differing_settings`).
 
     Returns
     -------
-    DataFrame: ``run``, the differing settings (short names), then the metric columns
-    (NaN where a run lacks a metric).
+    DataFrame: ``run``, the settings (short names; ``-`` where a run lacks one), then the
+    metric columns (NaN where a run lacks a metric).
     """
     if not runs:
         raise ConfigError("compare needs at least one run")
@@ -131,7 +174,9 @@ def compare_table(runs: list[tuple[str, dict, dict]],
     unknown = [c for c in columns if c not in METRIC_KEYS]
     if unknown:
         raise ConfigError(f"unknown column(s) {unknown}; choose from {', '.join(METRIC_KEYS)}")
-    keys = differing_settings([r[2] for r in runs])
+    configs = [r[2] for r in runs]
+    keys = differing_settings(configs) if settings is None else select_settings(configs,
+                                                                                settings)
     rename = short_names(keys)
     rows = []
     for name, metrics, cfg in runs:

@@ -18,6 +18,7 @@ a step that was interrupted (outputs but no marker) is continued with its ``resu
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shlex
@@ -254,6 +255,24 @@ def scale_area(area: int, scale: float) -> int:
     return 0 if area == 0 else max(1, round(area * scale))
 
 
+def scaled_postprocess_args(scale: float) -> tuple:
+    """``postprocess`` options that scale its pixel sizes to an image ``scale`` times as large
+    in area as 1024x2048, where the defaults hold: ``--eps`` and ``--cell`` (lengths) by
+    ``sqrt(scale)``, ``--min-samples`` (a count of pixels) by ``scale``. ``--min-area`` is
+    scaled by the callers (:func:`scale_area`), as they choose its value.
+
+    >>> scaled_postprocess_args(256 * 512 / (1024 * 2048))
+    ('--eps', 5.0, '--min-samples', 6, '--cell', 1.0)
+    """
+    from .postprocess import PostprocessConfig
+
+    d = PostprocessConfig()
+    length = math.sqrt(scale)
+    eps = round(d.eps * length, 3)
+    cell = min(eps, max(0.25, round(d.cell * length, 3)))
+    return ("--eps", eps, "--min-samples", max(1, round(d.min_samples * scale)), "--cell", cell)
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """Settings of ``panoptool demo``: sizes chosen so that everything fits in 15 minutes on
@@ -272,9 +291,13 @@ class DemoConfig:
     n_figures: int = 4
 
     @property
+    def area_scale(self) -> float:
+        return self.height * self.width / CITYSCAPES_PIXELS
+
+    @property
     def min_area(self) -> int:
         """The paper's min-area (300 px at 1024x2048) scaled to the demo's image size."""
-        return scale_area(300, self.height * self.width / CITYSCAPES_PIXELS)
+        return scale_area(300, self.area_scale)
 
     def __post_init__(self):
         if not 0 < self.minutes <= 24 * 60:
@@ -338,7 +361,8 @@ def demo_steps(out: PathLike, config: DemoConfig) -> list[Step]:
              outputs=(p["maps"] / CONFIG_JSON,), after=("train", "synth-val"),
              redo_args=("--overwrite",), title="infer: prediction maps of the validation split"),
         Step("postprocess", ("postprocess", "--maps", p["maps"], "--out", p["results"],
-                             "--min-area", config.min_area, "--workers", workers),
+                             "--min-area", config.min_area,
+                             *scaled_postprocess_args(config.area_scale), "--workers", workers),
              outputs=(p["results"] / CONFIG_JSON,), after=("infer",),
              resume_args=("--overwrite",), redo_args=("--overwrite",),
              title="postprocess: instances and panoptic results"),
@@ -367,6 +391,14 @@ TABLE_TITLES = {
     "V": "Table V: shared vs separate neck, ResNet depth",
 }
 ALL_LOSS = "wbce,huber,nms"
+#: The settings each table varies: its leading columns (``report --compare --settings``).
+TABLE_SETTINGS = {
+    "I": "train.contour_loss",
+    "II": "make-targets.dilation",
+    "III": "postprocess.split,postprocess.merge",
+    "IV": "postprocess.min_area",
+    "V": "train.backbone,train.neck",
+}
 
 
 @dataclass(frozen=True)
@@ -378,7 +410,8 @@ class AblateConfig:
     ``train=False`` gives the oracle rows only (no network is trained).
     ``min_area`` and ``min_areas`` are in pixels of a 1024x2048 image (the paper's values);
     they are multiplied by ``area_scale`` (the dataset's image area / 1024x2048, see
-    :func:`scale_area`); ``area_scale=1`` uses them as given.
+    :func:`scale_area`), and postprocess's eps, min-samples and cell are scaled with them
+    (:func:`scaled_postprocess_args`); ``area_scale=1`` uses them as given.
     """
 
     split: str = "val"
@@ -602,7 +635,7 @@ def ablate_steps(root: PathLike, runs_dir: PathLike, reports_dir: PathLike,
                 dep = targets_step(row.source, c.split)
             add(Step(f"postprocess-{row.key}",
                      ("postprocess", *source_args, "--out", results, *row.refinement.args(),
-                      "--workers", workers),
+                      *scaled_postprocess_args(c.area_scale), "--workers", workers),
                      outputs=(results / CONFIG_JSON,), after=(dep,),
                      resume_args=("--overwrite",), redo_args=("--overwrite",),
                      title=f"postprocess: {row.key}"))
@@ -615,7 +648,8 @@ def ablate_steps(root: PathLike, runs_dir: PathLike, reports_dir: PathLike,
         compare: list = []
         for r in trows:
             compare += ["--compare", f"{r.label}={runs_dir / 'reports' / r.key}"]
-        add(Step(f"table-{t}", ("report", *compare, "--format", c.fmt, "--out", out),
+        add(Step(f"table-{t}", ("report", *compare, "--settings", TABLE_SETTINGS[t],
+                                "--format", c.fmt, "--out", out),
                  outputs=(out,), after=tuple(f"report-{r.key}" for r in trows),
                  title=TABLE_TITLES[t]))
     return steps, tables, minutes

@@ -59,8 +59,10 @@ def _csv(kind):
 @click.option("--min-areas", default="1,100,300,500", show_default=True, callback=_csv(int),
               help="Table IV: min-area values, in pixels of a 1024x2048 image.")
 @click.option("--scale-areas/--no-scale-areas", default=True, show_default=True,
-              help="Scale the min-areas to the dataset's image size (the paper's values are "
-                   "for 1024x2048 Cityscapes images: 300 becomes 19 at 256x512).")
+              help="Scale postprocess's pixel sizes to the dataset's image size: the "
+                   "paper's values are for 1024x2048 Cityscapes images, so at 256x512 the "
+                   "min-area 300 becomes 19, eps 20 becomes 5, min-samples 100 becomes 6 "
+                   "and cell 4 becomes 1.")
 @click.option("--dilations", default="1,2,3", show_default=True, callback=_csv(int),
               help="Table II: dilation rates.")
 @click.option("--train-args", default="", show_default=True,

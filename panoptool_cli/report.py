@@ -64,14 +64,21 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
 @click.option("--columns", default=None,
               help="Compare: comma-separated metric columns "
                    "(default mIoU,AP,PQ,PQ_th,SQ_th,RQ_th,PQ_st).")
+@click.option("--settings", default=None,
+              help="Compare: comma-separated settings to show before the metrics, each a "
+                   "full key of the runs' config chain (postprocess.min_area, "
+                   "make-targets.dilation, train.neck) or a setting name only one stage has "
+                   "(min_area). Default: every setting whose value differs between the runs "
+                   "that have it.")
 def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir, compare,
-            columns):
+            columns, settings):
     """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators, or an
     ablation table of several runs.
 
     \b
     Evaluate:  panoptool report --root R --split val --results DIR [--out reports/NAME]
     Compare:   panoptool report --compare NAME=DIR --compare NAME=DIR [--columns AP,PQ]
+               [--settings make-targets.dilation]
 
     Writes metrics.json (flat, percent), per_class.csv and summary.md into --out and prints
     the tables.
@@ -79,7 +86,7 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
     if bool(results_dir) == bool(compare):
         raise click.UsageError("give either --results DIR or one or more --compare NAME=DIR")
     if compare:
-        _compare(root, split, compare, columns, format_, out, workers)
+        _compare(root, split, compare, columns, settings, format_, out, workers)
         return
     from panoptool.evaluate import OUTPUT_FORMATS, evaluate, write_report
 
@@ -97,7 +104,7 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
     click.echo(f"written: {', '.join(str(p) for p in written)}", err=True)
 
 
-def _compare(root, split, specs, columns, format_, out, workers):
+def _compare(root, split, specs, columns, settings, format_, out, workers):
     from panoptool.ablation import DEFAULT_COLUMNS, compare_table, load_run, parse_run
     from panoptool.io import write_text
     from panoptool.tables import to_markdown
@@ -111,7 +118,8 @@ def _compare(root, split, specs, columns, format_, out, workers):
         name, folder = parse_run(spec)
         metrics, config = load_run(folder, root=root, split=split, workers=workers)
         runs.append((name, metrics, config))
-    table = compare_table(runs, cols)
+    names = [k.strip() for k in settings.split(",") if k.strip()] if settings else None
+    table = compare_table(runs, cols, names)
     out = out or Path("reports") / f"compare.{fmt[0]}"
     text = table.to_csv(index=False) if fmt[0] == "csv" else to_markdown(table) + "\n"
     write_text(out, text)

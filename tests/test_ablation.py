@@ -38,6 +38,24 @@ def test_only_differing_settings_lead(tmp_path):
     assert table["SQ_th"].isna().all()  # not in metrics.json
 
 
+def test_chosen_settings_and_runs_without_a_setting(tmp_path):
+    net = {"train.neck": "shared", "train.lr": 0.01, "make-targets.dilation": 2,
+           "postprocess.min_area": 19, "postprocess.split": True}
+    oracle = {"make-targets.dilation": 1, "postprocess.min_area": 19, "postprocess.split": True}
+    runs = [("net", {"PQ": 50.0}, net), ("oracle", {"PQ": 90.0}, oracle)]
+    # by default only what differs where both runs have it: not the training settings
+    assert list(compare_table(runs, ["PQ"]).columns) == ["run", "dilation", "PQ"]
+    table = compare_table(runs, ["PQ"], ["min_area", "train.neck"])
+    assert list(table.columns) == ["run", "min_area", "neck", "PQ"]
+    assert table["neck"].tolist() == ["shared", "-"]
+    with pytest.raises(ConfigError, match="in none of the runs"):
+        compare_table(runs, ["PQ"], ["nms_tau"])
+    both = [("a", {}, {"train.split": "t", "postprocess.split": True}), ("b", {}, {})]
+    with pytest.raises(ConfigError, match="ambiguous: give one of train.split, "
+                                          "postprocess.split"):
+        compare_table(both, ["PQ"], ["split"])
+
+
 def test_helpers():
     cfgs = [{"a.x": 1, "a.workers": 1, "report.root": "p"}, {"a.x": 2, "a.workers": 4}]
     assert differing_settings(cfgs) == ["a.x"]

@@ -179,7 +179,7 @@ def test_ablate_oracle_tables_end_to_end_and_resume(make_synth, tmp_path, monkey
     # the paper's min-areas (1024x2048 pixels) scaled to 128x256: 1 -> 1, 300 -> 5
     assert [r["run"] for r in table_iv] == ["oracle min-area 1", "oracle min-area 300"]
     assert [r["min_area"] for r in table_iv] == ["1", "5"]
-    assert "dilation" not in table_iv[0]  # only settings that differ are columns
+    assert list(table_iv[0])[:2] == ["run", "min_area"]  # the varied setting, no other
     assert "PQ_th" in table_iv[0] and "AP" in table_iv[0]
     # a second run finds everything done and calls no stage
     import panoptool_cli.demo as demo_cli
@@ -255,6 +255,11 @@ def test_every_step_speaks_the_stages_command_line(tmp_path):
                 assert ctx.params["max_minutes"] > 0
             if step.args[0] == "postprocess" and "--oracle" in step.args:
                 assert ctx.params["dataset_split"] == "val" and ctx.params["oracle"]
+            if step.args[0] == "postprocess":  # 1024x2048 pixel sizes scaled to 1/16 area
+                assert (ctx.params["eps"], ctx.params["min_samples"], ctx.params["cell"]) \
+                    == (5.0, 6, 1.0)
+            if step.args[0] == "report" and "--compare" in step.args:
+                assert ctx.params["settings"] in P.TABLE_SETTINGS.values()
     assert seen == {"synth", "make-targets", "train", "infer", "postprocess", "report",
                     "visualize"}
 
