@@ -242,3 +242,32 @@ def compare_panoptic(stats, official: dict) -> int:
             _close(res[f"{key.upper()}{suffix}"], official[group][key], f"{key} {group}")
             n += 1
     return n
+
+
+# --- comparison cases for the three evaluators ------------------------------------------------
+
+def result_cases(make_synth, tmp_path_factory, prefix: str, scenarios, seed_offset: int,
+                 extra_noisy: tuple[int, ...] = ()) -> list[tuple[Path, Path]]:
+    """``(dataset root, case folder)`` pairs: for two synthetic datasets, a results folder
+    (``<case>/res``) per scenario and one per extra noisy seed."""
+    cases = []
+    for seed in (0, 1):
+        root = make_synth(n=3, seed=seed)
+        runs = [(s, seed + seed_offset + len(cases)) for s in scenarios]
+        runs += [("noisy", extra) for extra in extra_noisy]
+        for scenario, result_seed in runs:
+            out = tmp_path_factory.mktemp(f"{prefix}_{seed}_{scenario}")
+            make_results(root, "val", out / "res", scenario, seed=result_seed)
+            cases.append((root, out))
+    return cases
+
+
+def checks_against_official(cases, part: str, official_fn, compare_fn) -> int:
+    """Run the official evaluator and ours (``summed_stats(...).<part>``) on every case,
+    comparing with ``compare_fn``; returns the number of values compared."""
+    checks = 0
+    for root, out in cases:
+        official = official_fn(root, "val", out / "res", out / "work")
+        ours = getattr(summed_stats(root, "val", out / "res"), part)
+        checks += compare_fn(ours, official)
+    return checks

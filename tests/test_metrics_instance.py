@@ -6,8 +6,8 @@ import pytest
 from panoptool.metrics import gt as gtm
 from panoptool.metrics import instance
 
-from official import (SCENARIOS, compare_instance, make_results, official_instance,
-                      summed_stats)
+from official import (SCENARIOS, checks_against_official, compare_instance, make_results,
+                      official_instance, result_cases, summed_stats)
 
 
 def _pred(gt, masks, labels, scores):
@@ -71,26 +71,11 @@ def test_average_precision_ties_order_free():
 
 @pytest.fixture(scope="module")
 def oracle_cases(make_synth, tmp_path_factory):
-    cases = []
-    for seed in (0, 1):
-        root = make_synth(n=3, seed=seed)
-        for scenario in SCENARIOS:
-            out = tmp_path_factory.mktemp(f"ins_{seed}_{scenario}")
-            make_results(root, "val", out / "res", scenario, seed=seed + 3)
-            cases.append((root, out))
-        for extra in (11, 12):
-            out = tmp_path_factory.mktemp(f"ins_{seed}_noisy{extra}")
-            make_results(root, "val", out / "res", "noisy", seed=extra)
-            cases.append((root, out))
-    return cases
+    return result_cases(make_synth, tmp_path_factory, "ins", SCENARIOS, 3, extra_noisy=(11, 12))
 
 
 def test_equals_official(oracle_cases):
-    checks = 0
-    for root, out in oracle_cases:
-        official = official_instance(root, "val", out / "res", out / "work")
-        checks += compare_instance(summed_stats(root, "val", out / "res").instance, official)
-    assert checks > 500
+    assert checks_against_official(oracle_cases, "instance", official_instance, compare_instance) > 500
 
 
 def test_order_invariant(make_synth, tmp_path):

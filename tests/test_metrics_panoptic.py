@@ -6,8 +6,8 @@ import pytest
 from panoptool.metrics import gt as gtm
 from panoptool.metrics import panoptic
 
-from official import (SCENARIOS, compare_panoptic, make_results, official_panoptic,
-                      summed_stats)
+from official import (SCENARIOS, checks_against_official, compare_panoptic, make_results,
+                      official_panoptic, result_cases, summed_stats)
 
 
 def _gt(inst):
@@ -59,19 +59,8 @@ def test_fp_on_crowd_is_ignored_and_pq_is_sq_times_rq(make_synth, tmp_path):
 
 @pytest.fixture(scope="module")
 def oracle_cases(make_synth, tmp_path_factory):
-    cases = []
-    for seed in (0, 1):
-        root = make_synth(n=3, seed=seed)
-        for scenario in SCENARIOS + ("noisy",):
-            out = tmp_path_factory.mktemp(f"pan_{seed}_{scenario}")
-            make_results(root, "val", out / "res", scenario, seed=seed + len(cases))
-            cases.append((root, out))
-    return cases
+    return result_cases(make_synth, tmp_path_factory, "pan", SCENARIOS + ("noisy",), 0)
 
 
 def test_equals_official(oracle_cases):
-    checks = 0
-    for root, out in oracle_cases:
-        official = official_panoptic(root, "val", out / "res", out / "work")
-        checks += compare_panoptic(summed_stats(root, "val", out / "res").panoptic, official)
-    assert checks > 400
+    assert checks_against_official(oracle_cases, "panoptic", official_panoptic, compare_panoptic) > 400

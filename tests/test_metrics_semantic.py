@@ -6,7 +6,8 @@ import pytest
 from panoptool.metrics import gt as gtm
 from panoptool.metrics import semantic
 
-from official import SCENARIOS, compare_semantic, make_results, official_semantic, summed_stats
+from official import (SCENARIOS, checks_against_official, compare_semantic, make_results,
+                      official_semantic, result_cases, summed_stats)
 
 
 def _gt(label_ids, instance_ids=None):
@@ -52,22 +53,11 @@ def test_unknown_prediction_ids_detected():
 
 @pytest.fixture(scope="module")
 def oracle_cases(make_synth, tmp_path_factory):
-    cases = []
-    for seed in (0, 1):
-        root = make_synth(n=3, seed=seed)
-        for scenario in SCENARIOS:
-            out = tmp_path_factory.mktemp(f"sem_{seed}_{scenario}")
-            make_results(root, "val", out / "res", scenario, seed=seed + 7)
-            cases.append((root, out))
-    return cases
+    return result_cases(make_synth, tmp_path_factory, "sem", SCENARIOS, 7)
 
 
 def test_equals_official(oracle_cases):
-    checks = 0
-    for root, out in oracle_cases:
-        official = official_semantic(root, "val", out / "res", out / "work")
-        checks += compare_semantic(summed_stats(root, "val", out / "res").semantic, official)
-    assert checks > 100
+    assert checks_against_official(oracle_cases, "semantic", official_semantic, compare_semantic) > 100
 
 
 def test_perfect_is_100(make_synth, tmp_path):

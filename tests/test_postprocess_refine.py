@@ -22,6 +22,17 @@ def same_partition(instance_ids, truth):
         all(p > 0 for p, _ in pairs)
 
 
+def wide_cars():
+    """Two touching cars of 40x60 px on road, and an empty contour map to draw on."""
+    h, w = 60, 140
+    tid = np.full((h, w), ROAD, np.uint8)
+    tid[10:50, 10:130] = CAR
+    truth = np.zeros((h, w), np.int32)
+    truth[10:50, 10:70] = 1
+    truth[10:50, 70:130] = 2
+    return tid, truth, np.zeros((h, w), np.float32)
+
+
 def test_pole_cutting_a_car_is_merged_back_by_the_offsets():
     h, w = 60, 120
     tid = np.full((h, w), ROAD, np.uint8)
@@ -40,13 +51,7 @@ def test_pole_cutting_a_car_is_merged_back_by_the_offsets():
 
 
 def test_car_joined_to_its_neighbour_by_a_broken_contour_is_split():
-    h, w = 60, 140
-    tid = np.full((h, w), ROAD, np.uint8)
-    tid[10:50, 10:130] = CAR
-    truth = np.zeros((h, w), np.int32)
-    truth[10:50, 10:70] = 1
-    truth[10:50, 70:130] = 2
-    prob = np.zeros((h, w), np.float32)
+    tid, truth, prob = wide_cars()
     prob[10:35, 69:71] = 1.0  # the contour is broken over its lower part
     unsplit = run(tid, prob, truth, split=False, min_area=0)
     assert len(unsplit.instances) == 1
@@ -56,13 +61,7 @@ def test_car_joined_to_its_neighbour_by_a_broken_contour_is_split():
 
 
 def test_tiny_fragment_is_absorbed_by_the_right_neighbour():
-    h, w = 60, 140
-    tid = np.full((h, w), ROAD, np.uint8)
-    tid[10:50, 10:130] = CAR
-    truth = np.zeros((h, w), np.int32)
-    truth[10:50, 10:70] = 1
-    truth[10:50, 70:130] = 2
-    prob = np.zeros((h, w), np.float32)
+    tid, truth, prob = wide_cars()
     prob[10:50, 69:71] = 1.0  # contour between the cars ...
     prob[10:50, 74] = 1.0  # ... and a spurious one that cuts a sliver off the right car
     frag = run(tid, prob, truth, merge=False, min_area=0, fill_contours=False)

@@ -124,12 +124,10 @@ def gather_thing_pixels(thing: np.ndarray, train_ids: np.ndarray, confidence: np
     """
     h, w = thing.shape
     index = np.flatnonzero(thing)
-    y = index // w
-    x = index - y * w
-    centre_y = np.asarray(offset_yx[0]).ravel()[index].astype(np.float64)
-    centre_y += y
-    centre_x = np.asarray(offset_yx[1]).ravel()[index].astype(np.float64)
-    centre_x += x
+    y, x = np.divmod(index, w)
+    # gather, convert and add in one pass each
+    centre_y = np.add(np.asarray(offset_yx[0]).ravel()[index], y, dtype=np.float64)
+    centre_x = np.add(np.asarray(offset_yx[1]).ravel()[index], x, dtype=np.float64)
     tid = train_ids.ravel()[index]
     return ThingPixels(shape=(h, w), index=index, y=y, x=x, train_ids=tid,
                        class_index=tid.astype(np.intp) - _FIRST_THING,
