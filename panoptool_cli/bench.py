@@ -16,7 +16,10 @@ from panoptool.runner import console
               help="Stage to time (repeatable). Default: every stage.")
 @click.option("--height", default=1024, show_default=True, help="Image height of the bench data.")
 @click.option("--width", default=2048, show_default=True, help="Image width of the bench data.")
-@click.option("--n", "n_images", default=8, show_default=True, help="Images per stage.")
+@click.option("--n", "n_images", default=8, show_default=True,
+              help="Images per stage; make-targets times at least 32, so that the worker "
+                   "pool's start-up is amortised (reports/bench.md's report figure used "
+                   "--stage report --n 100).")
 @click.option("--workers", default=0, show_default=True,
               help="Worker processes for stages that scale; 0 = all cores.")
 @click.option("--out", default="reports/bench.md", show_default=True,
