@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bench import BenchConfig, BenchSection
+from ..runner import keep_freed_memory
 
 
 def _maps(seed: int, height: int, width: int) -> tuple[dict, int]:
@@ -54,6 +55,7 @@ def run(config: BenchConfig) -> BenchSection:
     h, w = (256, 512) if config.quick else (config.height, config.width)
     n_images = 2 if config.quick else config.n_images
     rows, notes = [], []
+    keep_freed_memory()  # as run_parallel does for the stage itself
     data = [_maps(i, h, w) for i in range(n_images)]
     n_inst = float(np.mean([k for _, k in data]))
     variants = {"full (split+merge+min-area+fill)": PostprocessConfig(),

@@ -250,8 +250,17 @@ class InstanceStats:
         """Statistics after the pixels at ``positions`` (intp (m,)) moved from labels
         ``old`` to labels ``new`` (intp (m,), within the rows)."""
         n = len(self) - 1
-        moved_out = InstanceStats.measure(old, pixels, n, positions)
         moved_in = InstanceStats.measure(new, pixels, n, positions)
+        if not np.any(old):  # all from row 0: its loss is the sum of what moved
+            moved_out = InstanceStats(*(np.zeros_like(a) for a in (
+                moved_in.counts, moved_in.conf, moved_in.sum_y, moved_in.sum_x)))
+            for mine, moved in ((moved_out.counts, moved_in.counts),
+                                (moved_out.conf, moved_in.conf),
+                                (moved_out.sum_y, moved_in.sum_y),
+                                (moved_out.sum_x, moved_in.sum_x)):
+                mine[0] = moved.sum(axis=0)
+        else:
+            moved_out = InstanceStats.measure(old, pixels, n, positions)
         return InstanceStats(self.counts - moved_out.counts + moved_in.counts,
                              self.conf - moved_out.conf + moved_in.conf,
                              self.sum_y - moved_out.sum_y + moved_in.sum_y,
