@@ -129,3 +129,22 @@ def test_small_genuine_instance_is_not_given_to_a_far_instance_of_its_class():
     assert len(res.instances) == 1
     assert res.instances[0].area == 50 * 80
     assert (res.panoptic_ids[20:30, 130:140] == 0).all()
+
+
+def test_pair_components_large_graphs_match_the_small_graph_path(monkeypatch):
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from panoptool.postprocess import refine
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    pairs = rng.integers(0, n, (2500, 2))  # above the switch to scipy
+    k, comp = refine.pair_components(n, pairs)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    ref_k, ref = connected_components(graph, directed=False)
+    assert k == ref_k and np.array_equal(comp, ref)
+    # the propagation path on the same graph (forced by a high threshold) agrees
+    monkeypatch.setattr(refine, "_SPARSE_PAIRS", 10 ** 9)
+    small_k, small = refine.pair_components(n, pairs)
+    assert small_k == k and np.array_equal(small, comp)
