@@ -24,5 +24,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/panoptool bench
 
+# everything in reports/ (about 2 hours on 2 cores; see scripts/make_reports.sh)
+reports: $(STAMP)
+	PANOPTOOL=$(BIN)/panoptool scripts/make_reports.sh
+
 clean:
-	rm -rf $(VENV) demo *.egg-info
+	rm -rf $(VENV) demo reports-work *.egg-info
