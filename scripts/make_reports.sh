@@ -4,25 +4,33 @@
 # training, 9 networks of 9 minutes) and the bench (a few minutes). Run it on an otherwise
 # idle machine: training runs on a time budget, so a busy CPU means fewer iterations.
 # Work folders go to WORK (default reports-work/); each step resumes where it stopped.
+# A smoke run of the whole chain in a few minutes, into another folder:
+#   N_TRAIN=20 N_VAL=4 FIG_MINUTES=0.3 BUDGET=1 REPORTS=/tmp/r BENCH_ARGS=--quick \
+#       scripts/make_reports.sh /tmp/rw
 set -euo pipefail
 
 WORK=${1:-reports-work}
+REPORTS=${REPORTS:-reports}
+FIG_MINUTES=${FIG_MINUTES:-15}
+BUDGET=${BUDGET:-81}
+BENCH_ARGS=${BENCH_ARGS:-}
 PT=${PANOPTOOL:-panoptool}
 command -v "$PT" >/dev/null || PT=.venv/bin/panoptool
 TRAIN_ARGS="--batch 2 --crop 256x256 --scale 0.75,1.25 --lr 0.01 --semantic-top-k 0.25 --workers 1"
 
 # 1. the training figure (mIoU / PQ after 15 minutes, learning curve)
-scripts/train_figure.sh "$WORK/figure" 15
-mkdir -p reports/train_figure_r18
-cp "$WORK"/figure/reports/r18/{config.json,metrics.json,per_class.csv,summary.md} reports/train_figure_r18/
-cp "$WORK/figure/figures/training_curve.png" reports/train_figure_r18/
-cp "$WORK/figure/runs/r18/metrics.csv" reports/train_figure_r18/training_metrics.csv
-cp "$WORK/figure/runs/r18/summary.json" reports/train_figure_r18/training_summary.json
+PANOPTOOL="$PT" scripts/train_figure.sh "$WORK/figure" "$FIG_MINUTES"
+FIG="$REPORTS/train_figure_r18"
+mkdir -p "$FIG"
+cp "$WORK"/figure/reports/r18/{config.json,metrics.json,per_class.csv,summary.md} "$FIG/"
+cp "$WORK/figure/figures/training_curve.png" "$FIG/"
+cp "$WORK/figure/runs/r18/metrics.csv" "$FIG/training_metrics.csv"
+cp "$WORK/figure/runs/r18/summary.json" "$FIG/training_summary.json"
 
 # 2. the paper's ablations on the figure's data (300 train / 30 val images of 256x512)
 "$PT" ablate --root "$WORK/figure/data" --split val --runs-dir "$WORK/ablation" \
-    --reports-dir reports --budget-minutes 81 --train-args "$TRAIN_ARGS"
+    --reports-dir "$REPORTS" --budget-minutes "$BUDGET" --train-args "$TRAIN_ARGS"
 
 # 3. the speed of every stage at 1024x2048, and the report figure over 100 images
-"$PT" bench
-"$PT" bench --stage report --n 100
+"$PT" bench --out "$REPORTS/bench.md" $BENCH_ARGS
+"$PT" bench --stage report --n 100 --out "$REPORTS/bench.md" $BENCH_ARGS
