@@ -22,8 +22,8 @@ Layout
 The ``<stem>`` is Cityscapes' ``<city>_<sequence>_<frame>``, e.g. ``frankfurt_000000_000294``.
 
 Offset targets are stored factored, which is exact and about 100x smaller and faster than a
-per-pixel float map: ``instance_index`` (uint16 (H, W), 0 = no offset target, k = k-th
-non-crowd thing instance) and ``centers_yx`` (float32 (K, 2), centroid row/column of instance
+per-pixel float map: ``instance_index`` (uint8 (H, W), or uint16 from 256 instances on;
+0 = no offset target, k = k-th non-crowd thing instance; read back as uint16) and ``centers_yx`` (float32 (K, 2), centroid row/column of instance
 k at row k-1). :func:`decode_offsets` expands them to the (2, H, W) map.
 """
 
@@ -73,8 +73,11 @@ def write_targets(targets_root: PathLike, split: str, stem: str, *, train_ids: n
     paths = target_paths(targets_root, split, stem)
     write_png(paths["semantic"], train_ids.astype(np.uint8, copy=False), params=LABEL_PNG_PARAMS)
     write_png(paths["contour"], contour.astype(np.uint8, copy=False), params=LABEL_PNG_PARAMS)
+    # uint8 while the image has fewer than 256 instances: half the bytes to deflate (the
+    # offsets file was the slowest of the three to write)
+    index_dtype = np.uint8 if int(instance_index.max(initial=0)) < 256 else np.uint16
     save_npz(paths["offset"], compressed=True, compresslevel=1,
-             instance_index=instance_index.astype(np.uint16, copy=False),
+             instance_index=instance_index.astype(index_dtype, copy=False),
              centers_yx=np.asarray(centers_yx, dtype=np.float32).reshape(-1, 2))
 
 
@@ -91,6 +94,10 @@ def read_targets(targets_root: PathLike, split: str, stem: str) -> dict[str, np.
     train_ids = read_png(paths["semantic"], dtype=np.uint8, channels=1)
     contour = read_png(paths["contour"], dtype=np.uint8, channels=1)
     off = load_npz(paths["offset"], keys=("instance_index", "centers_yx"))
+    if off["instance_index"].dtype not in (np.uint8, np.uint16):
+        raise InputError(paths["offset"], f"instance_index must be uint8 or uint16, got "
+                                          f"{off['instance_index'].dtype}")
+    off["instance_index"] = off["instance_index"].astype(np.uint16, copy=False)
     for key, arr in (("contour", contour), ("offset", off["instance_index"])):
         if arr.shape != train_ids.shape:
             raise InputError(paths[key], f"size {arr.shape} differs from the semantic target "

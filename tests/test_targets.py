@@ -299,3 +299,20 @@ def test_interrupted_make_targets_leaves_no_partial_file_and_resumes(synth_root,
     assert (resumed.skipped, resumed.done) == (2, len(samples) - 2)
     for sample in samples:
         formats.read_targets(out, "val", sample.stem)
+
+
+@pytest.mark.parametrize("n_instances", [3, 300])
+def test_offsets_file_round_trips_with_a_small_or_large_instance_count(tmp_path, n_instances):
+    rng = np.random.default_rng(0)
+    index = rng.integers(0, n_instances + 1, (20, 30)).astype(np.uint16)
+    index[0, 0] = n_instances
+    centers = rng.uniform(0, 20, (n_instances, 2)).astype(np.float32)
+    tid = np.zeros((20, 30), np.uint8)
+    formats.write_targets(tmp_path, "val", "a_000000_000000", train_ids=tid, contour=tid,
+                          instance_index=index, centers_yx=centers)
+    stored = np.load(formats.target_paths(tmp_path, "val", "a_000000_000000")["offset"])
+    assert stored["instance_index"].dtype == (np.uint8 if n_instances < 256 else np.uint16)
+    back = formats.read_targets(tmp_path, "val", "a_000000_000000")
+    assert back["instance_index"].dtype == np.uint16
+    np.testing.assert_array_equal(back["instance_index"], index)
+    np.testing.assert_array_equal(back["centers_yx"], centers)
