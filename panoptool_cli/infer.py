@@ -6,7 +6,7 @@ import os
 
 import click
 
-from panoptool_cli.options import device_option, overwrite_option, root_option
+from panoptool_cli.options import amp_option, device_option, overwrite_option, root_option
 
 
 # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other
@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), required=True,
               help="Maps folder: OUT/<split>/<city>/<stem>_maps.npz and OUT/config.json.")
 @device_option
-@click.option("--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU).")
+@amp_option
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Images per forward pass.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,

@@ -25,3 +25,6 @@ overwrite_option = click.option(
 device_option = click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
     help="Where the network runs; auto = cuda if available, else cpu.")
+
+amp_option = click.option(
+    "--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU).")

@@ -7,7 +7,7 @@ import os
 import click
 
 from panoptool.errors import ConfigError
-from panoptool_cli.options import device_option, overwrite_option, root_option
+from panoptool_cli.options import amp_option, device_option, overwrite_option, root_option
 
 
 def _pair(text: str, sep: str, kind, name: str) -> tuple:
@@ -68,7 +68,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @click.option("--offset-scale", type=float, default=4.0, show_default=True,
               help="Offset head output x this = offset in pixels (architecture setting).")
 @device_option
-@click.option("--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU).")
+@amp_option
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Data-loader worker processes; 0 = auto (half the cores, 1..8).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
