@@ -139,12 +139,10 @@ def test_pair_components_large_graphs_match_the_small_graph_path(monkeypatch):
 
     rng = np.random.default_rng(0)
     n = 3000
-    pairs = rng.integers(0, n, (2500, 2))  # above the switch to scipy
-    k, comp = refine.pair_components(n, pairs)
+    pairs = rng.integers(0, n, (2500, 2))
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     ref_k, ref = connected_components(graph, directed=False)
-    assert k == ref_k and np.array_equal(comp, ref)
-    # the propagation path on the same graph (forced by a high threshold) agrees
-    monkeypatch.setattr(refine, "_SPARSE_PAIRS", 10 ** 9)
-    small_k, small = refine.pair_components(n, pairs)
-    assert small_k == k and np.array_equal(small, comp)
+    for threshold in (10 ** 9, 100):  # label propagation, then scipy, on the same graph
+        monkeypatch.setattr(refine, "_SPARSE_PAIRS", threshold)
+        k, comp = refine.pair_components(n, pairs)
+        assert k == ref_k and np.array_equal(comp, ref)
