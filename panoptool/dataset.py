@@ -122,8 +122,9 @@ def _present_values(image: np.ndarray, n_values: int) -> np.ndarray:
     return np.flatnonzero(hist.ravel())
 
 
-def read_instance_ids(path: PathLike) -> np.ndarray:
-    """A ``*_instanceIds.png`` (uint16 on disk) as int32 (H, W)."""
+def read_instance_ids(path: PathLike, dtype=np.int32) -> np.ndarray:
+    """A ``*_instanceIds.png`` (uint16 on disk) as ``dtype`` (H, W): int32 by default (ids
+    can be subtracted and compared freely), or uint16 as stored (no conversion)."""
     inst = read_png(path, channels=1)
     if inst.dtype not in (np.uint16, np.int32, np.uint8):
         raise InputError(path, f"expected a 16-bit PNG, got dtype {inst.dtype}")
@@ -132,13 +133,14 @@ def read_instance_ids(path: PathLike) -> np.ndarray:
     bad = present[(label_part > 255) | ~KNOWN_LABEL_ID[np.minimum(label_part, 255)]]
     if bad.size:
         raise InputError(path, f"instance id(s) with unknown label {bad[:5].tolist()}")
-    return inst.astype(np.int32)
+    return inst.astype(dtype, copy=False)
 
 
-def read_ground_truth(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """``(label_ids uint8 (H, W), instance_ids int32 (H, W))`` of a sample, sizes checked."""
+def read_ground_truth(sample: Sample, instance_dtype=np.int32) -> tuple[np.ndarray, np.ndarray]:
+    """``(label_ids uint8 (H, W), instance_ids (H, W))`` of a sample, sizes checked;
+    ``instance_dtype`` as in :func:`read_instance_ids`."""
     label_ids = read_label_ids(sample.label_ids_path)
-    instance_ids = read_instance_ids(sample.instance_ids_path)
+    instance_ids = read_instance_ids(sample.instance_ids_path, instance_dtype)
     if instance_ids.shape != label_ids.shape:
         raise InputError(sample.instance_ids_path,
                          f"size {instance_ids.shape[1]}x{instance_ids.shape[0]} differs from "

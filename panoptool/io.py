@@ -63,6 +63,27 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise
 
 
+try:  # optional: libspng decodes 8-bit PNGs about 2x faster than OpenCV
+    import pyspng as _spng
+except ImportError:  # pragma: no cover - depends on the environment
+    _spng = None
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_gray8(data: np.ndarray) -> np.ndarray | None:
+    """An 8-bit greyscale PNG (label maps) through libspng; None for anything else, or a
+    file libspng cannot read (OpenCV then decodes it or reports the error)."""
+    head = data[:26].tobytes()
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[24] != 8 or head[25] != 0:
+        return None
+    try:
+        image = _spng.load(data.tobytes())
+    except Exception:  # libspng raises RuntimeError on damaged data
+        return None
+    return image.reshape(image.shape[:2]) if image.ndim == 3 and image.shape[2] == 1 else image
+
+
 def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
              channels: int | None = None) -> np.ndarray:
     """Read a PNG (or any OpenCV-readable image) as it is stored.
@@ -87,7 +108,9 @@ def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
     if not path.is_file():
         raise InputError(path, "file not found")
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    image = _decode_gray8(data) if _spng is not None else None
+    if image is None:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise InputError(path, "cannot decode image (corrupt or not an image)")
     if image.ndim == 3 and image.shape[2] >= 3:

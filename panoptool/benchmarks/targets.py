@@ -6,6 +6,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..bench import BenchConfig, BenchSection, peak_rss_mib
 from ..dataset import list_samples, read_ground_truth
 from ..runner import keep_freed_memory, resolve_workers
@@ -29,7 +31,8 @@ def run(config: BenchConfig) -> BenchSection:
         make_dataset(root, SynthConfig(n=n, height=height, width=width, seed=0, split="train"),
                      workers=all_workers, show_progress=False)
         keep_freed_memory()
-        ground_truth = [read_ground_truth(s) for s in list_samples(root, "train")]
+        ground_truth = [read_ground_truth(s, instance_dtype=np.uint16)
+                        for s in list_samples(root, "train")]
         start = time.perf_counter()
         for label_ids, instance_ids in ground_truth:
             compute_targets(label_ids, instance_ids, TargetConfig())
