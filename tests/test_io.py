@@ -1,5 +1,6 @@
 """The io layer: atomic writes, clear errors, safe paths."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -73,3 +74,18 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "m.png").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_grey_label_png_fast_decoder_matches_opencv_and_rejects_damage(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 34, (37, 53)).astype(np.uint8)
+    path = tmp_path / "labels.png"
+    write_png(path, labels)
+    got = read_png(path, dtype=np.uint8, channels=1)
+    np.testing.assert_array_equal(got, labels)
+    np.testing.assert_array_equal(got, cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
+    data = path.read_bytes()
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(data[:len(data) // 2])  # valid header, truncated data
+    with pytest.raises(InputError, match="damaged.png: cannot decode image"):
+        read_png(damaged)
