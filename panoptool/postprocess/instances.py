@@ -126,14 +126,16 @@ def gather_thing_pixels(thing: np.ndarray, train_ids: np.ndarray, confidence: np
     index = np.flatnonzero(thing)
     y, x = np.divmod(index, w)
     # gather, convert and add in one pass each
-    centre_y = np.add(np.asarray(offset_yx[0]).ravel()[index], y, dtype=np.float64)
-    centre_x = np.add(np.asarray(offset_yx[1]).ravel()[index], x, dtype=np.float64)
-    tid = train_ids.ravel()[index]
+    centre_y = np.add(np.take(np.asarray(offset_yx[0]).ravel(), index), y, dtype=np.float64)
+    centre_x = np.add(np.take(np.asarray(offset_yx[1]).ravel(), index), x, dtype=np.float64)
+    tid = np.take(train_ids.ravel(), index)
     return ThingPixels(shape=(h, w), index=index, y=y, x=x, train_ids=tid,
                        class_index=tid.astype(np.intp) - _FIRST_THING,
-                       confidence=np.asarray(confidence).ravel()[index].astype(np.float64),
+                       confidence=np.take(np.asarray(confidence).ravel(),
+                                          index).astype(np.float64),
                        centre_y=centre_y, centre_x=centre_x,
-                       contour=np.asarray(contour).ravel()[index].astype(bool, copy=False))
+                       contour=np.take(np.asarray(contour).ravel(),
+                                       index).astype(bool, copy=False))
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
                                                      config.contour_threshold,
                                                      config.connectivity)
     pixels = gather_thing_pixels(thing, train_ids, confidence, contour, offset_yx)
-    labels = components.ravel()[pixels.index].astype(np.intp)
+    labels = np.take(components.ravel(), pixels.index).astype(np.intp)
     stats = InstanceStats.measure(labels, pixels, n)
     if n and config.split:
         labels, stats = split_instances(labels, pixels, stats, eps=config.eps,
@@ -118,7 +118,7 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
         lut[~present] = 0
         n = int(present.sum())
         if n != len(stats) - 1:
-            labels = lut[labels]
+            labels = np.take(lut, labels)
             present[0] = True
             stats = InstanceStats(stats.counts[present], stats.conf[present],
                                   stats.sum_y[present], stats.sum_x[present])
@@ -221,7 +221,7 @@ def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob:
         segments.append(Segment(seg_id, int(classes[k]), label_id, int(areas[k]),
                                 float(scores[k]), k))
     if n:
-        panoptic_ids.ravel()[pixels.index] = seg_of[labels]
+        panoptic_ids.ravel()[pixels.index] = np.take(seg_of, labels)
     return PanopticResult(instance_ids=instance_ids, panoptic_ids=panoptic_ids,
                           segments=tuple(segments))
 

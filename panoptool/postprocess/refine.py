@@ -243,9 +243,9 @@ def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStat
         return labels.copy(), stats
     area = stats.area
     cy, cx = stats.centres()
-    dy = pixels.centre_y - cy[labels]
+    dy = pixels.centre_y - np.take(cy, labels)
     dy *= dy
-    dx = pixels.centre_x - cx[labels]
+    dx = pixels.centre_x - np.take(cx, labels)
     dx *= dx
     dy += dx
     far = dy > (eps / 2.0) ** 2
@@ -317,7 +317,7 @@ def merge_instances(labels: np.ndarray, stats: InstanceStats, *, eps: float
     np.minimum.at(first, group, ids)
     lut = np.arange(n + 1, dtype=np.intp)
     lut[ids] = first[group]
-    return lut[labels], stats.combine(lut, n)
+    return np.take(lut, labels), stats.combine(lut, n)
 
 
 def remove_small(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStats, *,
