@@ -273,6 +273,14 @@ def scaled_postprocess_args(scale: float) -> tuple:
     return ("--eps", eps, "--min-samples", max(1, round(d.min_samples * scale)), "--cell", cell)
 
 
+#: The demo's training settings: those of the issue-6 figure (scripts/train_figure.sh), which
+#: learn most in minutes on a CPU: many small SGD steps (batch 2 of 256x256 crops, scale
+#: 0.75..1.25), lr 0.01 from scratch, cross entropy over the 25% hardest pixels, one loader
+#: worker (more only compete with the training threads for 2 cores).
+DEMO_TRAIN_ARGS = ("--batch", 2, "--crop", "256x256", "--scale", "0.75,1.25", "--lr", 0.01,
+                   "--semantic-top-k", 0.25, "--workers", 1)
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """Settings of ``panoptool demo``: sizes chosen so that everything fits in 15 minutes on
@@ -349,8 +357,7 @@ def demo_steps(out: PathLike, config: DemoConfig) -> list[Step]:
              redo_args=("--overwrite",), title="make-targets: validation split"),
         Step("train", ("train", "--root", data, "--targets", p["targets"], "--out", p["run"],
                        "--backbone", config.backbone, "--max-minutes", config.minutes,
-                       "--crop", f"{config.height}x{config.width}",
-                       "--device", config.device, "--workers", workers),
+                       *DEMO_TRAIN_ARGS, "--device", config.device),
              outputs=(p["run"] / "checkpoints" / "last.pt", p["run"] / "metrics.csv"),
              after=("targets-train",), resume_args=("--resume",),
              redo_args=("--overwrite",),
