@@ -7,7 +7,7 @@ import pytest
 
 from panoptool.errors import ConfigError
 from panoptool.postprocess import PostprocessConfig, derive_panoptic
-from panoptool.postprocess.instances import compact_labels, fill_contours, majority_classes
+from panoptool.postprocess.instances import InstanceStats, _pixels_of_classes, fill_contours
 
 CAR, PERSON, ROAD = 13, 11, 0
 OFF = PostprocessConfig(split=False, merge=False, min_area=0)
@@ -100,9 +100,12 @@ def test_fill_contours_is_class_aware_and_geodesic():
 
 
 def test_majority_and_compact():
-    assert majority_classes(np.array([2, 2, 0]), np.array([0, 0, 3]), 2).tolist() == \
+    pixels = _pixels_of_classes([11, 11, 14])
+    assert InstanceStats.measure(np.array([2, 2, 0]), pixels, 2).classes().tolist() == \
         [255, 255, 11]
-    assert compact_labels(np.array([0, 5, 9, 5]))[0].tolist() == [0, 1, 2, 1]
+    labels = np.array([0, 5, 9, 5])
+    stats = InstanceStats.measure(labels, _pixels_of_classes([11, 13, 13, 13]), 9)
+    assert stats.compacted(labels)[0].tolist() == [0, 1, 2, 1]
 
 
 @pytest.mark.parametrize("kwargs", [dict(connectivity=6), dict(contour_threshold=1.0),

@@ -8,7 +8,6 @@ arrays, never a pass over the full image per instance.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import cv2
@@ -138,6 +137,17 @@ def gather_thing_pixels(thing: np.ndarray, train_ids: np.ndarray, confidence: np
                                        index).astype(bool, copy=False))
 
 
+def _pixels_of_classes(train_ids: list[int]) -> ThingPixels:
+    """Thing pixels in a row with the given classes, confidence 1 (for examples)."""
+    n = len(train_ids)
+    tid = np.asarray(train_ids, dtype=np.uint8)
+    index = np.arange(n)
+    return ThingPixels(shape=(1, n), index=index, y=np.zeros(n, np.intp), x=index,
+                       train_ids=tid, class_index=tid.astype(np.intp) - _FIRST_THING,
+                       confidence=np.ones(n), centre_y=np.zeros(n), centre_x=index * 1.0,
+                       contour=np.zeros(n, bool))
+
+
 @dataclass(frozen=True)
 class InstanceStats:
     """Per-instance statistics that add up: measured once, then updated row by row.
@@ -196,7 +206,12 @@ class InstanceStats:
 
     def classes(self) -> np.ndarray:
         """uint8 (L + 1,), majority class (train id; ties: the lower one); 255 for row 0
-        and empty rows. Same as :func:`majority_classes`."""
+        and empty rows.
+
+        >>> labels, pixels = np.array([2, 2, 0]), _pixels_of_classes([11, 11, 14])
+        >>> InstanceStats.measure(labels, pixels, 2).classes().tolist()
+        [255, 255, 11]
+        """
         classes = (self.counts.argmax(axis=1) + _FIRST_THING).astype(np.uint8)
         classes[self.counts.sum(axis=1) == 0] = IGNORE
         classes[0] = IGNORE
@@ -204,7 +219,7 @@ class InstanceStats:
 
     def scores(self) -> np.ndarray:
         """float64 (L + 1,), mean confidence over each instance's pixels of its majority
-        class (0 for row 0 and empty rows). Same as :func:`instance_scores`."""
+        class (0 for row 0 and empty rows)."""
         rows = np.arange(len(self))
         best = self.counts.argmax(axis=1)
         count = self.counts[rows, best]
@@ -237,6 +252,25 @@ class InstanceStats:
             a[rows] = 0
         return out
 
+    def compacted(self, labels: np.ndarray) -> tuple[np.ndarray, "InstanceStats"]:
+        """Renumber the non-empty rows 1..n in order (0 stays 0): the new labelling of
+        ``labels`` and its statistics.
+
+        >>> labels, pixels = np.array([0, 5, 9, 5]), _pixels_of_classes([11, 13, 13, 13])
+        >>> new, stats = InstanceStats.measure(labels, pixels, 9).compacted(labels)
+        >>> new.tolist(), len(stats), stats.area.tolist()
+        ([0, 1, 2, 1], 3, [1, 2, 1])
+        """
+        present = self.area > 0
+        present[0] = False
+        if present.sum() == len(self) - 1:
+            return labels, self
+        lut = np.cumsum(present, dtype=np.intp)
+        lut[~present] = 0
+        present[0] = True
+        return np.take(lut, labels), InstanceStats(self.counts[present], self.conf[present],
+                                                   self.sum_y[present], self.sum_x[present])
+
     def combine(self, lut: np.ndarray, n: int) -> "InstanceStats":
         """Statistics after relabelling every pixel of label k as ``lut[k]`` (0..n): rows
         that map to the same label are summed."""
@@ -252,114 +286,12 @@ class InstanceStats:
         """Statistics after the pixels at ``positions`` (intp (m,)) moved from labels
         ``old`` to labels ``new`` (intp (m,), within the rows)."""
         n = len(self) - 1
+        moved_out = InstanceStats.measure(old, pixels, n, positions)
         moved_in = InstanceStats.measure(new, pixels, n, positions)
-        if not np.any(old):  # all from row 0: its loss is the sum of what moved
-            moved_out = InstanceStats(*(np.zeros_like(a) for a in (
-                moved_in.counts, moved_in.conf, moved_in.sum_y, moved_in.sum_x)))
-            for mine, moved in ((moved_out.counts, moved_in.counts),
-                                (moved_out.conf, moved_in.conf),
-                                (moved_out.sum_y, moved_in.sum_y),
-                                (moved_out.sum_x, moved_in.sum_x)):
-                mine[0] = moved.sum(axis=0)
-        else:
-            moved_out = InstanceStats.measure(old, pixels, n, positions)
         return InstanceStats(self.counts - moved_out.counts + moved_in.counts,
                              self.conf - moved_out.conf + moved_in.conf,
                              self.sum_y - moved_out.sum_y + moved_in.sum_y,
                              self.sum_x - moved_out.sum_x + moved_in.sum_x)
-
-
-def class_counts(labels: np.ndarray, class_index: np.ndarray, n: int) -> np.ndarray:
-    """Pixels of each thing class per instance: int64 (n + 1, 8); row 0 = no instance.
-
-    ``labels`` intp (m,) in 0..n; ``class_index`` intp (m,), thing class as 0..7
-    (train id - 11).
-    """
-    key = labels * _N_THINGS
-    key += class_index
-    return np.bincount(key, minlength=(n + 1) * _N_THINGS).reshape(n + 1, _N_THINGS)
-
-
-def majority_classes(labels: np.ndarray, class_index: np.ndarray, n: int) -> np.ndarray:
-    """Most frequent semantic class of each instance (ties: the lower train id).
-
-    Parameters
-    ----------
-    labels : intp (m,), instance labels 0..n of the thing pixels.
-    class_index : intp (m,), their class as train id - 11.
-    n : largest label.
-
-    Returns
-    -------
-    uint8 (n + 1,), train id of instance k at index k; ``IGNORE`` (255) for index 0 and
-    for labels without pixels.
-
-    Examples
-    --------
-    >>> labels = np.array([1, 1, 1, 2, 0])
-    >>> classes = np.array([13, 13, 14, 11, 13]) - 11
-    >>> majority_classes(labels, classes, 3).tolist()
-    [255, 13, 11, 255]
-    """
-    counts = class_counts(labels, class_index, n)
-    classes = (counts.argmax(axis=1) + _FIRST_THING).astype(np.uint8)
-    classes[counts.sum(axis=1) == 0] = IGNORE
-    classes[0] = IGNORE
-    return classes
-
-
-def instance_scores(labels: np.ndarray, train_ids: np.ndarray, confidence: np.ndarray,
-                    classes: np.ndarray) -> np.ndarray:
-    """Confidence of each instance: mean ``confidence`` over its pixels of its class.
-
-    ``confidence`` holds the softmax probability of each pixel's argmax class, so on the
-    pixels of the instance's class it is the probability of that class.
-
-    Parameters
-    ----------
-    labels : intp (m,), instance labels 0..n.
-    train_ids : uint8 (m,), semantic class of each pixel.
-    confidence : float64 (m,).
-    classes : uint8 (n + 1,), class of each instance.
-
-    Returns
-    -------
-    float64 (n + 1,), 0 where an instance has no pixel of its class (and at index 0).
-    """
-    n = len(classes) - 1
-    own = classes[labels] == train_ids  # label 0 has class 255, never a thing pixel's
-    lab = np.where(own, labels, 0)
-    total = np.bincount(lab, weights=np.where(own, confidence, 0.0), minlength=n + 1)
-    count = np.bincount(lab, minlength=n + 1)
-    count[0] = 0
-    return np.divide(total, count, out=np.zeros(n + 1), where=count > 0)
-
-
-def compact_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
-    """Renumber the labels in use to 1..n, keeping their order; 0 stays 0.
-
-    >>> compact_labels(np.array([0, 7, 3, 7]))[0].tolist()
-    [0, 2, 1, 2]
-    """
-    present = np.bincount(labels, minlength=1) > 0
-    present[0] = False
-    lut = np.cumsum(present, dtype=np.intp)
-    lut[~present] = 0
-    return lut[labels], int(present.sum())
-
-
-_SCRATCH = threading.local()
-
-
-def _fill_scratch(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Full-image scratch arrays of :func:`fill_contours`, kept per thread between calls:
-    a new 16 MB array per 1024x2048 image costs more in first-touch page faults than the
-    whole growth (measured: 7 ms -> 2 ms)."""
-    cached = getattr(_SCRATCH, "arrays", None)
-    if cached is None or cached[0].size != size:
-        cached = (np.zeros(size, dtype=bool), np.empty(size, dtype=np.intp))
-        _SCRATCH.arrays = cached
-    return cached
 
 
 def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.ndarray,
@@ -397,9 +329,10 @@ def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.n
     flat = instance_map.reshape(-1)
     tid = np.ascontiguousarray(train_ids).reshape(-1)
     size = flat.size
+    pending = np.zeros(size, dtype=bool)
     candidates = np.asarray(targets, dtype=np.intp)
-    pending, slot = _fill_scratch(size)  # pending: all False; slot: scratch for repeats
     pending[candidates] = True
+    slot = np.empty(size, dtype=np.intp)  # scratch for removing repeated candidates
     filled = []
     while candidates.size:
         col = candidates % w
@@ -426,5 +359,4 @@ def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.n
         # drop repeats without sorting: keep the first occurrence of each pixel
         slot[around] = np.arange(around.size, dtype=np.intp)
         candidates = around[slot[around] == np.arange(around.size)]
-    pending[targets] = False  # leave the scratch all False for the next call
     return np.concatenate(filled) if filled else np.zeros(0, dtype=np.intp)

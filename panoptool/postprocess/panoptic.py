@@ -112,16 +112,8 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
         labels, stats = remove_small(labels, pixels, stats, min_area=config.min_area,
                                      eps=config.eps)
     if n:  # renumber the instances left to 1..n, in order
-        present = stats.area > 0
-        present[0] = False
-        lut = np.cumsum(present, dtype=np.intp)
-        lut[~present] = 0
-        n = int(present.sum())
-        if n != len(stats) - 1:
-            labels = np.take(lut, labels)
-            present[0] = True
-            stats = InstanceStats(stats.counts[present], stats.conf[present],
-                                  stats.sum_y[present], stats.sum_x[present])
+        labels, stats = stats.compacted(labels)
+        n = len(stats) - 1
     instance_ids = np.zeros((h, w), dtype=np.int32)
     if n:
         instance_ids.ravel()[pixels.index] = labels.astype(np.int32)  # int32: 2x faster

@@ -201,21 +201,6 @@ def _instance_ranges(labels: np.ndarray, chosen: np.ndarray):
         yield int(k), order[start:end]
 
 
-def mean_centres(labels: np.ndarray, pixels: ThingPixels, n: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Area and mean predicted centre of each label 0..n.
-
-    Returns
-    -------
-    area : int64 (n + 1,); centre_y, centre_x : float64 (n + 1,) (0 for empty labels).
-    """
-    area = np.bincount(labels, minlength=n + 1)
-    safe = np.maximum(area, 1)
-    cy = np.bincount(labels, weights=pixels.centre_y, minlength=n + 1) / safe
-    cx = np.bincount(labels, weights=pixels.centre_x, minlength=n + 1) / safe
-    return area, cy, cx
-
-
 def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStats, *,
                     eps: float, min_samples: int, cell: float
                     ) -> tuple[np.ndarray, InstanceStats]:
