@@ -68,20 +68,38 @@ try:  # optional: libspng decodes 8-bit PNGs about 2x faster than OpenCV
 except ImportError:  # pragma: no cover - depends on the environment
     _spng = None
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: What decodes 8-bit PNGs here (for reports).
+PNG8_DECODER = "pyspng (libspng)" if _spng is not None else "OpenCV"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _decode_gray8(data: np.ndarray) -> np.ndarray | None:
-    """An 8-bit greyscale PNG (label maps) through libspng; None for anything else, or a
-    file libspng cannot read (OpenCV then decodes it or reports the error)."""
-    head = data[:26].tobytes()
-    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[24] != 8 or head[25] != 0:
-        return None
-    try:
-        image = _spng.load(data.tobytes())
-    except Exception:  # libspng raises RuntimeError on damaged data
-        return None
-    return image.reshape(image.shape[:2]) if image.ndim == 3 and image.shape[2] == 1 else image
+def decode_png(data: bytes | np.ndarray, path: PathLike) -> np.ndarray:
+    """Decode the bytes of an image file (``path`` only names it in errors): 8-bit PNGs
+    without a palette through libspng when it is installed, anything else (and whatever
+    libspng cannot read) through OpenCV. Colour comes back in RGB(A) order.
+
+    Raises
+    ------
+    InputError
+        If the bytes are not a decodable image.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    head = buf[:26].tobytes()
+    if (_spng is not None and len(head) == 26 and head.startswith(PNG_SIGNATURE)
+            and head[24] == 8 and head[25] in (0, 2, 4, 6)):  # 8 bit; grey, RGB, +alpha
+        try:
+            image = _spng.load(buf.tobytes())
+        except Exception:  # libspng raises RuntimeError on damaged data
+            pass
+        else:
+            return image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if image is None:
+        raise InputError(path, "cannot decode image (corrupt or not an image)")
+    if image.ndim == 3 and image.shape[2] >= 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3
+                             else cv2.COLOR_BGRA2RGBA)
+    return image
 
 
 def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
@@ -107,15 +125,7 @@ def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    data = np.fromfile(path, dtype=np.uint8)
-    image = _decode_gray8(data) if _spng is not None else None
-    if image is None:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise InputError(path, "cannot decode image (corrupt or not an image)")
-    if image.ndim == 3 and image.shape[2] >= 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3
-                             else cv2.COLOR_BGRA2RGBA)
+    image = decode_png(np.fromfile(path, dtype=np.uint8), path)
     if dtype is not None and image.dtype != np.dtype(dtype):
         raise InputError(path, f"expected dtype {np.dtype(dtype).name}, got {image.dtype.name}")
     n_channels = 1 if image.ndim == 2 else image.shape[2]

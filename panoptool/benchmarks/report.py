@@ -21,8 +21,8 @@ import numpy as np
 from .. import formats
 from ..bench import BenchConfig, BenchSection, peak_rss_mib
 from ..dataset import list_samples, read_ground_truth
-from ..evaluate import evaluate, pyspng
-from ..io import write_json, write_png
+from ..evaluate import evaluate
+from ..io import PNG8_DECODER, write_json, write_png
 from ..official import official_all
 from ..runner import resolve_workers
 from ..synth import SynthConfig, make_dataset
@@ -122,7 +122,7 @@ def run(config: BenchConfig) -> BenchSection:
         f"official pipeline (~{REFERENCE_OFFICIAL_MS:.0f} ms/image) on a first evaluation, "
         f"10x with a warm ground-truth cache; peak RSS under 2 GiB",
         f"peak RSS: {peak_rss_mib():.0f} MiB (this process or one worker)",
-        f"PNG decoder for 8-bit results: {'pyspng (libspng)' if pyspng else 'OpenCV'}; "
+        f"PNG decoder for 8-bit results: {PNG8_DECODER}; "
         f"16-bit ground truth: OpenCV",
         "'x official (measured)' compares with the official pipeline timed here on "
         f"{n_official} of the same images (it is single-process)",
