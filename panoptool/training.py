@@ -166,7 +166,9 @@ class TrainConfig:
 # --- schedule ------------------------------------------------------------------------------
 
 def learning_rate(iteration: int, total: int, config: TrainConfig) -> float:
-    """Learning rate of ``iteration`` (0-based) in a schedule of ``total`` iterations.
+    """Learning rate of ``iteration`` (0-based) in a schedule of ``total`` iterations:
+    linear warm-up from 0.1 lr over ``min(warmup_iters, total // 10)`` iterations, times the
+    poly decay ``(1 - iteration / total) ** poly_power``.
 
     >>> c = TrainConfig(root="r", targets="t", out="o", lr=0.01, warmup_iters=10)
     >>> round(learning_rate(0, 1000, c), 6), round(learning_rate(10, 1000, c), 6)
@@ -174,11 +176,7 @@ def learning_rate(iteration: int, total: int, config: TrainConfig) -> float:
     >>> learning_rate(1000, 1000, c)
     0.0
     """
-    warmup = min(config.warmup_iters, total // 10)
-    poly = max(0.0, 1.0 - iteration / max(total, 1)) ** config.poly_power
-    if iteration < warmup:
-        poly *= 0.1 + 0.9 * iteration / warmup
-    return config.lr * poly
+    return Schedule(config, total, iteration).rate()
 
 
 class Schedule:
