@@ -91,7 +91,7 @@ def test_fill_contours_is_class_aware_and_geodesic():
     tid = np.array([[13, 13, 13, 11, 11, 11]], np.uint8)
     got = fill_contours(m, np.array([1, 2, 3, 4]), tid, np.array([255, 13, 11], np.uint8))
     assert m.tolist() == [[1, 1, 1, 2, 2, 2]]
-    assert sorted(got.tolist()) == [1, 2, 3, 4]
+    assert got == 4
     # a pixel of another class than every neighbour instance stays unlabelled
     m = np.array([[1, 0, 1]], np.int32)
     fill_contours(m, np.array([1]), np.array([[13, 11, 13]], np.uint8),

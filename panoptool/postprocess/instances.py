@@ -15,14 +15,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..labels import IGNORE, IS_THING_TRAIN, THING_TRAIN_IDS
+from . import kernels
 
 _FIRST_THING = min(THING_TRAIN_IDS)
 _N_THINGS = len(THING_TRAIN_IDS)
 assert THING_TRAIN_IDS == tuple(range(_FIRST_THING, _FIRST_THING + _N_THINGS))
-
-#: uint8 lookup table over train ids: 1 for thing classes.
-_THING_LUT = IS_THING_TRAIN.astype(np.uint8)
-
 
 @dataclass(frozen=True)
 class ThingPixels:
@@ -32,27 +29,20 @@ class ThingPixels:
     ----------
     shape : (H, W) of the image.
     index : intp (n,), flat index ``y * W + x``, ascending.
-    y, x : intp (n,), row and column.
-    train_ids : uint8 (n,), semantic class (11..18).
-    class_index : intp (n,), ``train_ids - 11`` (0..7), for per-class counting.
-    confidence : float64 (n,), softmax probability of that class.
     centre_y, centre_x : float64 (n,), predicted instance centre (pixel + offset).
     contour : bool (n,), contour probability above the threshold.
-
-    Float values are float64 because ``np.bincount`` sums float64 weights several times
-    faster than float32 ones.
+    train_ids : uint8 (H * W,), the semantic map, raveled (pixel p's class:
+        ``train_ids[index[p]]``, a thing class 11..18).
+    confidence : float (H * W,), the confidence map, raveled.
     """
 
     shape: tuple[int, int]
     index: np.ndarray
-    y: np.ndarray
-    x: np.ndarray
-    train_ids: np.ndarray
-    class_index: np.ndarray
-    confidence: np.ndarray
     centre_y: np.ndarray
     centre_x: np.ndarray
     contour: np.ndarray
+    train_ids: np.ndarray
+    confidence: np.ndarray
 
     def __len__(self) -> int:
         return len(self.index)
@@ -78,8 +68,24 @@ def check_maps(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.n
             raise ConfigError(f"{name} must be a float array, got {arr.dtype}")
 
 
+def _kernel_float(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 or float64 array for the compiled loops, which have no
+    float16 (float16 -> float32 is exact; other float types -> float64)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype == np.float16:
+        return a.astype(np.float32)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
+def _threshold(contour_prob: np.ndarray, threshold: float, kernel_map: np.ndarray):
+    """The threshold rounded to the map's float type, in ``kernel_map``'s type: the loops'
+    ``contour_prob > threshold`` then decides as numpy does on the original map (a float32
+    map against a float32 threshold)."""
+    return kernel_map.dtype.type(np.asarray(contour_prob).dtype.type(threshold))
+
+
 def thing_components(train_ids: np.ndarray, contour_prob: np.ndarray, threshold: float,
-                     connectivity: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                     connectivity: int = 4) -> tuple[np.ndarray, int, np.ndarray]:
     """Connected components of the thing mask minus the contour pixels.
 
     Parameters
@@ -93,9 +99,8 @@ def thing_components(train_ids: np.ndarray, contour_prob: np.ndarray, threshold:
     -------
     components : int32 (H, W), 0 on non-thing and contour pixels, 1..n otherwise, numbered
         in raster order of their first pixel.
-    thing : bool (H, W), thing-class pixels (contour or not).
-    contour : bool (H, W), contour pixels (any class).
     n : number of components.
+    class_areas : int64 (256,), pixels per train id (measured on the way).
 
     Examples
     --------
@@ -103,49 +108,64 @@ def thing_components(train_ids: np.ndarray, contour_prob: np.ndarray, threshold:
 
     >>> tid = np.full((3, 5), 13, np.uint8); tid[:, 0] = 0
     >>> prob = np.zeros((3, 5), np.float32); prob[:, 2] = 1
-    >>> comps, thing, contour, n = thing_components(tid, prob, 0.5)
-    >>> n, comps[0].tolist()
-    (2, [0, 1, 0, 2, 2])
+    >>> comps, n, areas = thing_components(tid, prob, 0.5)
+    >>> n, comps[0].tolist(), int(areas[13])
+    (2, [0, 1, 0, 2, 2], 12)
     """
-    thing_u8 = cv2.LUT(np.ascontiguousarray(train_ids), _THING_LUT)
-    contour = np.asarray(contour_prob) > threshold
-    foreground = thing_u8 & (~contour).view(np.uint8)
-    n_labels, components = cv2.connectedComponents(foreground, connectivity=connectivity,
-                                                   ltype=cv2.CV_32S)
-    return components, thing_u8.view(bool), contour, n_labels - 1
+    prob = _kernel_float(contour_prob)
+    foreground, class_areas = kernels.thing_foreground(
+        np.ascontiguousarray(train_ids), prob, _threshold(contour_prob, threshold, prob),
+        IS_THING_TRAIN)
+    # same labelling as cv2.connectedComponents; for 4-connectivity Wu's SAUF runs ~25 %
+    # faster on one core than the default (Spaghetti)
+    algorithm = cv2.CCL_SAUF if connectivity == 4 else cv2.CCL_DEFAULT
+    n_labels, components = cv2.connectedComponentsWithAlgorithm(foreground, connectivity,
+                                                                cv2.CV_32S, algorithm)
+    return components, n_labels - 1, class_areas
 
 
-def gather_thing_pixels(thing: np.ndarray, train_ids: np.ndarray, confidence: np.ndarray,
-                        contour: np.ndarray, offset_yx: np.ndarray) -> ThingPixels:
-    """Collect the per-pixel values of the thing pixels (see :class:`ThingPixels`).
+def gather_instances(components: np.ndarray, n: int, train_ids: np.ndarray,
+                     confidence: np.ndarray, contour_prob: np.ndarray, threshold: float,
+                     offset_yx: np.ndarray, n_thing_pixels: int
+                     ) -> tuple[ThingPixels, np.ndarray, "InstanceStats"]:
+    """The thing pixels' centres, their component labels and the components' statistics,
+    in one pass over the image (a compiled loop).
 
-    ``contour`` is a bool (H, W) map (or a 0/1 map) of contour pixels.
+    Parameters
+    ----------
+    components : int32 (H, W), labels 0..n (:func:`thing_components`).
+    n : number of components.
+    train_ids : uint8 (H, W); confidence, contour_prob : float (H, W);
+    threshold : contour pixels have ``contour_prob > threshold``;
+    offset_yx : float (2, H, W);
+    n_thing_pixels : how many pixels have a thing class.
+
+    Returns
+    -------
+    pixels : :class:`ThingPixels`; labels : intp (m,), the component of each thing pixel
+    (0 on contour pixels); stats : :class:`InstanceStats` of ``labels``.
     """
-    h, w = thing.shape
-    index = np.flatnonzero(thing)
-    y, x = np.divmod(index, w)
-    # gather, convert and add in one pass each
-    centre_y = np.add(np.take(np.asarray(offset_yx[0]).ravel(), index), y, dtype=np.float64)
-    centre_x = np.add(np.take(np.asarray(offset_yx[1]).ravel(), index), x, dtype=np.float64)
-    tid = np.take(train_ids.ravel(), index)
-    return ThingPixels(shape=(h, w), index=index, y=y, x=x, train_ids=tid,
-                       class_index=tid.astype(np.intp) - _FIRST_THING,
-                       confidence=np.take(np.asarray(confidence).ravel(),
-                                          index).astype(np.float64),
-                       centre_y=centre_y, centre_x=centre_x,
-                       contour=np.take(np.asarray(contour).ravel(),
-                                       index).astype(bool, copy=False))
+    train_ids, confidence = np.ascontiguousarray(train_ids), _kernel_float(confidence)
+    prob = _kernel_float(contour_prob)
+    (index, labels, centre_y, centre_x, on_contour, counts, conf_sum, sum_y,
+     sum_x) = kernels.gather_measure(np.ascontiguousarray(components), train_ids, confidence,
+                                     _kernel_float(offset_yx[0]), _kernel_float(offset_yx[1]),
+                                     prob, _threshold(contour_prob, threshold, prob),
+                                     _FIRST_THING, _N_THINGS, n_thing_pixels, n)
+    pixels = ThingPixels(shape=train_ids.shape, index=index, centre_y=centre_y,
+                         centre_x=centre_x, contour=on_contour,
+                         train_ids=train_ids.reshape(-1), confidence=confidence.reshape(-1))
+    return pixels, labels, InstanceStats(counts, conf_sum, sum_y, sum_x)
 
 
 def _pixels_of_classes(train_ids: list[int]) -> ThingPixels:
     """Thing pixels in a row with the given classes, confidence 1 (for examples)."""
     n = len(train_ids)
-    tid = np.asarray(train_ids, dtype=np.uint8)
     index = np.arange(n)
-    return ThingPixels(shape=(1, n), index=index, y=np.zeros(n, np.intp), x=index,
-                       train_ids=tid, class_index=tid.astype(np.intp) - _FIRST_THING,
-                       confidence=np.ones(n), centre_y=np.zeros(n), centre_x=index * 1.0,
-                       contour=np.zeros(n, bool))
+    return ThingPixels(shape=(1, n), index=index, centre_y=np.zeros(n),
+                       centre_x=index * 1.0, contour=np.zeros(n, bool),
+                       train_ids=np.asarray(train_ids, dtype=np.uint8),
+                       confidence=np.ones(n))
 
 
 @dataclass(frozen=True)
@@ -180,19 +200,11 @@ class InstanceStats:
         intp (m,) positions into ``pixels`` with ``labels`` their labels, ascending)."""
         labels = np.asarray(labels, dtype=np.intp)
         if positions is None:
-            ci, conf, cy, cx = (pixels.class_index, pixels.confidence, pixels.centre_y,
-                                pixels.centre_x)
-        else:
-            ci, conf, cy, cx = (pixels.class_index[positions], pixels.confidence[positions],
-                                pixels.centre_y[positions], pixels.centre_x[positions])
-        key = labels * _N_THINGS
-        key += ci
-        size = (n + 1) * _N_THINGS
-        return cls(counts=np.bincount(key, minlength=size).reshape(n + 1, _N_THINGS),
-                   conf=np.bincount(key, weights=conf, minlength=size).reshape(n + 1,
-                                                                              _N_THINGS),
-                   sum_y=np.bincount(labels, weights=cy, minlength=n + 1),
-                   sum_x=np.bincount(labels, weights=cx, minlength=n + 1))
+            positions = np.arange(len(labels))
+        return cls(*kernels.measure(labels, np.asarray(positions, dtype=np.intp),
+                                    pixels.index, pixels.train_ids, pixels.confidence,
+                                    pixels.centre_y, pixels.centre_x, _FIRST_THING,
+                                    _N_THINGS, n))
 
     @property
     def area(self) -> np.ndarray:
@@ -308,55 +320,27 @@ def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.n
 
     Parameters
     ----------
-    instance_map : int32 (H, W), instance labels (0 = none); updated in place.
+    instance_map : int32 (H, W), C-contiguous, instance labels (0 = none); updated in
+        place.
     targets : intp (m,), flat indices of the pixels to fill (their label must be 0).
     train_ids : uint8 (H, W), semantic class of every pixel.
     classes : uint8 (n + 1,), class of each instance label.
 
     Returns
     -------
-    intp (k,), the flat indices that received a label.
+    int, the number of target pixels that received a label.
 
     Examples
     --------
     >>> m = np.array([[1, 0, 0, 0, 2]], np.int32)
     >>> got = fill_contours(m, np.array([1, 2, 3]), np.full((1, 5), 13, np.uint8),
     ...                     np.array([255, 13, 13], np.uint8))
-    >>> m.tolist(), sorted(got.tolist())
-    ([[1, 1, 1, 2, 2]], [1, 2, 3])
+    >>> m.tolist(), got
+    ([[1, 1, 1, 2, 2]], 3)
     """
-    h, w = instance_map.shape
-    flat = instance_map.reshape(-1)
-    tid = np.ascontiguousarray(train_ids).reshape(-1)
-    size = flat.size
-    pending = np.zeros(size, dtype=bool)
-    candidates = np.asarray(targets, dtype=np.intp)
-    pending[candidates] = True
-    slot = np.empty(size, dtype=np.intp)  # scratch for removing repeated candidates
-    filled = []
-    while candidates.size:
-        col = candidates % w
-        want = tid[candidates]
-        best = np.zeros(candidates.size, dtype=np.int32)
-        for step, valid in ((-w, candidates >= w), (-1, col > 0), (1, col < w - 1),
-                            (w, candidates < size - w)):
-            nb = flat[np.where(valid, candidates + step, 0)]
-            ok = valid & (nb > 0) & (best == 0)
-            ok &= classes[nb] == want
-            best[ok] = nb[ok]
-        got = best > 0
-        if not got.any():
-            break
-        new = candidates[got]
-        flat[new] = best[got]
-        pending[new] = False
-        filled.append(new)
-        # next candidates: pending 4-neighbours of the pixels labelled in this step
-        ncol = new % w
-        around = np.concatenate([new[new >= w] - w, new[ncol > 0] - 1,
-                                 new[ncol < w - 1] + 1, new[new < size - w] + w])
-        around = around[pending[around]]
-        # drop repeats without sorting: keep the first occurrence of each pixel
-        slot[around] = np.arange(around.size, dtype=np.intp)
-        candidates = around[slot[around] == np.arange(around.size)]
-    return np.concatenate(filled) if filled else np.zeros(0, dtype=np.intp)
+    if not instance_map.flags.c_contiguous or instance_map.dtype != np.int32:
+        raise ValueError("instance_map must be a C-contiguous int32 array (filled in place)")
+    classes = np.asarray(classes, dtype=np.uint8)
+    return kernels.fill_from_neighbours(instance_map.reshape(-1), instance_map.shape[1],
+                                        np.asarray(targets, dtype=np.intp),
+                                        np.ascontiguousarray(train_ids).reshape(-1), classes)

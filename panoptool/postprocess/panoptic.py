@@ -20,19 +20,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..labels import (CLASS_NAMES, IGNORE, IS_THING_TRAIN, LABELS, NUM_CLASSES,
                       TRAIN_TO_LABEL)
 from .config import PostprocessConfig
-from .instances import (InstanceStats, check_maps, fill_contours, gather_thing_pixels,
-                        thing_components)
+from . import kernels
+from .instances import check_maps, fill_contours, gather_instances, thing_components
 from .refine import merge_instances, remove_small, split_instances
 
-#: uint8 lookup table train id -> label id for stuff classes; 0 for things and ignore.
+#: int32 lookup table train id -> label id for stuff classes (their segment ids); 0 for
+#: things and ignore.
 _STUFF_LABEL_LUT = np.where(IS_THING_TRAIN | (np.arange(256) >= NUM_CLASSES), 0,
-                            TRAIN_TO_LABEL).astype(np.uint8)
+                            TRAIN_TO_LABEL).astype(np.int32)
 
 #: Thing segment ids are ``label_id * 1000 + k`` (as in Cityscapes' instanceIds) while
 #: k < 1000; further instances of a class get ids from here on.
@@ -90,19 +90,19 @@ class PanopticResult:
 
 def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
             offset_yx: np.ndarray, config: PostprocessConfig):
-    """Steps 1-5 on the thing pixels; returns (pixels, labels, stats, n, instance_ids).
+    """Steps 1-5 on the thing pixels; returns (pixels, labels, stats, n, instance_ids,
+    class_areas).
 
     The per-instance statistics (:class:`InstanceStats`) are measured once on the
     components and then updated by each step for the pixels it moves only.
     """
     check_maps(train_ids, confidence, contour_prob, offset_yx)
     h, w = train_ids.shape
-    components, thing, contour, n = thing_components(train_ids, contour_prob,
-                                                     config.contour_threshold,
-                                                     config.connectivity)
-    pixels = gather_thing_pixels(thing, train_ids, confidence, contour, offset_yx)
-    labels = np.take(components.ravel(), pixels.index).astype(np.intp)
-    stats = InstanceStats.measure(labels, pixels, n)
+    components, n, class_areas = thing_components(train_ids, contour_prob,
+                                                  config.contour_threshold, config.connectivity)
+    pixels, labels, stats = gather_instances(
+        components, n, train_ids, confidence, contour_prob, config.contour_threshold,
+        offset_yx, int(class_areas[IS_THING_TRAIN].sum()))
     if n and config.split:
         labels, stats = split_instances(labels, pixels, stats, eps=config.eps,
                                         min_samples=config.min_samples, cell=config.cell)
@@ -116,15 +116,14 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
         n = len(stats) - 1
     instance_ids = np.zeros((h, w), dtype=np.int32)
     if n:
-        instance_ids.ravel()[pixels.index] = labels.astype(np.int32)  # int32: 2x faster
+        kernels.scatter(instance_ids.reshape(-1), pixels.index, labels)
     if n and config.fill_contours:
         todo = np.flatnonzero(pixels.contour & (labels == 0))
-        filled = fill_contours(instance_ids, pixels.index[todo], train_ids, stats.classes())
-        if filled.size:
+        if fill_contours(instance_ids, pixels.index[todo], train_ids, stats.classes()):
             got = instance_ids.ravel()[pixels.index[todo]]
             labels[todo] = got
             stats = stats.add_pixels(pixels, todo, np.zeros(len(todo), dtype=np.intp), got)
-    return pixels, labels, stats, n, instance_ids
+    return pixels, labels, stats, n, instance_ids, class_areas
 
 
 def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
@@ -148,8 +147,8 @@ def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob
     scores : float64 (N + 1,), confidence of instance k.
     areas : int64 (N + 1,), pixels of instance k.
     """
-    pixels, labels, stats, n, instance_ids = _derive(train_ids, confidence, contour_prob,
-                                                     offset_yx, config)
+    _, _, stats, _, instance_ids, _ = _derive(train_ids, confidence, contour_prob, offset_yx,
+                                              config)
     classes, scores, areas = stats.classes(), stats.scores(), stats.area
     return instance_ids, classes, scores, areas
 
@@ -185,13 +184,10 @@ def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob:
     >>> [(s.id, s.label_id, s.area) for s in res.segments]
     [(7, 7, 28), (26000, 26, 20), (26001, 26, 12)]
     """
-    pixels, labels, stats, n, instance_ids = _derive(train_ids, confidence, contour_prob,
-                                                     offset_yx, config)
+    _, _, stats, n, instance_ids, hist = _derive(train_ids, confidence, contour_prob,
+                                                 offset_yx, config)
     classes, scores, areas = stats.classes(), stats.scores(), stats.area
     # stuff: one segment per class present
-    panoptic_ids = cv2.LUT(np.ascontiguousarray(train_ids), _STUFF_LABEL_LUT).astype(np.int32)
-    hist = np.bincount(train_ids.ravel(), minlength=256) if train_ids.size < 4096 else \
-        cv2.calcHist([train_ids], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     segments = [Segment(int(TRAIN_TO_LABEL[t]), int(t), int(TRAIN_TO_LABEL[t]), int(hist[t]),
                         1.0, 0)
                 for t in range(NUM_CLASSES) if not IS_THING_TRAIN[t] and hist[t] > 0]
@@ -212,8 +208,8 @@ def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob:
         seg_of[k] = seg_id
         segments.append(Segment(seg_id, int(classes[k]), label_id, int(areas[k]),
                                 float(scores[k]), k))
-    if n:
-        panoptic_ids.ravel()[pixels.index] = np.take(seg_of, labels)
+    panoptic_ids = kernels.panoptic_ids(instance_ids, np.ascontiguousarray(train_ids), seg_of,
+                                        _STUFF_LABEL_LUT)
     return PanopticResult(instance_ids=instance_ids, panoptic_ids=panoptic_ids,
                           segments=tuple(segments))
 

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from . import kernels
 from .instances import InstanceStats, ThingPixels
 
 
@@ -188,17 +189,10 @@ def dbscan_clusters(centre_y: np.ndarray, centre_x: np.ndarray, *, eps: float,
 
 
 def _instance_ranges(labels: np.ndarray, chosen: np.ndarray):
-    """Yield (label, pixel positions) for the labels where ``chosen`` is True."""
-    sel = np.flatnonzero(chosen[labels])
-    if sel.size == 0:
-        return
-    lab = labels[sel]
-    order = sel[np.argsort(lab.astype(np.uint16) if lab.max() < 65536 else lab, kind="stable")]
-    counts = np.bincount(labels[order])
-    ids = np.flatnonzero(counts)
-    ends = np.cumsum(counts[ids])
-    for k, end, start in zip(ids, ends, ends - counts[ids]):
-        yield int(k), order[start:end]
+    """Yield (label, pixel positions ascending) for the labels where ``chosen`` is True."""
+    order, start = kernels.group_by_label(labels, chosen)
+    for k in np.flatnonzero(start[1:] > start[:-1]):
+        yield int(k), order[start[k]:start[k + 1]]
 
 
 def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStats, *,
@@ -226,22 +220,16 @@ def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStat
     n = len(stats) - 1
     if n == 0:
         return labels.copy(), stats
-    area = stats.area
     cy, cx = stats.centres()
-    dy = pixels.centre_y - np.take(cy, labels)
-    dy *= dy
-    dx = pixels.centre_x - np.take(cx, labels)
-    dx *= dx
-    dy += dx
-    far = dy > (eps / 2.0) ** 2
-    candidate = np.bincount(labels[far], minlength=n + 1) > 0
-    candidate &= area >= min_samples
+    candidate = kernels.far_labels(labels, pixels.centre_y, pixels.centre_x, cy, cx,
+                                   (eps / 2.0) ** 2)
+    candidate &= stats.area >= min_samples
     candidate[0] = False
     out = labels.copy()
     next_label = n + 1
     touched = []
     for k, pos in _instance_ranges(labels, candidate):
-        y, x = pixels.y[pos], pixels.x[pos]
+        y, x = np.divmod(pixels.index[pos], pixels.shape[1])
         window = (float(y.min()) - eps, float(x.min()) - eps,
                   float(y.max()) + eps, float(x.max()) + eps)
         clusters, n_clusters = grid_clusters(pixels.centre_y[pos], pixels.centre_x[pos],

@@ -1,0 +1,256 @@
+"""Compiled per-pixel loops of the post-processing (numba).
+
+Each kernel replaces a chain of numpy passes over the ~10^5..10^6 thing pixels of an image
+by one loop, and gives exactly the numbers the numpy formulation gives: sums are taken in
+the same (raster) order, in float64, with the same operations (no ``fastmath``). They are
+compiled on first use and the machine code is cached next to this file (``cache=True``),
+so only the first run on a machine pays the compilation (a few seconds).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_jit = numba.njit(cache=True, nogil=True)
+
+
+@_jit
+def thing_foreground(train_ids, contour_prob, threshold, is_thing):
+    """The thing mask minus the contour pixels, and the histogram of the classes.
+
+    Returns ``foreground`` uint8 (H, W), 1 where ``is_thing[train_ids]`` and
+    ``contour_prob <= threshold``, and ``hist`` int64 (256,), pixels per train id.
+    """
+    h, w = train_ids.shape
+    foreground = np.empty((h, w), np.uint8)
+    hist = np.zeros(256, np.int64)
+    for i in range(h):
+        for j in range(w):
+            t = train_ids[i, j]
+            hist[t] += 1
+            foreground[i, j] = is_thing[t] and not contour_prob[i, j] > threshold  # NaN: no
+    return foreground, hist
+
+
+@_jit
+def gather_measure(components, train_ids, confidence, offset_y, offset_x, contour_prob,
+                   threshold, first_thing, n_things, m, n):
+    """The thing pixels' centres and the per-component sums, in one pass over the image.
+
+    Parameters
+    ----------
+    components : int32 (H, W), component labels 0..n.
+    train_ids : uint8 (H, W); the ``m`` thing pixels have ``first_thing <= id <
+        first_thing + n_things``.
+    confidence, offset_y, offset_x, contour_prob : float (H, W).
+
+    Returns
+    -------
+    index, labels : intp (m,), flat index and component of each thing pixel.
+    centre_y, centre_x : float64 (m,), pixel + offset.
+    on_contour : bool (m,), ``contour_prob > threshold``.
+    counts : int64 (n + 1, n_things); conf_sum : float64 (n + 1, n_things);
+    sum_y, sum_x : float64 (n + 1,): the sums of :class:`InstanceStats`.
+    """
+    h, w = train_ids.shape
+    index = np.empty(m, np.intp)
+    labels = np.empty(m, np.intp)
+    centre_y = np.empty(m, np.float64)
+    centre_x = np.empty(m, np.float64)
+    on_contour = np.empty(m, np.bool_)
+    counts = np.zeros((n + 1, n_things), np.int64)
+    conf_sum = np.zeros((n + 1, n_things), np.float64)
+    sum_y = np.zeros(n + 1, np.float64)
+    sum_x = np.zeros(n + 1, np.float64)
+    k = 0
+    for i in range(h):
+        for j in range(w):
+            c = np.intp(train_ids[i, j]) - first_thing
+            if c < 0 or c >= n_things:
+                continue
+            lab = np.intp(components[i, j])
+            cy = np.float64(offset_y[i, j]) + np.float64(i)
+            cx = np.float64(offset_x[i, j]) + np.float64(j)
+            index[k] = i * w + j
+            labels[k] = lab
+            centre_y[k] = cy
+            centre_x[k] = cx
+            on_contour[k] = contour_prob[i, j] > threshold
+            counts[lab, c] += 1
+            conf_sum[lab, c] += np.float64(confidence[i, j])
+            sum_y[lab] += cy
+            sum_x[lab] += cx
+            k += 1
+    return index, labels, centre_y, centre_x, on_contour, counts, conf_sum, sum_y, sum_x
+
+
+@_jit
+def measure(labels, positions, index, train_ids, confidence, centre_y, centre_x,
+            first_thing, n_things, n):
+    """The sums of :class:`InstanceStats` over the thing pixels at ``positions``, whose
+    labels (0..n) are ``labels``; ``train_ids`` and ``confidence`` are the raveled maps
+    (pixel p's values at ``index[p]``), ``centre_y`` / ``centre_x`` per thing pixel."""
+    counts = np.zeros((n + 1, n_things), np.int64)
+    conf_sum = np.zeros((n + 1, n_things), np.float64)
+    sum_y = np.zeros(n + 1, np.float64)
+    sum_x = np.zeros(n + 1, np.float64)
+    for j in range(len(positions)):
+        p = positions[j]
+        q = index[p]
+        lab = labels[j]
+        c = np.intp(train_ids[q]) - first_thing
+        counts[lab, c] += 1
+        conf_sum[lab, c] += np.float64(confidence[q])
+        sum_y[lab] += centre_y[p]
+        sum_x[lab] += centre_x[p]
+    return counts, conf_sum, sum_y, sum_x
+
+
+@_jit
+def far_labels(labels, centre_y, centre_x, mean_y, mean_x, limit2):
+    """bool (L + 1,): labels with a pixel whose predicted centre lies farther than
+    ``sqrt(limit2)`` from the label's mean centre (``mean_y``, ``mean_x``)."""
+    far = np.zeros(len(mean_y), np.bool_)
+    for p in range(len(labels)):
+        k = labels[p]
+        if far[k]:
+            continue
+        dy = centre_y[p] - mean_y[k]
+        dx = centre_x[p] - mean_x[k]
+        if dy * dy + dx * dx > limit2:
+            far[k] = True
+    return far
+
+
+@_jit
+def group_by_label(labels, chosen):
+    """The positions of the pixels whose label is ``chosen``, grouped by label.
+
+    Returns ``order`` (intp, positions ascending within each label, labels ascending) and
+    ``start`` (intp (L + 2,)): label k's positions are ``order[start[k]:start[k + 1]]``.
+    """
+    n_rows = len(chosen)
+    start = np.zeros(n_rows + 1, np.intp)
+    for p in range(len(labels)):
+        if chosen[labels[p]]:
+            start[labels[p] + 1] += 1
+    for k in range(n_rows):
+        start[k + 1] += start[k]
+    order = np.empty(start[n_rows], np.intp)
+    cursor = start[:n_rows].copy()
+    for p in range(len(labels)):
+        k = labels[p]
+        if chosen[k]:
+            order[cursor[k]] = p
+            cursor[k] += 1
+    return order, start
+
+
+#: Marks of the target pixels in the instance map while :func:`fill_from_neighbours` runs.
+_PENDING = -1
+_QUEUED = -2
+
+
+@_jit
+def _queue(flat, q, candidates, n_cand):
+    """Append pixel q to the candidates if it is a pending target not queued yet."""
+    if flat[q] == _PENDING:
+        flat[q] = _QUEUED
+        candidates[n_cand] = q
+        n_cand += 1
+    return n_cand
+
+
+@_jit
+def _neighbour_label(flat, q, want, classes):
+    """The label at pixel q if it is an instance of class ``want``, else 0."""
+    label = flat[q]
+    if label > 0 and classes[label] == want:
+        return label
+    return 0
+
+
+@_jit
+def fill_from_neighbours(flat, width, targets, train_ids, classes):
+    """Breadth-first growth of instance labels into ``targets`` (see
+    :func:`~panoptool.postprocess.instances.fill_contours`); ``flat`` (int32, the raveled
+    instance map, 0 at the targets) is updated in place. Returns the number of pixels that
+    got a label.
+
+    While it runs, the targets not labelled yet hold negative marks in ``flat`` itself
+    (pending, or queued for the current step), so no image-sized scratch array is needed;
+    the targets left unlabelled are set back to 0 at the end.
+    """
+    size = flat.size
+    n_cand = len(targets)
+    candidates = np.empty(max(n_cand, 1), np.intp)
+    best = np.empty(max(n_cand, 1), np.int32)
+    filled = np.empty(max(n_cand, 1), np.intp)
+    for i in range(n_cand):
+        candidates[i] = targets[i]
+        flat[targets[i]] = _QUEUED
+    n_filled = 0
+    while n_cand > 0:
+        # decide every candidate on the labels as they were at the start of the step
+        # (marks are negative, so neither pending nor queued pixels count as neighbours)
+        for i in range(n_cand):
+            p = candidates[i]
+            want = train_ids[p]
+            col = p % width
+            b = 0
+            if p >= width:
+                b = _neighbour_label(flat, p - width, want, classes)
+            if b == 0 and col > 0:
+                b = _neighbour_label(flat, p - 1, want, classes)
+            if b == 0 and col < width - 1:
+                b = _neighbour_label(flat, p + 1, want, classes)
+            if b == 0 and p < size - width:
+                b = _neighbour_label(flat, p + width, want, classes)
+            best[i] = b
+        first_new = n_filled
+        for i in range(n_cand):
+            p = candidates[i]
+            if best[i] > 0:
+                flat[p] = best[i]
+                filled[n_filled] = p
+                n_filled += 1
+            else:
+                flat[p] = _PENDING
+        # next candidates: the pending 4-neighbours of the pixels labelled in this step
+        n_cand = 0
+        for f in range(first_new, n_filled):
+            p = filled[f]
+            col = p % width
+            if p >= width:
+                n_cand = _queue(flat, p - width, candidates, n_cand)
+            if col > 0:
+                n_cand = _queue(flat, p - 1, candidates, n_cand)
+            if col < width - 1:
+                n_cand = _queue(flat, p + 1, candidates, n_cand)
+            if p < size - width:
+                n_cand = _queue(flat, p + width, candidates, n_cand)
+    for t in targets:
+        if flat[t] < 0:
+            flat[t] = 0
+    return n_filled
+
+
+@_jit
+def scatter(out_flat, index, values):
+    """``out_flat[index] = values``."""
+    for p in range(len(index)):
+        out_flat[index[p]] = values[p]
+
+
+@_jit
+def panoptic_ids(instance_ids, train_ids, segment_of, stuff_segment):
+    """int32 (H, W): ``segment_of[instance]`` on instance pixels, else
+    ``stuff_segment[train id]``."""
+    h, w = train_ids.shape
+    out = np.empty((h, w), np.int32)
+    for i in range(h):
+        for j in range(w):
+            k = instance_ids[i, j]
+            out[i, j] = segment_of[k] if k > 0 else stuff_segment[train_ids[i, j]]
+    return out
