@@ -14,17 +14,20 @@ from panoptool_cli.options import overwrite_option, root_option, workers_option
               help="Results folder (semantic/, instance/, panoptic/, panoptic.json).")
 @click.option("--oracle", is_flag=True,
               help="Use ground-truth maps (semantic from --root, contours and offsets from "
-                   "--targets) instead of --maps: the method's upper bound.")
+                   "--targets) instead of --maps: the upper bound of the contour method for "
+                   "the targets' dilation. Runs with --min-area 0 unless --min-area is given.")
 @root_option
 @click.option("--dataset-split", "dataset_split", default="val", show_default=True,
               help="Dataset split for --oracle (folder below gtFine/). Named so because "
                    "--split/--no-split switches the split refinement.")
 @click.option("--targets", type=click.Path(file_okay=False, path_type=str),
               help="make-targets output folder (with --oracle).")
-@click.option("--min-area", type=click.IntRange(min=0), default=300, show_default=True,
+@click.option("--min-area", type=click.IntRange(min=0), default=None,
               help="Remove instances smaller than this (pixels); their pixels go to the "
                    "same-class instance whose centre their offsets point to (within "
-                   "--eps), else become void; 0 = off.")
+                   "--eps), else become void; 0 = off. Default: 300 (the paper's best), 0 "
+                   "with --oracle: it filters a network's noise fragments, and ground-truth "
+                   "maps have none, so there it would only delete genuine small objects.")
 @click.option("--split/--no-split", "split_", default=True, show_default=True,
               help="Split instances whose predicted centres form several clusters.")
 @click.option("--merge/--no-merge", default=True, show_default=True,
@@ -59,6 +62,8 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
     from panoptool.postprocess import PostprocessConfig, postprocess_maps, postprocess_oracle
     from panoptool.runner import console
 
+    if min_area is None:
+        min_area = 0 if oracle else PostprocessConfig.min_area
     config = PostprocessConfig(contour_threshold=contour_threshold,
                                connectivity=int(connectivity), split=split_, merge=merge,
                                min_area=min_area, eps=eps, min_samples=min_samples, cell=cell,

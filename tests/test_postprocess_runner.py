@@ -79,6 +79,7 @@ def test_output_is_deterministic_and_independent_of_workers(maps_dir, tmp_path):
     assert invoke("--maps", str(maps), "--out", str(a), "--workers", "1").exit_code == 0
     assert invoke("--maps", str(maps), "--out", str(b), "--workers", "2").exit_code == 0
     assert result_bytes(a) == result_bytes(b)
+    assert json.loads((a / "config.json").read_text())["settings"]["min_area"] == 300  # default
 
 
 def test_refuses_finished_results_resumes_and_overwrites(maps_dir, tmp_path):
@@ -194,3 +195,19 @@ def test_oracle_config_keeps_the_split_refinement_setting(make_synth, tmp_path):
                        PostprocessConfig(split=False), workers=1)
     settings = read_json(tmp_path / "res" / "config.json")["settings"]
     assert settings["split"] is False and settings["dataset_split"] == "val"
+
+
+def test_oracle_runs_without_min_area_unless_asked(make_synth, tmp_path):
+    """min-area filters a network's noise; on ground-truth maps it is off by default, and an
+    explicit --min-area still applies (Table IV's oracle rows)."""
+    from panoptool.io import read_json
+
+    root = make_synth(n=1, height=64, width=128, seed=5)
+    make_targets(root, "val", tmp_path / "targets", TargetConfig(dilation=2), workers=1,
+                 show_progress=False)
+    for extra, expected in (((), 0), (("--min-area", "50"), 50)):
+        out = tmp_path / f"res{expected}"
+        r = invoke("--oracle", "--root", str(root), "--targets", str(tmp_path / "targets"),
+                   "--out", str(out), "--workers", "1", *extra)
+        assert r.exit_code == 0, r.output
+        assert read_json(out / "config.json")["settings"]["min_area"] == expected
