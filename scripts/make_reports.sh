@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates everything in reports/ on the synthetic data (`make reports`), about 2 hours on
 # 2 CPU cores: the training figure of issue 6 (15 min), the ablation tables I-V (81 min of
-# training, 9 networks of 9 minutes) and the bench (a few minutes). Run it on an otherwise
-# idle machine: training runs on a time budget, so a busy CPU means fewer iterations.
+# training, 9 networks of 9 minutes), the oracle figure of issue 5 (1 min) and the bench (a
+# few minutes). Run it on an otherwise idle machine: training runs on a time budget, so a
+# busy CPU means fewer iterations.
 # Work folders go to WORK (default reports-work/); each step resumes where it stopped.
 # A smoke run of the whole chain in a few minutes, into another folder:
 #   N_TRAIN=20 N_VAL=4 FIG_MINUTES=0.3 BUDGET=1 REPORTS=/tmp/r BENCH_ARGS=--quick \
@@ -31,6 +32,9 @@ cp "$WORK/figure/runs/r18/summary.json" "$FIG/training_summary.json"
 "$PT" ablate --root "$WORK/figure/data" --split val --runs-dir "$WORK/ablation" \
     --reports-dir "$REPORTS" --budget-minutes "$BUDGET" --train-args "$TRAIN_ARGS"
 
-# 3. the speed of every stage at 1024x2048, and the report figure over 100 images
+# 3. the oracle figure of issue 5 at 1024x2048 (dilation 1/2/3, min-area off and 300)
+PANOPTOOL="$PT" scripts/oracle_figure.sh "$WORK/oracle" "$REPORTS/oracle_1024x2048.md"
+
+# 4. the speed of every stage at 1024x2048, and the report figure over 100 images
 "$PT" bench --out "$REPORTS/bench.md" $BENCH_ARGS
 "$PT" bench --stage report --n 100 --out "$REPORTS/bench.md" $BENCH_ARGS
