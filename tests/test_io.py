@@ -66,6 +66,10 @@ def test_decode_offsets_points_to_centre():
 def test_panoptic_rgb_roundtrip():
     ids = np.array([[0, 26001, 7, 16777215]])
     assert np.array_equal(rgb_to_panoptic_id(panoptic_id_to_rgb(ids)), ids)
+    # the postprocess writer's byte-reinterpreting version gives the same colours
+    from panoptool.postprocess.runner import _panoptic_rgb
+    big = np.random.default_rng(0).integers(0, 2 ** 24, (37, 53)).astype(np.int32)
+    assert np.array_equal(_panoptic_rgb(big), panoptic_id_to_rgb(big))
 
 
 def test_atomic_writes_get_the_usual_file_mode(tmp_path):

@@ -107,3 +107,18 @@ def test_instance_ranges_group_positions_by_label():
     chosen = np.array([False, True, False, True])
     assert [(k, p.tolist()) for k, p in _instance_ranges(labels, chosen)] == \
         [(1, [2, 5]), (3, [0, 3, 6])]
+
+
+def test_segment_bboxes_equal_the_extent_of_each_segment():
+    from panoptool.postprocess.panoptic import segment_bboxes
+
+    rng = np.random.default_rng(1)
+    ids = rng.choice(np.array([0, 7, 26000, 26001, 24005]), size=(23, 31)).astype(np.int32)
+    ids[ids == 24005] = 0
+    ids[3:5, 20:22] = 24005  # a small segment
+    got = segment_bboxes(ids, [26001, 24005, 7, 99])
+    for sid in (26001, 24005, 7):
+        ys, xs = np.nonzero(ids == sid)
+        assert got[sid] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    assert got[99] == [0, 0, 0, 0]
+    assert list(got) == [26001, 24005, 7, 99]

@@ -229,24 +229,14 @@ def segment_bboxes(panoptic_ids: np.ndarray, segment_ids: list[int]) -> dict[int
     ids = [int(i) for i in segment_ids]
     if not ids:
         return {}
+    panoptic_ids = np.ascontiguousarray(panoptic_ids)
     top = max(max(ids), int(panoptic_ids.max(initial=0)))
-    one = np.uint64(1)
-    out = {}
-    # 64 segments at a time: each pixel becomes the bit of its segment, and OR-reducing the
-    # rows and the columns tells which rows and columns each segment touches
-    for start in range(0, len(ids), 64):
-        chunk = ids[start:start + 64]
-        bits = np.zeros(top + 1, dtype=np.uint64)
-        bits[chunk] = np.left_shift(one, np.arange(len(chunk), dtype=np.uint64))
-        per_pixel = bits[panoptic_ids]
-        rows = np.bitwise_or.reduce(per_pixel, axis=1)
-        cols = np.bitwise_or.reduce(per_pixel, axis=0)
-        for j, sid in enumerate(chunk):
-            ry = np.flatnonzero((rows >> np.uint64(j)) & one)
-            cx = np.flatnonzero((cols >> np.uint64(j)) & one)
-            out[sid] = ([int(cx[0]), int(ry[0]), int(cx[-1] - cx[0] + 1),
-                         int(ry[-1] - ry[0] + 1)] if ry.size else [0, 0, 0, 0])
-    return out
+    slot = np.full(top + 1, -1, dtype=np.int64)
+    slot[ids] = np.arange(len(ids))
+    box = kernels.bounding_boxes(panoptic_ids, slot, len(ids))
+    return {sid: ([int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)] if y1 >= 0
+                  else [0, 0, 0, 0])
+            for sid, (y0, x0, y1, x1) in zip(ids, box)}
 
 
 def coco_categories() -> list[dict]:
