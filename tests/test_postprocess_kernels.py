@@ -122,3 +122,28 @@ def test_segment_bboxes_equal_the_extent_of_each_segment():
         assert got[sid] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
     assert got[99] == [0, 0, 0, 0]
     assert list(got) == [26001, 24005, 7, 99]
+
+
+def test_kernels_compile_without_a_writable_cache_folder(monkeypatch):
+    """Where numba finds no cache folder it raises at decoration; the kernels then compile
+    without the cache instead of making the package unimportable."""
+    import numba
+
+    from panoptool.postprocess import kernels
+
+    real = numba.njit
+
+    def njit(*args, cache=False, **kwargs):
+        if cache:
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    @kernels._jit
+    def twice(x):
+        return 2 * x
+
+    from numba.core.caching import NullCache
+
+    assert twice(21) == 42 and isinstance(twice._cache, NullCache)  # compiled, not cached

@@ -3,8 +3,9 @@
 Each kernel replaces a chain of numpy passes over the ~10^5..10^6 thing pixels of an image
 by one loop, and gives exactly the numbers the numpy formulation gives: sums are taken in
 the same (raster) order, in float64, with the same operations (no ``fastmath``). They are
-compiled on first use and the machine code is cached next to this file (``cache=True``),
-so only the first run on a machine pays the compilation (a few seconds).
+compiled on first use and the machine code is cached next to this file (``cache=True``; in
+numba's user cache folder if this one is read-only), so only the first run on a machine
+pays the compilation (a few seconds).
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, nogil=True)
+
+def _jit(function):
+    """``numba.njit`` with the on-disk cache; without it where numba finds no writable cache
+    folder (neither beside this file nor the user's cache): then each run compiles anew."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
 
 
 @_jit
