@@ -287,3 +287,18 @@ def test_ablate_trains_one_network_for_the_postprocess_only_table(tmp_path):
     assert table["run"].tolist() == ["network none", "network split", "network split+merge"]
     assert {"AP", "PQ", "PQ_th", "SQ_th", "RQ_th", "mIoU"} <= set(table.columns)
     assert table["mIoU"].nunique() == 1  # one network: refinement leaves semantics alone
+
+
+def test_figure_scripts_train_with_the_demos_settings():
+    """The demo, the figure script and make reports' ablations train alike; a setting changed
+    in one place only would make the README's figures disagree with what the demo does."""
+    from pathlib import Path
+
+    from panoptool.pipeline import DEMO_TRAIN_ARGS
+
+    scripts = Path(__file__).resolve().parent.parent / "scripts"
+    pairs = [f"{flag} {value}" for flag, value in zip(DEMO_TRAIN_ARGS[::2], DEMO_TRAIN_ARGS[1::2])]
+    for name in ("train_figure.sh", "make_reports.sh"):
+        text = " ".join((scripts / name).read_text().replace("\\\n", " ").split())
+        missing = [p for p in pairs if p not in text]
+        assert not missing, f"scripts/{name} lacks {missing}"
