@@ -101,7 +101,8 @@ def run(config: BenchConfig) -> BenchSection:
                      "instances": f"{kf} / {ks} clusters", "agreement": f"ARI {ari:.4f}"})
     notes.append(f"{n_images} synthetic scene(s), {n_inst:.0f} thing instances on average; "
                  "maps = ground-truth classes, dilation-2 contours with 10 gaps, offsets + "
-                 "N(0, 2 px) noise. Times are wall-clock on one core (OpenCV single-threaded), "
-                 "mean of 3 runs after a warm-up, before writing files.")
+                 "N(0, 2 px) noise. Times are wall-clock on one core (OpenCV single-threaded, "
+                 "numba loops serial), mean of 3 runs after a warm-up (which also compiles "
+                 "the loops on a machine's first run), before writing files.")
     notes.append("The issue's target: the full derivation <= 40 ms per 1024x2048 image.")
     return BenchSection(title="postprocess", rows=rows, notes=notes)
