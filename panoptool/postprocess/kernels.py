@@ -27,8 +27,9 @@ def _jit(function):
 def thing_foreground(train_ids, contour_prob, threshold, is_thing):
     """The thing mask minus the contour pixels, and the histogram of the classes.
 
-    Returns ``foreground`` uint8 (H, W), 1 where ``is_thing[train_ids]`` and
-    ``contour_prob <= threshold``, and ``hist`` int64 (256,), pixels per train id.
+    Returns ``foreground`` uint8 (H, W), 1 where ``is_thing[train_ids]`` and not
+    ``contour_prob > threshold`` (a NaN probability is no contour, as in numpy), and
+    ``hist`` int64 (256,), pixels per train id.
     """
     h, w = train_ids.shape
     foreground = np.empty((h, w), np.uint8)
@@ -37,7 +38,7 @@ def thing_foreground(train_ids, contour_prob, threshold, is_thing):
         for j in range(w):
             t = train_ids[i, j]
             hist[t] += 1
-            foreground[i, j] = is_thing[t] and not contour_prob[i, j] > threshold  # NaN: no
+            foreground[i, j] = is_thing[t] and not contour_prob[i, j] > threshold
     return foreground, hist
 
 
