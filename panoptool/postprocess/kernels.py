@@ -43,6 +43,24 @@ def thing_foreground(train_ids, contour_prob, threshold, is_thing):
 
 
 @_jit
+def _zero_sums(n, n_things):
+    """Empty sums of :class:`InstanceStats` for labels 0..n: counts, conf_sum, sum_y,
+    sum_x."""
+    return (np.zeros((n + 1, n_things), np.int64), np.zeros((n + 1, n_things), np.float64),
+            np.zeros(n + 1, np.float64), np.zeros(n + 1, np.float64))
+
+
+@_jit
+def _add_pixel(counts, conf_sum, sum_y, sum_x, label, c, confidence, cy, cx):
+    """Add one pixel (class index c, its confidence and predicted centre) to a label's
+    sums."""
+    counts[label, c] += 1
+    conf_sum[label, c] += np.float64(confidence)
+    sum_y[label] += cy
+    sum_x[label] += cx
+
+
+@_jit
 def gather_measure(components, train_ids, confidence, offset_y, offset_x, contour_prob,
                    threshold, first_thing, n_things, m, n):
     """The thing pixels' centres and the per-component sums, in one pass over the image.
@@ -68,10 +86,7 @@ def gather_measure(components, train_ids, confidence, offset_y, offset_x, contou
     centre_y = np.empty(m, np.float64)
     centre_x = np.empty(m, np.float64)
     on_contour = np.empty(m, np.bool_)
-    counts = np.zeros((n + 1, n_things), np.int64)
-    conf_sum = np.zeros((n + 1, n_things), np.float64)
-    sum_y = np.zeros(n + 1, np.float64)
-    sum_x = np.zeros(n + 1, np.float64)
+    counts, conf_sum, sum_y, sum_x = _zero_sums(n, n_things)
     k = 0
     for i in range(h):
         for j in range(w):
@@ -86,10 +101,7 @@ def gather_measure(components, train_ids, confidence, offset_y, offset_x, contou
             centre_y[k] = cy
             centre_x[k] = cx
             on_contour[k] = contour_prob[i, j] > threshold
-            counts[lab, c] += 1
-            conf_sum[lab, c] += np.float64(confidence[i, j])
-            sum_y[lab] += cy
-            sum_x[lab] += cx
+            _add_pixel(counts, conf_sum, sum_y, sum_x, lab, c, confidence[i, j], cy, cx)
             k += 1
     return index, labels, centre_y, centre_x, on_contour, counts, conf_sum, sum_y, sum_x
 
@@ -100,19 +112,12 @@ def measure(labels, positions, index, train_ids, confidence, centre_y, centre_x,
     """The sums of :class:`InstanceStats` over the thing pixels at ``positions``, whose
     labels (0..n) are ``labels``; ``train_ids`` and ``confidence`` are the raveled maps
     (pixel p's values at ``index[p]``), ``centre_y`` / ``centre_x`` per thing pixel."""
-    counts = np.zeros((n + 1, n_things), np.int64)
-    conf_sum = np.zeros((n + 1, n_things), np.float64)
-    sum_y = np.zeros(n + 1, np.float64)
-    sum_x = np.zeros(n + 1, np.float64)
+    counts, conf_sum, sum_y, sum_x = _zero_sums(n, n_things)
     for j in range(len(positions)):
         p = positions[j]
         q = index[p]
-        lab = labels[j]
-        c = np.intp(train_ids[q]) - first_thing
-        counts[lab, c] += 1
-        conf_sum[lab, c] += np.float64(confidence[q])
-        sum_y[lab] += centre_y[p]
-        sum_x[lab] += centre_x[p]
+        _add_pixel(counts, conf_sum, sum_y, sum_x, labels[j], np.intp(train_ids[q]) - first_thing,
+                   confidence[q], centre_y[p], centre_x[p])
     return counts, conf_sum, sum_y, sum_x
 
 

@@ -90,8 +90,7 @@ class PanopticResult:
 
 def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
             offset_yx: np.ndarray, config: PostprocessConfig):
-    """Steps 1-5 on the thing pixels; returns (pixels, labels, stats, n, instance_ids,
-    class_areas).
+    """Steps 1-5 on the thing pixels; returns (stats, n, instance_ids, class_areas).
 
     The per-instance statistics (:class:`InstanceStats`) are measured once on the
     components and then updated by each step for the pixels it moves only.
@@ -123,7 +122,7 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
             got = instance_ids.ravel()[pixels.index[todo]]
             labels[todo] = got
             stats = stats.add_pixels(pixels, todo, np.zeros(len(todo), dtype=np.intp), got)
-    return pixels, labels, stats, n, instance_ids, class_areas
+    return stats, n, instance_ids, class_areas
 
 
 def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
@@ -147,8 +146,7 @@ def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob
     scores : float64 (N + 1,), confidence of instance k.
     areas : int64 (N + 1,), pixels of instance k.
     """
-    _, _, stats, _, instance_ids, _ = _derive(train_ids, confidence, contour_prob, offset_yx,
-                                              config)
+    stats, _, instance_ids, _ = _derive(train_ids, confidence, contour_prob, offset_yx, config)
     classes, scores, areas = stats.classes(), stats.scores(), stats.area
     return instance_ids, classes, scores, areas
 
@@ -184,8 +182,8 @@ def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob:
     >>> [(s.id, s.label_id, s.area) for s in res.segments]
     [(7, 7, 28), (26000, 26, 20), (26001, 26, 12)]
     """
-    _, _, stats, n, instance_ids, hist = _derive(train_ids, confidence, contour_prob,
-                                                 offset_yx, config)
+    stats, n, instance_ids, hist = _derive(train_ids, confidence, contour_prob, offset_yx,
+                                           config)
     classes, scores, areas = stats.classes(), stats.scores(), stats.area
     # stuff: one segment per class present
     segments = [Segment(int(TRAIN_TO_LABEL[t]), int(t), int(TRAIN_TO_LABEL[t]), int(hist[t]),
