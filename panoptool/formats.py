@@ -24,7 +24,8 @@ The ``<stem>`` is Cityscapes' ``<city>_<sequence>_<frame>``, e.g. ``frankfurt_00
 Offset targets are stored factored, which is exact and about 100x smaller and faster than a
 per-pixel float map: ``instance_index`` (uint8 (H, W), or uint16 from 256 instances on;
 0 = no offset target, k = k-th non-crowd thing instance; read back as uint16) and
-``centers_yx`` (float32 (K, 2), centroid row/column of instance k at row k-1). :func:`decode_offsets` expands them to the (2, H, W) map.
+``centers_yx`` (float32 (K, 2), centroid row/column of instance k at row k-1).
+:func:`decode_offsets` expands them to the (2, H, W) map.
 """
 
 from __future__ import annotations
