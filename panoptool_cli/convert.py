@@ -1,0 +1,90 @@
+"""``panoptool convert``: Cityscapes ground truth and results to and from COCO formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from panoptool_cli.options import overwrite_option, root_option, split_option, workers_option
+
+
+@click.group("convert")
+def command() -> None:
+    """Convert ground truth and results between the Cityscapes and COCO formats.
+
+    \b
+    panoptool convert panoptic-gt --root R --split val [--out R/gtFine]
+    panoptool convert panoptic-results --to official --input results/NAME --out submit/
+    panoptool convert panoptic-results --to panoptool --input other.json --out results/other
+    """
+
+
+@command.command("panoptic-gt")
+@root_option
+@split_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder for cityscapes_panoptic_<split>.json and its PNG folder. "
+                   "Default: <root>/gtFine, where createPanopticImgs writes.")
+@click.option("--category-ids", type=click.Choice(["label", "train"]), default="label",
+              show_default=True,
+              help="Category ids on the COCO side: Cityscapes label ids (as the official "
+                   "evaluator expects) or train ids (createPanopticImgs --use-train-id; the "
+                   "names get _trainId).")
+@workers_option
+@overwrite_option
+def panoptic_gt(root, split, out, category_ids, workers, overwrite) -> None:
+    """Cityscapes ground truth (*_instanceIds.png) -> COCO panoptic PNGs + JSON, equal to
+    cityscapesscripts' createPanopticImgs (same JSON text, pixel-equal PNGs), on all cores.
+
+    Resumes: images converted before (same ground-truth bytes) are skipped.
+    """
+    from panoptool.coco_panoptic import convert_panoptic_gt
+    from panoptool.runner import console
+
+    summary = convert_panoptic_gt(root, split, out, category_ids=category_ids,
+                                  workers=workers, overwrite=overwrite)
+    console.print(summary.line())
+
+
+@command.command("panoptic-results")
+@click.option("--to", "to", type=click.Choice(["official", "panoptool"]), required=True,
+              help="official: a panoptool results folder -> cityscapes_panoptic_<split>.json "
+                   "+ PNG folder (the official evaluator's default names). panoptool: any COCO "
+                   "panoptic JSON + PNGs of Cityscapes images -> a panoptool results folder "
+                   "(panoptic.json + panoptic/) that `panoptool report` evaluates.")
+@click.option("--input", "input_", required=True, type=click.Path(exists=True, path_type=Path),
+              help="--to official: the results folder (holds panoptic.json). --to panoptool: "
+                   "the COCO panoptic JSON file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder.")
+@split_option
+@click.option("--category-ids", type=click.Choice(["auto", "label", "train"]), default="auto",
+              show_default=True,
+              help="Category ids on the COCO side: label ids or train ids. --to official: "
+                   "what to write (auto = label). --to panoptool: what the input holds (auto = "
+                   "read from its categories).")
+@click.option("--png-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="--to panoptool: folder of the input PNGs (default: the JSON path without "
+                   ".json).")
+def panoptic_results(to, input_, out, split, category_ids, png_dir) -> None:
+    """Panoptic results between panoptool's layout and the official / COCO one.
+
+    panoptool's panoptic.json + panoptic/*.png already are the official Cityscapes panoptic
+    format (COCO panoptic, image_id = stem, category_id = label id); this renames them as the
+    official evaluator expects, optionally with train ids, and reads other tools' files back.
+    PNGs are hard-linked where possible, else copied.
+    """
+    from panoptool.coco_panoptic import results_from_coco, results_to_official
+    from panoptool.errors import ConfigError
+    from panoptool.runner import console
+
+    if to == "official":
+        if png_dir is not None:
+            raise ConfigError("--png-dir is for --to panoptool")
+        summary = results_to_official(input_, out, split,
+                                      category_ids="label" if category_ids == "auto"
+                                      else category_ids)
+    else:
+        summary = results_from_coco(input_, out, png_dir, category_ids=category_ids)
+    console.print(summary.line())
