@@ -30,6 +30,8 @@ STAGES = {
     "make-targets": "targets",
     "postprocess": "postprocess",
     "report": "report",
+    "pq": "pq",
+    "convert": "convert",
     "model": "model",
 }
 

@@ -14,15 +14,14 @@ small statistics travel back, so memory stays bounded for any number of images.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
-import pandas as pd
 
 from . import formats
 from .dataset import list_samples, resolve_root
@@ -33,6 +32,9 @@ from .metrics import gt as gtm
 from .metrics import instance, panoptic, semantic
 from .runner import run_parallel
 from .tables import to_markdown
+
+if TYPE_CHECKING:  # imported when the summary is made (see evaluate): slow to import
+    import pandas as pd
 
 PathLike = str | os.PathLike
 
@@ -461,16 +463,6 @@ def instance_stats(gt: gtm.GroundTruth, txt_path: PathLike,
     return instance.update(gt, pred)
 
 
-_UNLISTED = np.iinfo(np.uint16).max
-
-
-@functools.lru_cache(maxsize=1)
-def _id_lookup() -> np.ndarray:
-    """A 2^24 table (32 MiB) reused per process to map RGB ids to segment indices; between
-    uses every entry is ``_UNLISTED``."""
-    return np.full(1 << 24, _UNLISTED, dtype=np.uint16)
-
-
 def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...],
                    categories: tuple[int, ...]) -> panoptic.PanopticStats:
     """Read a panoptic PNG and return its statistics against the converted ground truth."""
@@ -479,25 +471,11 @@ def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...]
         raise InputError(png_path, f"expected an 8-bit RGB PNG, got shape {rgb.shape} "
                                    f"dtype {rgb.dtype}")
     _check_size(png_path, rgb, gt.shape)
-    # id = R + 256 G + 65536 B: the RGB bytes plus a zero byte, read as little-endian uint32
-    rgba = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA) if rgb.shape[2] == 3 else rgb.copy()
-    rgba[..., 3] = 0
-    pan_ids = rgba.view("<u4")[..., 0]
-    lut = _id_lookup()  # all _UNLISTED
     id_array = np.array(ids, dtype=np.int64)
-    if 0 not in ids:
-        lut[0] = 0  # unlabelled pixels: VOID
-    lut[id_array] = np.arange(1, len(ids) + 1, dtype=lut.dtype)
-    try:
-        pred_index = lut[pan_ids]
-    finally:
-        lut[id_array] = _UNLISTED
-        lut[0] = _UNLISTED
-    if pred_index.max(initial=0) == _UNLISTED:
-        extra = np.unique(pan_ids[pred_index == _UNLISTED])[:5].tolist()
-        raise InputError(png_path, f"segment id(s) {extra} are in the PNG but not listed in "
-                                   f"{formats.PANOPTIC_JSON}")
-    seg_counts = panoptic.segment_prediction_counts(gt, pred_index, len(ids))
+    seg_counts, unlisted = panoptic.rgb_segment_counts(gt, rgb, id_array)
+    if len(unlisted):
+        raise InputError(png_path, f"segment id(s) {unlisted[:5].tolist()} are in the PNG but "
+                                   f"not listed in {formats.PANOPTIC_JSON}")
     areas = seg_counts.sum(axis=0)[1:]
     if (areas == 0).any():
         absent = id_array[areas == 0][:5].tolist()
@@ -529,6 +507,8 @@ def _pct(value: float) -> float | None:
 
 def summarize(stats: ImageStats, n_images: int) -> tuple[dict, pd.DataFrame]:
     """Flat metrics (percent) and the per-class table from summed statistics."""
+    import pandas as pd
+
     metrics: dict = {key: None for key in METRIC_KEYS}
     metrics["n_images"] = n_images
     table = pd.DataFrame({"train_id": np.arange(NUM_CLASSES), "class": list(CLASS_NAMES)})
@@ -589,6 +569,8 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     for stats in run_parallel(evaluate_image, jobs, workers=workers, description="report",
                               chunksize=chunksize, show_progress=show_progress):
         total = total + stats
+        if "pandas" not in sys.modules:  # for the summary: imported while the workers run
+            import pandas  # noqa: F401
     metrics, table = summarize(total, len(jobs))
     results_dir = Path(results_dir)
     cfg_path = results_dir / formats.CONFIG_JSON

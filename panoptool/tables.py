@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported when a table is made: it is slow to import
+    import pandas as pd
 
 
 def _fmt(value: Any, digits: int) -> str:
@@ -24,6 +25,8 @@ def to_markdown(table: pd.DataFrame | Sequence[dict], digits: int = 2) -> str:
     |---|---|
     | a | 51.23 |
     """
+    import pandas as pd
+
     df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table))
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"

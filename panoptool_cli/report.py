@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import click
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -23,6 +22,8 @@ def _fmt(value) -> str:
 
 
 def _rich_table(df, title: str) -> Table:
+    import pandas as pd
+
     table = Table(title=title)
     for col in df.columns:
         numeric = pd.api.types.is_numeric_dtype(df[col])
@@ -97,6 +98,8 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
     written = write_report(result, out, formats_)
     shown = [{"metric": k, "value": v} for k, v in result.metrics.items()
              if v is not None and k != "n_images"]
+    import pandas as pd
+
     stdout.print(_rich_table(pd.DataFrame(shown), f"{results_dir.name}: {split}, "
                                                   f"{result.metrics['n_images']} images"))
     per_class = result.per_class.drop(columns=["train_id"]).dropna(axis=1, how="all")

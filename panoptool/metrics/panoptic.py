@@ -108,6 +108,68 @@ def segment_prediction_counts(gt: GroundTruth, pred_index: np.ndarray,
     return pair_counts(gt.segment_index, gt.n_segments, pred_index, n_pred + 1)
 
 
+def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`segment_prediction_counts` straight from a panoptic PNG's pixels.
+
+    Both images are constant along long runs of the raster order, so the joint histogram is
+    taken over the runs of the (ground-truth segment, colour) pair instead of per pixel: one
+    comparison of neighbours per image finds them, and only the runs' colours are looked up
+    among the listed ids (no per-pixel segment map, no id table over 2^24 colours).
+
+    Parameters
+    ----------
+    gt : ground truth (segments S), shape (H, W).
+    rgb : uint8 (H, W, 3) or (H, W, 4), id = R + 256 G + 256^2 B (a 4th channel is ignored).
+    ids : int64 (P,), the listed segment ids; id 0, unless listed, is VOID.
+
+    Returns
+    -------
+    counts : int64 (S, P + 1), as :func:`segment_prediction_counts` with the k-th listed id
+        as predicted segment k (1-based).
+    unlisted : int64, the distinct colours in the image that are not listed (sorted).
+
+    Examples
+    --------
+    >>> from panoptool.metrics.gt import segment_ground_truth
+    >>> gt = segment_ground_truth(np.array([[7, 7, 26]], np.uint8),
+    ...                           np.array([[7, 7, 26001]], np.int32))
+    >>> rgb = np.array([[[0, 0, 0], [5, 1, 0], [5, 1, 0]]], np.uint8)  # VOID, 261, 261
+    >>> counts, unlisted = rgb_segment_counts(gt, rgb, np.array([261]))
+    >>> counts.tolist(), unlisted.tolist()
+    ([[1, 1], [0, 1]], [])
+    """
+    import cv2
+
+    h, w = gt.shape
+    n = h * w
+    # 4 bytes per pixel read as one little-endian uint32: id + 2^24 * (4th byte); runs of
+    # equal values have one id (a varying 4th byte only splits runs, which add up the same)
+    packed = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA) if rgb.shape[2] == 3 else rgb
+    colour = np.ascontiguousarray(packed).view("<u4").reshape(n)
+    seg = gt.segment_index.reshape(n)
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    np.not_equal(colour[1:], colour[:-1], out=change[1:])
+    seg_change = np.not_equal(seg[1:], seg[:-1])
+    np.logical_or(change[1:], seg_change, out=change[1:])
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=n)
+    run_ids = (colour[starts] & 0xFFFFFF).astype(np.int64)
+    run_seg = seg[starts].astype(np.int64)
+    ids = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    pos = np.searchsorted(sorted_ids, run_ids).clip(max=max(len(ids) - 1, 0))
+    found = (sorted_ids[pos] == run_ids) if len(ids) else np.zeros(len(run_ids), dtype=bool)
+    slot = np.where(found, order[pos] + 1, 0) if len(ids) else np.zeros(len(run_ids), np.int64)
+    unlisted = np.unique(run_ids[~found & (run_ids != 0)])
+    n_cols = len(ids) + 1
+    counts = np.bincount(run_seg * n_cols + slot, weights=lengths,
+                         minlength=gt.n_segments * n_cols)
+    return counts.astype(np.int64).reshape(gt.n_segments, n_cols), unlisted
+
+
 def update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np.ndarray | None,
            pred_categories: np.ndarray, seg_counts: np.ndarray | None = None) -> PanopticStats:
     """Statistics of one image.
