@@ -14,9 +14,9 @@ small statistics travel back, so memory stays bounded for any number of images.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,7 +33,7 @@ from .metrics import instance, panoptic, semantic
 from .runner import run_parallel
 from .tables import to_markdown
 
-if TYPE_CHECKING:  # imported when the summary is made (see evaluate): slow to import
+if TYPE_CHECKING:  # imported only where a DataFrame is made: slow to import
     import pandas as pd
 
 PathLike = str | os.PathLike
@@ -67,24 +67,70 @@ class ReportConfig:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
 
+class PerClassTable:
+    """The per-class columns of a summary, filled without pandas (slow to import), with the
+    two ways of a DataFrame :func:`summarize` writes them: ``table[col] = values`` and
+    ``table.loc[rows, col] = values`` (a new column starts as NaN).
+
+    columns : dict name -> ndarray (n_rows,).
+    """
+
+    def __init__(self, columns: dict):
+        self.columns = {k: np.asarray(v) for k, v in columns.items()}
+        self.n_rows = len(next(iter(self.columns.values())))
+
+    def __setitem__(self, col: str, values) -> None:
+        self.columns[col] = np.array(np.broadcast_to(values, (self.n_rows,)))
+
+    def __getitem__(self, col: str) -> np.ndarray:
+        return self.columns[col]
+
+    @property
+    def loc(self) -> "_Loc":
+        return _Loc(self)
+
+    def to_frame(self) -> "pd.DataFrame":
+        """The same table as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame({k: v.tolist() if v.dtype.kind in "OU" else v
+                             for k, v in self.columns.items()})
+
+
+class _Loc:
+    def __init__(self, table: PerClassTable):
+        self.table = table
+
+    def __setitem__(self, key, values) -> None:
+        rows, col = key
+        if col not in self.table.columns:
+            self.table[col] = np.nan
+        self.table.columns[col][rows] = values
+
+
 @dataclass
 class EvaluationResult:
     """What :func:`evaluate` found.
 
     metrics : flat dict of :data:`METRIC_KEYS`, percent; None for parts not evaluated.
-    per_class : DataFrame, one row per class (19, train-id order): IoU, iIoU, AP, AP50, PQ,
-        SQ, RQ in percent (NaN where undefined or not evaluated).
+    per_class_table : :class:`PerClassTable`, one row per class (19, train-id order): IoU,
+        iIoU, AP, AP50, PQ, SQ, RQ in percent (NaN where undefined or not evaluated);
+        ``per_class`` is the same as a DataFrame (pandas is imported on first use).
     parts : the parts evaluated.
     """
 
     metrics: dict
-    per_class: pd.DataFrame
+    per_class_table: PerClassTable
     parts: tuple[str, ...]
     root: str
     split: str
     results_dir: str
     results_config: dict | None = None
     settings: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def per_class(self) -> "pd.DataFrame":
+        return self.per_class_table.to_frame()
 
 
 @dataclass(frozen=True)
@@ -505,13 +551,12 @@ def _pct(value: float) -> float | None:
     return None if value is None or math.isnan(value) else 100.0 * float(value)
 
 
-def summarize(stats: ImageStats, n_images: int) -> tuple[dict, pd.DataFrame]:
+def summarize(stats: ImageStats, n_images: int) -> tuple[dict, PerClassTable]:
     """Flat metrics (percent) and the per-class table from summed statistics."""
-    import pandas as pd
-
     metrics: dict = {key: None for key in METRIC_KEYS}
     metrics["n_images"] = n_images
-    table = pd.DataFrame({"train_id": np.arange(NUM_CLASSES), "class": list(CLASS_NAMES)})
+    table = PerClassTable({"train_id": np.arange(NUM_CLASSES),
+                           "class": np.array(CLASS_NAMES, dtype=object)})
     for col in ("IoU", "iIoU", "AP", "AP50", "PQ", "SQ", "RQ"):
         table[col] = np.nan
     if stats.semantic is not None:
@@ -569,14 +614,12 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     for stats in run_parallel(evaluate_image, jobs, workers=workers, description="report",
                               chunksize=chunksize, show_progress=show_progress):
         total = total + stats
-        if "pandas" not in sys.modules:  # for the summary: imported while the workers run
-            import pandas  # noqa: F401
     metrics, table = summarize(total, len(jobs))
     results_dir = Path(results_dir)
     cfg_path = results_dir / formats.CONFIG_JSON
     results_config = read_json(cfg_path) if cfg_path.is_file() else None
-    return EvaluationResult(metrics=metrics, per_class=table, parts=parts, root=str(root),
-                            split=split, results_dir=str(results_dir),
+    return EvaluationResult(metrics=metrics, per_class_table=table, parts=parts,
+                            root=str(root), split=split, results_dir=str(results_dir),
                             results_config=results_config, settings=asdict(config))
 
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -29,6 +30,18 @@ def _rich_table(df, title: str) -> Table:
         numeric = pd.api.types.is_numeric_dtype(df[col])
         table.add_column(str(col), justify="right" if numeric else "left")
     for row in df.itertuples(index=False, name=None):
+        table.add_row(*[_fmt(v) for v in row])
+    return table
+
+
+def _rich_columns(columns: dict, title: str) -> Table:
+    """A rich table from columns (name -> values), without pandas; numbers right-aligned."""
+    table = Table(title=title)
+    for name, values in columns.items():
+        numeric = all(isinstance(v, (int, float, np.integer, np.floating))
+                      and not isinstance(v, bool) for v in values)
+        table.add_column(str(name), justify="right" if numeric else "left")
+    for row in zip(*columns.values()):
         table.add_row(*[_fmt(v) for v in row])
     return table
 
@@ -96,14 +109,14 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
     result = evaluate(root, split, results_dir, workers=workers, cache=cache)
     out = out or Path("reports") / results_dir.resolve().name
     written = write_report(result, out, formats_)
-    shown = [{"metric": k, "value": v} for k, v in result.metrics.items()
-             if v is not None and k != "n_images"]
-    import pandas as pd
-
-    stdout.print(_rich_table(pd.DataFrame(shown), f"{results_dir.name}: {split}, "
-                                                  f"{result.metrics['n_images']} images"))
-    per_class = result.per_class.drop(columns=["train_id"]).dropna(axis=1, how="all")
-    stdout.print(_rich_table(per_class, "per class"))
+    shown = {k: v for k, v in result.metrics.items() if v is not None and k != "n_images"}
+    stdout.print(_rich_columns({"metric": list(shown), "value": list(shown.values())},
+                               f"{results_dir.name}: {split}, "
+                               f"{result.metrics['n_images']} images"))
+    # the per-class table without the columns of parts not evaluated (all NaN)
+    per_class = {k: v.tolist() for k, v in result.per_class_table.columns.items()
+                 if k != "train_id" and not (v.dtype.kind == "f" and np.isnan(v).all())}
+    stdout.print(_rich_columns(per_class, "per class"))
     click.echo(f"written: {', '.join(str(p) for p in written)}", err=True)
 
 
