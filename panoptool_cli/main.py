@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-targets": ("make_targets", "Semantic, contour and offset training targets."),
     "train": ("train", "Train the multi-task network (CPU/GPU, torchrun for DDP)."),
     "infer": ("infer", "Write prediction maps (<stem>_maps.npz) with a trained network."),
+    "export": ("export", "The network with its maps step as ONNX / TorchScript."),
     "postprocess": ("postprocess", "Instances and panoptic results from prediction maps."),
     "report": ("report", "mIoU / AP / PQ equal to the official evaluators; ablation tables."),
     "visualize": ("visualize", "Figure panels per image and training curves."),
