@@ -244,8 +244,8 @@ def write_torchscript(network, metadata: dict[str, str], path: PathLike, *,
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, (_example(height, width),), check_trace=False)
-    torch.jit.save(traced, str(path),
-                   _extra_files={TORCHSCRIPT_META: json.dumps(metadata, sort_keys=True)})
+        torch.jit.save(traced, str(path),
+                       _extra_files={TORCHSCRIPT_META: json.dumps(metadata, sort_keys=True)})
 
 
 # --- reading models ------------------------------------------------------------------------
@@ -391,7 +391,10 @@ class TorchScriptBackend:
             raise InputError(path, "model file not found")
         extra = {TORCHSCRIPT_META: ""}
         try:
-            self.module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.jit's deprecation note
+                self.module = torch.jit.load(str(path), map_location=device,
+                                             _extra_files=extra)
         except Exception as exc:  # RuntimeError on corrupt archives
             raise InputError(path, f"cannot read TorchScript model (corrupt: "
                                    f"{_first_line(exc)})") from None
