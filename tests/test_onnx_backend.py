@@ -251,3 +251,16 @@ def test_onnx_for_checkpoint_exports_once(trained, tmp_path):
     other.write_bytes(ckpt.read_bytes() + b"")
     assert onnx_for_checkpoint(other, tmp_path / "cache", height=64, width=128) == first
     assert not list((tmp_path / "cache").glob(".tmp-*"))
+
+
+def test_export_bench_quick(tmp_path):
+    from panoptool.bench import BenchConfig, merge_report, run_stage_here
+    section = run_stage_here("export", BenchConfig(quick=True, workers=1,
+                                                   workdir=str(tmp_path)))
+    variants = {row["variant"] for row in section.rows}
+    assert {"torch NCHW", "torch channels-last", "onnxruntime fixed shape, optimisation all",
+            "onnxruntime dynamic shape, optimisation all"} <= variants
+    for row in section.rows:
+        assert row["size"] == "64x128" and row["ms/image"] > 0 and row["threads"] == 1
+        assert row["argmax = torch NCHW (%)"] >= 99.99 and row["max |conf diff|"] < 1e-4
+    assert "<!-- stage:export -->" in merge_report(tmp_path / "bench.md", {"export": section})
