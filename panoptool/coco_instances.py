@@ -50,6 +50,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numba
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
@@ -57,7 +58,7 @@ from pycocotools import mask as mask_utils
 
 from .errors import InputError, PanoptoolError
 from .io import read_json, write_json
-from .metrics.gt import GroundTruth, instance_label, rle_encode
+from .metrics.gt import GroundTruth, instance_label
 from .metrics.instance import INSTANCE_LABEL_IDS, InstanceStats
 
 PathLike = str | os.PathLike
@@ -108,13 +109,18 @@ def encode_mask(mask: np.ndarray) -> dict:
     return _as_text(mask_utils.encode(fortran))
 
 
-def encode_label_map(index_map: np.ndarray, n: int) -> list[dict]:
+def encode_label_map(index_map: np.ndarray, n: int, lut: np.ndarray | None = None,
+                     bbox: tuple[int, int, int, int] | None = None) -> list[dict]:
     """RLE of every value 1..n of an index map in one pass (exactly ``encode_mask(map == k)``).
 
     Parameters
     ----------
-    index_map : int (H, W), 0 = background, k = object k (values above ``n`` are ignored).
+    index_map : non-negative int (H, W), 0 = background, k = object k (values above ``n``
+        are ignored).
     n : number of objects.
+    lut : optional int (V,): object of each value of ``index_map`` (0 = none; values >= V
+        are none), so that ids or segment indices are encoded without a full-image lookup.
+    bbox : optional ``(x, y, width, height)`` that holds every object: only it is scanned.
 
     Returns
     -------
@@ -124,12 +130,15 @@ def encode_label_map(index_map: np.ndarray, n: int) -> list[dict]:
     ['02', '21']
     """
     h, w = index_map.shape
-    values, lengths = rle_encode(np.ascontiguousarray(index_map.T).ravel())
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-    keep = (values >= 1) & (values <= n)
-    values, lengths, starts = values[keep].astype(np.int64), lengths[keep], starts[keep]
+    x0, y0, bw, bh = (0, 0, w, h) if bbox is None else (int(v) for v in bbox)
+    # column-major order of the box = rows of its transpose
+    transposed = _transpose(index_map[y0:y0 + bh, x0:x0 + bw])
+    if lut is None:
+        lut = np.arange(n + 1, dtype=np.int64)
+    lut = np.where((lut >= 0) & (lut <= n), lut, 0).astype(np.int64)
+    values, starts, lengths = _object_runs(transposed, lut, h, x0, y0)
     order = np.argsort(values, kind="stable")  # runs of each object, in raster order
-    values, lengths, starts = values[order], lengths[order], starts[order]
+    values, lengths, starts = values[order], lengths[order], starts[order]  # int64 each
     bounds = np.searchsorted(values, np.arange(1, n + 2))
     total = h * w
     uncompressed = []
@@ -146,6 +155,54 @@ def encode_label_map(index_map: np.ndarray, n: int) -> list[dict]:
     if not uncompressed:
         return []
     return [_as_text(r) for r in mask_utils.frPyObjects(uncompressed, h, w)]
+
+
+def _transpose(index_map: np.ndarray) -> np.ndarray:
+    """C-contiguous transpose (OpenCV's blocked transpose where the dtype allows)."""
+    if index_map.dtype in (np.uint8, np.uint16, np.int32, np.int16, np.float32):
+        return cv2.transpose(np.ascontiguousarray(index_map))
+    return np.ascontiguousarray(index_map.T)
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_runs(box_t, lut, h, x0, y0, values, starts, lengths, fill):  # pragma: no cover
+    n_cols, n_rows = box_t.shape
+    n_lut = lut.shape[0]
+    k = -1
+    prev = 0
+    last = -2
+    for i in range(n_cols):
+        base = (x0 + i) * h + y0
+        for j in range(n_rows):
+            raw = np.int64(box_t[i, j])
+            v = lut[raw] if 0 <= raw < n_lut else 0
+            if v > 0:
+                p = base + j
+                if v != prev or p != last + 1:
+                    k += 1
+                    if fill:
+                        values[k] = v
+                        starts[k] = p
+                        lengths[k] = 0
+                if fill:
+                    lengths[k] += 1
+                last = p
+            prev = v
+    return k + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _object_runs(box_t, lut, h, x0, y0):  # pragma: no cover - compiled
+    """Runs of the objects ``lut[value]`` > 0 in column-major order of an image of height
+    ``h``, read from the transpose ``box_t`` (bw, bh) of its box at column x0, row y0:
+    (object, start, length) int64 each; values outside ``lut`` are no object."""
+    empty = np.empty(0, np.int64)
+    n = _scan_runs(box_t, lut, h, x0, y0, empty, empty, empty, False)
+    values = np.empty(n, np.int64)
+    starts = np.empty(n, np.int64)
+    lengths = np.empty(n, np.int64)
+    _scan_runs(box_t, lut, h, x0, y0, values, starts, lengths, True)
+    return values, starts, lengths
 
 
 @numba.njit(cache=True, nogil=True)
@@ -261,7 +318,8 @@ def rle_bbox(rles: list[dict]) -> list[list[float]]:
 # --- results entries -----------------------------------------------------------------------
 
 def results_entries(image_id: str, instance_ids: np.ndarray, label_ids: list[int],
-                    scores: list[float], values: list[int] | None = None) -> list[dict]:
+                    scores: list[float], values: list[int] | None = None,
+                    bbox: tuple[int, int, int, int] | None = None) -> list[dict]:
     """COCO results entries of one image's instances.
 
     Parameters
@@ -270,16 +328,14 @@ def results_entries(image_id: str, instance_ids: np.ndarray, label_ids: list[int
     instance_ids : int (H, W), instance map (0 = none).
     label_ids, scores : per instance, Cityscapes labelId and confidence.
     values : the value of each instance in ``instance_ids`` (default 1..N).
+    bbox : ``(x, y, width, height)`` holding every instance, if known (faster).
     """
     n = len(label_ids)
-    if values is None:
-        index_map = instance_ids
-    else:
-        lut = np.zeros(int(max(values, default=0)) + 1, dtype=np.int32)
+    lut = None
+    if values is not None:
+        lut = np.zeros(int(max(values, default=0)) + 1, dtype=np.int64)
         lut[np.asarray(values, dtype=np.int64)] = np.arange(1, n + 1)
-        clipped = np.where(instance_ids < len(lut), instance_ids, 0)
-        index_map = lut[clipped]
-    rles = encode_label_map(index_map, n)
+    rles = encode_label_map(instance_ids, n, lut, bbox)
     boxes = rle_bbox(rles)
     return [{"image_id": image_id, "category_id": int(lab), "score": float(score),
              "segmentation": rle, "bbox": box}
@@ -513,8 +569,7 @@ def ground_truth_annotations(gt: GroundTruth) -> list[dict]:
         return []
     ann_of_seg = np.zeros(gt.n_segments, dtype=np.int32)
     ann_of_seg[keep] = np.searchsorted(inst_ids, seg_inst[keep]) + 1
-    index_map = ann_of_seg[gt.segment_index]
-    rles = encode_label_map(index_map, len(inst_ids))
+    rles = encode_label_map(gt.segment_index, len(inst_ids), ann_of_seg)
     areas = np.bincount(ann_of_seg, weights=gt.areas, minlength=len(inst_ids) + 1)[1:]
     boxes = rle_bbox(rles)
     out = []

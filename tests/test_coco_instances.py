@@ -37,6 +37,10 @@ def test_label_map_rle_equals_pycocotools_and_overlap_equals_the_decoded_mask():
         else:  # sparse: masks starting/ending anywhere, absent values
             index_map = (rng.random((h, w)) < 0.1) * rng.integers(1, 5, (h, w))
         rles = ci.encode_label_map(index_map, 4)
+        ys, xs = np.nonzero(index_map)
+        if ys.size:  # scanning only a box that holds every object gives the same RLEs
+            box = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+            assert ci.encode_label_map(index_map, 4, bbox=box) == rles
         labels = np.full((h, w), 26, np.uint8)
         gt = gtm.segment_ground_truth(labels, (26000 + index_map).astype(np.uint16))
         for k in range(1, 5):

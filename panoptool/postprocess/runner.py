@@ -109,11 +109,18 @@ def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: Panopt
     bboxes = segment_bboxes(result.panoptic_ids, [s.id for s in result.segments])
     if instance_format in ("coco", "both"):
         things = result.instances
+        boxes = np.array([bboxes[s.id] for s in things], dtype=np.int64).reshape(-1, 4)
+        union = None
+        if len(boxes):  # only the box holding every instance is scanned
+            x0, y0 = boxes[:, :2].min(axis=0)
+            x1, y1 = (boxes[:, :2] + boxes[:, 2:]).max(axis=0)
+            union = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
         write_json(coco_sidecar_path(out, stem),
                    coco_instances.results_entries(stem, result.instance_ids,
                                                   [s.label_id for s in things],
                                                   [round(s.score, 6) for s in things],
-                                                  [s.instance for s in things]), indent=None)
+                                                  [s.instance for s in things], union),
+                   indent=None)
     lines = []
     inst = result.instance_ids
     for k, seg in enumerate(result.instances if instance_format != "coco" else ()):
