@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numba
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 from pycocotools import mask as mask_utils
@@ -88,6 +87,13 @@ def coco_instance_categories() -> list[dict]:
 
 
 # --- RLE ---------------------------------------------------------------------------------------
+
+def kernels():
+    """The compiled loops (:mod:`panoptool.coco_kernels`), imported on first use."""
+    from . import coco_kernels
+
+    return coco_kernels
+
 
 def _as_text(rle: dict) -> dict:
     counts = rle["counts"]
@@ -136,7 +142,7 @@ def encode_label_map(index_map: np.ndarray, n: int, lut: np.ndarray | None = Non
     if lut is None:
         lut = np.arange(n + 1, dtype=np.int64)
     lut = np.where((lut >= 0) & (lut <= n), lut, 0).astype(np.int64)
-    values, starts, lengths = _object_runs(transposed, lut, h, x0, y0)
+    values, starts, lengths = kernels().object_runs(transposed, lut, h, x0, y0)
     order = np.argsort(values, kind="stable")  # runs of each object, in raster order
     values, lengths, starts = values[order], lengths[order], starts[order]  # int64 each
     bounds = np.searchsorted(values, np.arange(1, n + 2))
@@ -164,75 +170,6 @@ def _transpose(index_map: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(index_map.T)
 
 
-@numba.njit(cache=True, nogil=True)
-def _scan_runs(box_t, lut, h, x0, y0, values, starts, lengths, fill):  # pragma: no cover
-    n_cols, n_rows = box_t.shape
-    n_lut = lut.shape[0]
-    k = -1
-    prev = 0
-    last = -2
-    for i in range(n_cols):
-        base = (x0 + i) * h + y0
-        for j in range(n_rows):
-            raw = np.int64(box_t[i, j])
-            v = lut[raw] if 0 <= raw < n_lut else 0
-            if v > 0:
-                p = base + j
-                if v != prev or p != last + 1:
-                    k += 1
-                    if fill:
-                        values[k] = v
-                        starts[k] = p
-                        lengths[k] = 0
-                if fill:
-                    lengths[k] += 1
-                last = p
-            prev = v
-    return k + 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _object_runs(box_t, lut, h, x0, y0):  # pragma: no cover - compiled
-    """Runs of the objects ``lut[value]`` > 0 in column-major order of an image of height
-    ``h``, read from the transpose ``box_t`` (bw, bh) of its box at column x0, row y0:
-    (object, start, length) int64 each; values outside ``lut`` are no object."""
-    empty = np.empty(0, np.int64)
-    n = _scan_runs(box_t, lut, h, x0, y0, empty, empty, empty, False)
-    values = np.empty(n, np.int64)
-    starts = np.empty(n, np.int64)
-    lengths = np.empty(n, np.int64)
-    _scan_runs(box_t, lut, h, x0, y0, values, starts, lengths, True)
-    return values, starts, lengths
-
-
-@numba.njit(cache=True, nogil=True)
-def _counts_from_string(chars):  # pragma: no cover - compiled
-    """Run lengths of a pycocotools compressed RLE string (uint8 bytes)."""
-    counts = np.empty(len(chars) + 1, np.int64)
-    m = 0
-    p = 0
-    n = len(chars)
-    while p < n:
-        x = 0
-        k = 0
-        more = True
-        while more:
-            if p >= n:
-                return counts[:0], False
-            c = np.int64(chars[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = (c & 0x20) != 0
-            p += 1
-            k += 1
-            if not more and (c & 0x10) != 0:
-                x |= np.int64(-1) << (5 * k)
-        if m > 2:
-            x += counts[m - 2]
-        counts[m] = x
-        m += 1
-    return counts[:m], True
-
-
 def rle_counts(rle: dict) -> np.ndarray:
     """The run lengths of an RLE (zeros first, alternating), int64 (R,).
 
@@ -250,7 +187,7 @@ def rle_counts(rle: dict) -> np.ndarray:
         runs = np.asarray(counts, dtype=np.int64)
     else:
         raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-        runs, ok = _counts_from_string(np.frombuffer(raw, dtype=np.uint8))
+        runs, ok = kernels().counts_from_string(np.frombuffer(raw, dtype=np.uint8))
         if not ok:
             raise ValueError("truncated RLE counts string")
     if runs.size and runs.min() < 0:
@@ -258,26 +195,6 @@ def rle_counts(rle: dict) -> np.ndarray:
     if int(runs.sum()) != h * w:
         raise ValueError(f"RLE runs cover {int(runs.sum())} pixels, size {h}x{w} has {h * w}")
     return runs
-
-
-@numba.njit(cache=True, nogil=True)
-def _runs_segment_overlap(runs, segment_index, n_segments):  # pragma: no cover - compiled
-    h = segment_index.shape[0]
-    out = np.zeros(n_segments, np.int64)
-    pos = 0
-    for r in range(runs.shape[0]):
-        length = runs[r]
-        if r % 2 == 1:
-            col = pos // h
-            row = pos - col * h
-            for _ in range(length):
-                out[segment_index[row, col]] += 1
-                row += 1
-                if row == h:
-                    row = 0
-                    col += 1
-        pos += length
-    return out
 
 
 def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
@@ -291,8 +208,9 @@ def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
     gt : ground truth (segments) of an image of the RLE's size.
     runs : int64 (R,), :func:`rle_counts` of the mask.
     """
-    return _runs_segment_overlap(np.ascontiguousarray(runs, dtype=np.int64),
-                                 gt.segment_index, gt.n_segments)
+    return kernels().runs_segment_overlap(np.ascontiguousarray(runs, dtype=np.int64),
+                                          np.ascontiguousarray(gt.segment_index),
+                                          gt.n_segments)
 
 
 def decode_rle(rle: dict) -> np.ndarray:
@@ -868,6 +786,7 @@ def convert_instances_gt(root: PathLike | None, split: str, out: PathLike, *,
              None if cache_dir is None else str(gtm.cache_path(cache_dir, split, s.stem)),
              None if cache_dir is None else str(coco_gt_cache_path(cache_dir, split, s.stem)))
             for s in samples]
+    kernels().warm_up()  # loaded once here; forked workers inherit them
     total = CocoImages([], [], [])
     for part in run_parallel(_gt_image, jobs, workers=workers, description="convert",
                              show_progress=show_progress):

@@ -638,6 +638,8 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     if config.cache:
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir(root)
     jobs, parts = plan_jobs(root, split, results_dir, cache_dir, instances, coco_gt, coco_ap)
+    if jobs and (jobs[0].instance_json is not None or jobs[0].coco_ap):
+        coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
     total = ImageStats()
     chunksize = max(1, min(8, len(jobs) // (4 * max(1, workers or 2))))
     for stats in run_parallel(evaluate_image, jobs, workers=workers, description="report",

@@ -293,6 +293,8 @@ def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
     write_json(out / formats.CONFIG_JSON, config_json)
     summary = PostprocessSummary(out=str(out), images=len(items))
     todo = [item for stem, item in zip(stems, items) if not is_done(out, stem)]
+    if todo and config_json["settings"].get("instance_format", "both") != "cityscapes":
+        coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
     summary.skipped = len(items) - len(todo)
     for _, n_instances in run_parallel(func, todo, workers=workers, description="postprocess",
                                        show_progress=show_progress):
