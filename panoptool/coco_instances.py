@@ -794,3 +794,28 @@ def convert_instances_gt(root: PathLike | None, split: str, out: PathLike, *,
     data = total.ground_truth()
     write_json(out, data, indent=None)
     return data
+
+
+def convert_instance_results(*, results_dir: PathLike | None = None,
+                             instances: PathLike | None = None, out: PathLike,
+                             coco_gt: PathLike | None = None) -> int:
+    """``convert instance-results``: official txt + PNG results (``results_dir``) -> one COCO
+    results JSON ``out``, or a COCO results JSON (``instances``) -> official results in the
+    folder ``out`` (``coco_gt`` maps its image and category ids). Returns instances written.
+    """
+    from .errors import ConfigError
+
+    if (results_dir is None) == (instances is None):
+        raise ConfigError("give either --results DIR (txt + PNG -> JSON) or --instances FILE "
+                          "(JSON -> txt + PNG)")
+    if results_dir is not None:
+        entries = txt_results_to_coco(results_dir)
+        write_results(out, entries)
+        return len(entries)
+    id_map = None
+    if coco_gt is not None:
+        data = read_json(coco_gt)
+        images = data.get("images") if isinstance(data, dict) else None
+        names = [img.get("file_name", "") for img in images or [] if isinstance(img, dict)]
+        id_map = read_image_id_map(coco_gt, {_plain_stem(n) for n in names})
+    return sum(coco_to_txt_results(read_json(instances), instances, out, id_map).values())

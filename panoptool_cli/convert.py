@@ -63,26 +63,10 @@ def instances_gt(root, split, out, workers, no_cache, cache_dir) -> None:
 def instance_results(results_dir, instances, coco_gt, out) -> None:
     """Official instance results (txt + PNG) <-> COCO results JSON; lossless both ways
     (identical masks, labels and scores)."""
-    from panoptool import coco_instances as ci
-    from panoptool.errors import ConfigError
-    from panoptool.io import read_json
+    from panoptool.coco_instances import convert_instance_results
     from panoptool.runner import console
 
-    if bool(results_dir) == bool(instances):
-        raise ConfigError("give either --results DIR (txt + PNG -> JSON) or --instances FILE "
-                          "(JSON -> txt + PNG)")
-    if results_dir:
-        entries = ci.txt_results_to_coco(results_dir)
-        ci.write_results(out, entries)
-        console.print(f"convert: {len(entries)} instance(s) -> {out}")
-        return
-    stems_hint = None
-    if coco_gt:
-        data = read_json(coco_gt)
-        names = [img.get("file_name", "") for img in data.get("images", [])
-                 if isinstance(img, dict)] if isinstance(data, dict) else []
-        stems_hint = {ci._plain_stem(n) for n in names}
-    id_map = ci.read_image_id_map(coco_gt, stems_hint) if coco_gt else None
-    written = ci.coco_to_txt_results(read_json(instances), instances, out, id_map)
-    console.print(f"convert: {sum(written.values())} instance(s) of {len(written)} image(s) "
-                  f"-> {out}/instance")
+    n = convert_instance_results(results_dir=results_dir, instances=instances, out=out,
+                                 coco_gt=coco_gt)
+    where = out if results_dir else f"{out}/instance"
+    console.print(f"convert: {n} instance(s) -> {where}")
