@@ -55,7 +55,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 from pycocotools import mask as mask_utils
 
-from .errors import InputError, PanoptoolError
+from .errors import ConfigError, InputError, PanoptoolError
 from .io import read_json, write_json
 from .metrics.gt import GroundTruth, instance_label
 from .metrics.instance import INSTANCE_LABEL_IDS, InstanceStats
@@ -517,19 +517,31 @@ def assemble_ground_truth(images: list[dict], annotations: list[list[dict]]) -> 
 
 # --- COCOeval ----------------------------------------------------------------------------------
 
-def coco_mask_ap(ground_truth: dict, detections: list[dict]) -> dict:
-    """COCO mask AP (pycocotools COCOeval, ``iouType="segm"``, default parameters).
+#: COCOeval implementations: pycocotools (the reference) and faster-coco-eval (its C++
+#: re-implementation, same numbers; about 4x faster on 100 Cityscapes-size images).
+COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
+
+
+def coco_mask_ap(ground_truth: dict, detections: list[dict],
+                 backend: str = "pycocotools") -> dict:
+    """COCO mask AP (COCOeval, ``iouType="segm"``, default parameters).
 
     Parameters
     ----------
     ground_truth : COCO instances object (:func:`assemble_ground_truth`).
     detections : results entries whose ``image_id`` are ids of ``ground_truth``'s images
         (empty masks already dropped).
+    backend : one of :data:`COCO_BACKENDS`.
 
     Returns
     -------
     dict of :data:`COCO_METRIC_KEYS` in percent; None where COCOeval has no value (-1).
     """
+    if backend == "faster-coco-eval":
+        return _faster_coco_mask_ap(ground_truth, detections)
+    if backend != "pycocotools":
+        raise ConfigError(f"coco backend must be one of {', '.join(COCO_BACKENDS)}, got "
+                          f"{backend!r}")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -545,6 +557,39 @@ def coco_mask_ap(ground_truth: dict, detections: list[dict]) -> dict:
                                "categories": ground_truth["categories"]}
             coco_dt.createIndex()
         ev = COCOeval(coco_gt, coco_dt, iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {k: (None if v < 0 else 100.0 * float(v)) for k, v in zip(COCO_METRIC_KEYS,
+                                                                      ev.stats[:6])}
+
+
+def _faster_coco_mask_ap(ground_truth: dict, detections: list[dict]) -> dict:
+    """:func:`coco_mask_ap` with faster-coco-eval (which needs integer image ids: images are
+    numbered 1..N in their order)."""
+    try:
+        from faster_coco_eval import COCO, COCOeval_faster
+    except ImportError:
+        raise ConfigError("--coco-backend faster-coco-eval needs the package faster-coco-eval "
+                          "(pip install faster-coco-eval)") from None
+    number = {img["id"]: k + 1 for k, img in enumerate(ground_truth["images"])}
+    gt = {"images": [dict(img, id=number[img["id"]]) for img in ground_truth["images"]],
+          "annotations": [dict(a, image_id=number[a["image_id"]])
+                          for a in ground_truth["annotations"]],
+          "categories": ground_truth["categories"]}
+    with contextlib.redirect_stdout(_io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        if detections:
+            coco_dt = coco_gt.loadRes([dict(d, image_id=number[d["image_id"]])
+                                       for d in detections])
+        else:
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": gt["images"], "annotations": [],
+                               "categories": gt["categories"]}
+            coco_dt.createIndex()
+        ev = COCOeval_faster(coco_gt, coco_dt, iouType="segm")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -659,9 +704,9 @@ class CocoImages:
         return assemble_ground_truth([self.images[i] for i in order],
                                      [self.annotations[i] for i in order])
 
-    def compute(self) -> dict:
+    def compute(self, backend: str = "pycocotools") -> dict:
         """:data:`COCO_METRIC_KEYS` in percent (:func:`coco_mask_ap`)."""
-        return coco_mask_ap(self.ground_truth(), self.detections)
+        return coco_mask_ap(self.ground_truth(), self.detections, backend)
 
 
 # --- conversions (convert instance-results) ----------------------------------------------------
@@ -803,8 +848,6 @@ def convert_instance_results(*, results_dir: PathLike | None = None,
     results JSON ``out``, or a COCO results JSON (``instances``) -> official results in the
     folder ``out`` (``coco_gt`` maps its image and category ids). Returns instances written.
     """
-    from .errors import ConfigError
-
     if (results_dir is None) == (instances is None):
         raise ConfigError("give either --results DIR (txt + PNG -> JSON) or --instances FILE "
                           "(JSON -> txt + PNG)")

@@ -609,7 +609,7 @@ def default_cache_dir(root: PathLike) -> Path:
 def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: int = 0,
              cache: bool | PathLike = True, show_progress: bool = True,
              instances: PathLike | None = None, coco_gt: PathLike | None = None,
-             coco_ap: bool = True) -> EvaluationResult:
+             coco_ap: bool = True, coco_backend: str = "pycocotools") -> EvaluationResult:
     """Evaluate every part of a results folder against a split's ground truth.
 
     Parameters
@@ -626,11 +626,15 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     coco_gt : a COCO file whose ``images`` / ``categories`` map the JSON's image ids and
         category ids (see :mod:`panoptool.coco_instances`).
     coco_ap : also compute COCO mask AP (``coco_AP`` ...) when instances are evaluated.
+    coco_backend : COCOeval implementation, one of :data:`coco_instances.COCO_BACKENDS`.
 
     Returns
     -------
     EvaluationResult with flat metrics in percent and a per-class table.
     """
+    if coco_backend not in coco_instances.COCO_BACKENDS:
+        raise ConfigError(f"coco backend must be one of "
+                          f"{', '.join(coco_instances.COCO_BACKENDS)}, got {coco_backend!r}")
     config = ReportConfig(split=split, workers=workers, cache=bool(cache),
                           cache_dir="" if isinstance(cache, bool) else os.fspath(cache))
     root = resolve_root(root)
@@ -647,14 +651,15 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
         total = total + stats
     metrics, table = summarize(total, len(jobs))
     if total.coco is not None:
-        metrics.update(total.coco.compute())
+        metrics.update(total.coco.compute(coco_backend))
     results_dir = Path(results_dir)
     cfg_path = results_dir / formats.CONFIG_JSON
     results_config = read_json(cfg_path) if cfg_path.is_file() else None
     settings = asdict(config)
     if "instance" in parts:
         settings.update(instances=str(instances) if instances else None,
-                        coco_gt=str(coco_gt) if coco_gt else None, coco_ap=coco_ap)
+                        coco_gt=str(coco_gt) if coco_gt else None, coco_ap=coco_ap,
+                        coco_backend=coco_backend)
     return EvaluationResult(metrics=metrics, per_class=table, parts=parts, root=str(root),
                             split=split, results_dir=str(results_dir),
                             results_config=results_config, settings=settings)

@@ -85,8 +85,13 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
               help="Also compute COCO mask AP (coco_AP, coco_AP50, coco_AP75, coco_AP_S/M/L) "
                    "with pycocotools' COCOeval on the ground truth converted by detectron2's "
                    "rule, when instances are evaluated.")
+@click.option("--coco-backend", "coco_backend", default="pycocotools", show_default=True,
+              type=click.Choice(["pycocotools", "faster-coco-eval"]),
+              help="COCOeval implementation for COCO mask AP: pycocotools (the reference) or "
+                   "faster-coco-eval (same numbers, about 4x faster; pip install "
+                   "faster-coco-eval).")
 def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir, compare,
-            columns, settings, instances, coco_gt, coco_ap):
+            columns, settings, instances, coco_gt, coco_ap, coco_backend):
     """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators, or an
     ablation table of several runs.
 
@@ -108,7 +113,8 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
     formats_ = _formats(format_, ",".join(OUTPUT_FORMATS), OUTPUT_FORMATS)
     cache = False if no_cache else (cache_dir if cache_dir else True)
     result = evaluate(root, split, results_dir, workers=workers, cache=cache,
-                      instances=instances, coco_gt=coco_gt, coco_ap=coco_ap)
+                      instances=instances, coco_gt=coco_gt, coco_ap=coco_ap,
+                      coco_backend=coco_backend)
     out = out or Path("reports") / results_dir.resolve().name
     written = write_report(result, out, formats_)
     shown = [{"metric": k, "value": v} for k, v in result.metrics.items()

@@ -166,6 +166,10 @@ def test_coco_ap_equals_cocoeval_on_the_converted_ground_truth(root, noisy, tmp_
         assert ours.metrics[key] == pytest.approx(want, abs=1e-9), key
         assert again.metrics[key] == ours.metrics[key]
     assert 0 < ours.metrics["coco_AP"] < 100
+    fast = evaluate(root, "val", res, workers=1, cache=tmp_path / "cache", instances=coco,
+                    coco_backend="faster-coco-eval")
+    for key in ci.COCO_METRIC_KEYS:  # the C++ re-implementation gives the same numbers
+        assert fast.metrics[key] == pytest.approx(ours.metrics[key], abs=1e-12), key
 
 
 def test_report_cli_writes_coco_keys_and_no_coco_ap_leaves_them_out(root, noisy, tmp_path):
