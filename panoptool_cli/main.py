@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("ablate", "Run the paper's ablations (Tables I-V)."),
     "demo": ("demo", "Whole pipeline end to end on a small synthetic dataset."),
     "bench": ("bench", "Time each stage at Cityscapes size; writes reports/bench.md."),
+    "convert": ("convert", "Cityscapes ground truth and results <-> COCO formats."),
 }
 
 
