@@ -33,6 +33,7 @@ STAGES = {
     "pq": "pq",
     "convert": "convert",
     "model": "model",
+    "export": "export",
 }
 
 

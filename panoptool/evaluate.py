@@ -5,6 +5,12 @@ A results folder holds any of the official result formats (see :mod:`panoptool.f
     semantic/<stem>*.png           label-id maps          -> mIoU, iIoU
     instance/<stem>*.txt (+ masks) instance lists         -> AP, AP50
     panoptic.json + panoptic/*.png COCO panoptic          -> PQ, SQ, RQ (All/Things/Stuff)
+    instances.json                 COCO results (RLE)     -> AP, AP50 (used instead of
+                                                             instance/ when present)
+
+COCO mask AP (``coco_AP`` ...) is computed with pycocotools' COCOeval on the ground truth
+converted by detectron2's rule (:mod:`panoptool.coco_instances`) whenever instances are
+evaluated.
 
 Every part present is evaluated. Files are found by stem like the official scripts do
 (``<stem>*.png`` / ``<stem>*.txt``, in any subfolder of the part's folder), so the output of
@@ -23,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import formats
+from . import coco_instances, formats
 from .dataset import list_samples, resolve_root
 from .errors import ConfigError, InputError
 from .io import PNG_SIGNATURE, decode_png, read_json, read_png, safe_join, write_json, write_text
@@ -147,6 +153,10 @@ class ImageJob:
     panoptic_ids: tuple[int, ...] = ()
     panoptic_categories: tuple[int, ...] = ()
     cache_file: str | None = None
+    instance_json: str | None = None  # COCO results file the entries below come from
+    instance_entries: tuple = ()  # coco_instances.ResultInstance of this image
+    coco_ap: bool = False  # also gather COCO ground truth and detections (COCO mask AP)
+    coco_cache_file: str | None = None
 
 
 @dataclass
@@ -156,12 +166,13 @@ class ImageStats:
     semantic: semantic.SemanticStats | None = None
     instance: instance.InstanceStats | None = None
     panoptic: panoptic.PanopticStats | None = None
+    coco: "coco_instances.CocoImages | None" = None
 
     def __add__(self, other: "ImageStats") -> "ImageStats":
         def add(a, b):
             return b if a is None else a if b is None else a + b
         return ImageStats(add(self.semantic, other.semantic), add(self.instance, other.instance),
-                          add(self.panoptic, other.panoptic))
+                          add(self.panoptic, other.panoptic), add(self.coco, other.coco))
 
 
 # --- finding the result files -----------------------------------------------------------------
@@ -263,12 +274,20 @@ def find_parts(results_dir: PathLike) -> tuple[str, ...]:
         parts.append("instance")
     if formats.panoptic_json_path(results_dir).is_file():
         parts.append("panoptic")
+    if "instance" not in parts and (results_dir / coco_instances.INSTANCES_JSON).is_file():
+        parts.insert(1 if "semantic" in parts else 0, "instance")
     return tuple(parts)
 
 
 def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
-              cache_dir: PathLike | None) -> tuple[list[ImageJob], tuple[str, ...]]:
+              cache_dir: PathLike | None, instances: PathLike | None = None,
+              coco_gt: PathLike | None = None, coco_ap: bool = False
+              ) -> tuple[list[ImageJob], tuple[str, ...]]:
     """One :class:`ImageJob` per ground-truth image, with its result files.
+
+    Instances come from ``instances`` (a COCO results JSON) if given, else from the folder's
+    ``instances.json`` if it has one, else from ``instance/*.txt``; ``coco_gt`` maps the
+    JSON's image ids and category ids (:func:`coco_instances.read_image_id_map`).
 
     Raises
     ------
@@ -280,6 +299,10 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
     parts = find_parts(results_dir)
+    json_path = Path(instances) if instances else results_dir / coco_instances.INSTANCES_JSON
+    use_json = instances is not None or json_path.is_file()
+    if instances is not None and "instance" not in parts:
+        parts = tuple(p for p in PARTS if p in parts or p == "instance")
     if not parts:
         raise InputError(results_dir, "no results: expected semantic/, instance/ or "
                                       "panoptic.json")
@@ -291,7 +314,10 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
         folder = results_dir / formats.SEMANTIC_DIR
         semantic_files = _index_files(folder, "*.png", stem_set, "semantic")
         _require_all(semantic_files, stems, folder, "semantic")
-    if "instance" in parts:
+    entries = None
+    if "instance" in parts and use_json:
+        entries = coco_instances.read_results(json_path, stems, coco_gt)
+    elif "instance" in parts:
         folder = results_dir / formats.INSTANCE_DIR
         instance_files = _index_files(folder, "*.txt", stem_set, "instance")
         _require_all(instance_files, stems, folder, "instance")
@@ -304,6 +330,13 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
             kwargs["semantic_path"] = str(semantic_files[s.stem])
         if instance_files is not None:
             kwargs["instance_txt"] = str(instance_files[s.stem])
+        if entries is not None:
+            kwargs.update(instance_json=str(json_path), instance_entries=tuple(entries[s.stem]))
+        if coco_ap and "instance" in parts:
+            kwargs["coco_ap"] = True
+            if cache_dir is not None:
+                kwargs["coco_cache_file"] = str(coco_instances.coco_gt_cache_path(
+                    cache_dir, split, s.stem))
         if pan is not None:
             png, ids, cats = pan[s.stem]
             kwargs.update(panoptic_png=png, panoptic_ids=ids, panoptic_categories=cats)
@@ -539,6 +572,20 @@ def evaluate_image(job: ImageJob) -> ImageStats:
         out.semantic = semantic_stats(gt, job.semantic_path)
     if job.instance_txt is not None:
         out.instance = instance_stats(gt, job.instance_txt, job.results_dir)
+    if job.instance_json is not None:
+        out.instance, dets = coco_instances.entries_instance_stats(
+            gt, job.stem, job.instance_entries, job.instance_json)
+    if job.coco_ap:
+        if job.instance_json is None:
+            dets = coco_instances.txt_detections(
+                job.stem, gt.shape, [(label, conf, _read_mask(path, gt.shape))
+                                     for path, label, conf in read_instance_list(
+                                         job.instance_txt, job.results_dir)])
+        key = None if job.coco_cache_file is None else gtm.cache_key(job.label_ids_path,
+                                                                      job.instance_ids_path)
+        out.coco = coco_instances.CocoImages.one(
+            job.stem, gt.shape, coco_instances.read_coco_gt_cached(job.coco_cache_file, key, gt),
+            dets)
     if job.panoptic_png is not None:
         out.panoptic = panoptic_stats(gt, job.panoptic_png, job.panoptic_ids,
                                       job.panoptic_categories)
@@ -585,7 +632,9 @@ def default_cache_dir(root: PathLike) -> Path:
 
 
 def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: int = 0,
-             cache: bool | PathLike = True, show_progress: bool = True) -> EvaluationResult:
+             cache: bool | PathLike = True, show_progress: bool = True,
+             instances: PathLike | None = None, coco_gt: PathLike | None = None,
+             coco_ap: bool = True, coco_backend: str = "pycocotools") -> EvaluationResult:
     """Evaluate every part of a results folder against a split's ground truth.
 
     Parameters
@@ -597,30 +646,48 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     cache : True = cache ground-truth statistics in ``<root>/.panoptool_cache``; a path =
         that folder; False = no cache. A cache that cannot be written is skipped.
     show_progress : show a progress bar on stderr.
+    instances : a COCO results JSON to evaluate as the instance part (default: the folder's
+        ``instances.json`` if present, else ``instance/``).
+    coco_gt : a COCO file whose ``images`` / ``categories`` map the JSON's image ids and
+        category ids (see :mod:`panoptool.coco_instances`).
+    coco_ap : also compute COCO mask AP (``coco_AP`` ...) when instances are evaluated.
+    coco_backend : COCOeval implementation, one of :data:`coco_instances.COCO_BACKENDS`.
 
     Returns
     -------
     EvaluationResult with flat metrics in percent and a per-class table.
     """
+    if coco_backend not in coco_instances.COCO_BACKENDS:
+        raise ConfigError(f"coco backend must be one of "
+                          f"{', '.join(coco_instances.COCO_BACKENDS)}, got {coco_backend!r}")
     config = ReportConfig(split=split, workers=workers, cache=bool(cache),
                           cache_dir="" if isinstance(cache, bool) else os.fspath(cache))
     root = resolve_root(root)
     cache_dir = None
     if config.cache:
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir(root)
-    jobs, parts = plan_jobs(root, split, results_dir, cache_dir)
+    jobs, parts = plan_jobs(root, split, results_dir, cache_dir, instances, coco_gt, coco_ap)
+    if jobs and (jobs[0].instance_json is not None or jobs[0].coco_ap):
+        coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
     total = ImageStats()
     chunksize = max(1, min(8, len(jobs) // (4 * max(1, workers or 2))))
     for stats in run_parallel(evaluate_image, jobs, workers=workers, description="report",
                               chunksize=chunksize, show_progress=show_progress):
         total = total + stats
     metrics, table = summarize(total, len(jobs))
+    if total.coco is not None:
+        metrics.update(total.coco.compute(coco_backend))
     results_dir = Path(results_dir)
     cfg_path = results_dir / formats.CONFIG_JSON
     results_config = read_json(cfg_path) if cfg_path.is_file() else None
+    settings = asdict(config)
+    if "instance" in parts:
+        settings.update(instances=str(instances) if instances else None,
+                        coco_gt=str(coco_gt) if coco_gt else None, coco_ap=coco_ap,
+                        coco_backend=coco_backend)
     return EvaluationResult(metrics=metrics, per_class_table=table, parts=parts,
                             root=str(root), split=split, results_dir=str(results_dir),
-                            results_config=results_config, settings=asdict(config))
+                            results_config=results_config, settings=settings)
 
 
 # --- writing -----------------------------------------------------------------------------

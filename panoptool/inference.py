@@ -22,7 +22,7 @@ import torch
 
 from . import formats
 from .dataset import Sample, list_samples, read_image
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .io import read_json, remove_stale_temporaries, write_json
 
 PathLike = str | os.PathLike
@@ -34,7 +34,7 @@ class InferConfig:
 
     Parameters
     ----------
-    checkpoint : a ``train`` checkpoint (``runs/NAME/checkpoints/last.pt``).
+    checkpoint : a ``train`` checkpoint (``runs/NAME/checkpoints/last.pt``); or give ``model``.
     root, split : dataset root and split.
     out : maps folder.
     device : ``auto``, ``cpu`` or ``cuda``.
@@ -43,10 +43,16 @@ class InferConfig:
     channels_last : NHWC memory format; None = on CPU (20% faster forward there).
     threads : torch CPU threads; 0 = all cores.
     workers : image-loading worker processes; 0 = auto (1 on CPU, up to 8 on CUDA).
+    model : instead of ``checkpoint``, a model written by ``panoptool export`` (ONNX runs
+        with onnxruntime on the CPU, TorchScript with torch); ``amp`` and ``channels_last``
+        do not apply to it.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes every ``WORLD_SIZE``-th image
+    (``panoptool.sharding``) and rank 0 writes ``config.json`` after all have finished.
     """
 
-    checkpoint: str
-    root: str
+    checkpoint: str = ""
+    root: str = ""
     split: str = "val"
     out: str = "maps"
     device: str = "auto"
@@ -55,10 +61,18 @@ class InferConfig:
     channels_last: bool | None = None
     threads: int = 0
     workers: int = 0
+    model: str = ""
 
     def __post_init__(self):
-        for name in ("checkpoint", "root", "out"):
+        for name in ("checkpoint", "root", "out", "model"):
             object.__setattr__(self, name, str(getattr(self, name)))
+        if bool(self.checkpoint) == bool(self.model):
+            raise ConfigError("give exactly one of --checkpoint and --model")
+        if not self.root:
+            raise ConfigError("a dataset root is needed (--root)")
+        if self.model and (self.amp or self.device == "cuda"):
+            raise ConfigError("--model runs on the CPU in float32 (onnxruntime / TorchScript);"
+                              " --amp and --device cuda apply to --checkpoint only")
         if self.batch < 1:
             raise ConfigError(f"--batch must be >= 1, got {self.batch}")
         if self.threads < 0 or self.workers < 0:
@@ -145,37 +159,78 @@ def infer(config: InferConfig, *, overwrite: bool = False,
           show_progress: bool = True) -> InferSummary:
     """Write the prediction maps of every image of ``config.split``.
 
+    Under torchrun (``WORLD_SIZE`` > 1) this process writes its shard of the images (see
+    :mod:`panoptool.sharding`) and the summary counts that shard; rank 0 writes
+    ``config.json`` once every process has finished.
+
     Raises
     ------
     InputError
-        On a missing/unreadable checkpoint, dataset or image (named).
+        On a missing/unreadable checkpoint or model, dataset or image (named), or a network
+        whose class count is not the label table's.
     ConfigError
         If ``out`` holds maps of another checkpoint and ``overwrite`` is False.
     """
+    from .sharding import process_group, shard_from_env
+
+    shard = shard_from_env()
+    with process_group(shard) as barrier:
+        return _infer(config, shard, barrier, overwrite=overwrite,
+                      show_progress=show_progress and shard.main)
+
+
+def _infer(config: InferConfig, shard, barrier, *, overwrite: bool,
+           show_progress: bool) -> InferSummary:
+    from .labels import NUM_CLASSES
     from .runner import default_workers, make_progress
     from .training import resolve_device
 
     start = time.perf_counter()
-    device = resolve_device(config.device)
+    device = resolve_device(config.device) if not config.model else torch.device("cpu")
+    if device.type == "cuda" and shard.world > 1:
+        device = torch.device("cuda", shard.local_rank)
+        torch.cuda.set_device(device)
+    threads = config.threads or max(1, default_workers() // shard.local_world)
     if device.type == "cpu":
-        torch.set_num_threads(config.threads or default_workers())
+        torch.set_num_threads(threads)
     channels_last = device.type == "cpu" if config.channels_last is None else \
         config.channels_last
     samples = list_samples(config.root, config.split, need_images=True)
-    model, ckpt = load_model(config.checkpoint, device, channels_last)
+    if config.model:
+        from .onnx_backend import load_backend
+        backend = load_backend(config.model, threads=threads, n_classes=NUM_CLASSES)
+        meta = backend.metadata
+        iteration, network = int(meta["checkpoint_iteration"]), json.loads(meta["network"])
+        upstream = json.loads(meta["config"]) if meta.get("config") else None
+
+        def run(images: torch.Tensor) -> list[dict[str, np.ndarray]]:
+            return backend(images.numpy())
+    else:
+        model, ckpt = load_model(config.checkpoint, device, channels_last)
+        iteration, network = int(ckpt["iteration"]), json.loads(ckpt["network"])
+        upstream = json.loads(ckpt["config"])
+        if network.get("num_classes", NUM_CLASSES) != NUM_CLASSES:
+            raise InputError(config.checkpoint, f"network predicts {network['num_classes']} "
+                                                f"classes, the label table has {NUM_CLASSES}")
+
+        def run(images: torch.Tensor) -> list[dict[str, np.ndarray]]:
+            return predict(model, images, amp=config.amp, channels_last=channels_last)
     out = Path(config.out)
-    settings = {**dataclasses.asdict(config), "checkpoint_iteration": int(ckpt["iteration"]),
-                "network": json.loads(ckpt["network"])}
+    settings = {**dataclasses.asdict(config), "checkpoint_iteration": iteration,
+                "network": network}
     config_path = out / formats.CONFIG_JSON
     if config_path.is_file() and not overwrite:
         old = read_json(config_path).get("settings", {})
         keys = ("checkpoint", "checkpoint_iteration", "split", "network")
-        if any(old.get(k) != settings[k] for k in keys):
+        if any(old.get(k) != settings[k] for k in keys) or \
+                old.get("model", "") != settings["model"]:
             raise ConfigError(f"{out} holds maps of another checkpoint or split; pass "
                               f"--overwrite to replace them or choose another --out")
-    if (out / config.split).is_dir():
+    if shard.main and (out / config.split).is_dir():
         remove_stale_temporaries(out / config.split)
-    todo = [s for s in samples if overwrite
+    barrier()  # no process writes before the debris of an interrupted run is gone
+    mine = shard.take(samples)
+    todo = [s for s in mine if overwrite
             or not formats.maps_path(out, config.split, s.stem).is_file()]
     workers = config.workers or (1 if device.type == "cpu"
                                  else max(1, min(8, default_workers() // 2)))
@@ -195,14 +250,15 @@ def infer(config: InferConfig, *, overwrite: bool = False,
                 groups.setdefault(tuple(image.shape), []).append((i, image))
             for group in groups.values():
                 images = torch.stack([im for _, im in group]).to(device, non_blocking=True)
-                for (i, _), maps in zip(group, predict(model, images, amp=config.amp,
-                                                       channels_last=channels_last)):
+                for (i, _), maps in zip(group, run(images)):
                     formats.write_maps(formats.maps_path(out, config.split, todo[i].stem),
                                        **maps)
             done += len(items)
             if task is not None:
                 rate = done / max(time.perf_counter() - t0, 1e-9)
                 progress.update(task, completed=done, rate=f"{rate:.2f} img/s")
-    write_json(config_path, formats.stage_config("infer", settings, json.loads(ckpt["config"])))
-    return InferSummary(images=len(samples), skipped=len(samples) - len(todo),
+    barrier()  # every shard is written
+    if shard.main:
+        write_json(config_path, formats.stage_config("infer", settings, upstream))
+    return InferSummary(images=len(mine), skipped=len(mine) - len(todo),
                         seconds=time.perf_counter() - start, out=str(out))

@@ -17,8 +17,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @click.command()
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str), required=True,
-              help="A train checkpoint, e.g. runs/NAME/checkpoints/last.pt.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=str), default="",
+              help="A train checkpoint, e.g. runs/NAME/checkpoints/last.pt (or give --model).")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=str), default="",
+              help="Instead of --checkpoint: a model written by `panoptool export` (.onnx runs "
+                   "with onnxruntime on the CPU, TorchScript with torch).")
 @root_option
 @click.option("--split", default="val", show_default=True,
               help="Dataset split (folder below leftImg8bit/).")
@@ -33,22 +36,31 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Image-loading worker processes; 0 = auto (1 on CPU, up to 8 on CUDA).")
 @overwrite_option
-def command(checkpoint, root, split, out, device, amp, batch, threads, workers, overwrite):
+def command(checkpoint, model, root, split, out, device, amp, batch, threads, workers,
+            overwrite):
     """Write full-resolution prediction maps for every image of a split.
 
     \b
     Each <stem>_maps.npz holds train_ids (uint8 argmax), confidence (softmax probability of
     the argmax), contour_prob (sigmoid) and offset_yx (2, H, W; pixels from the pixel to its
     predicted instance centre): what `panoptool postprocess --maps OUT` reads.
+
+    \b
+    Several processes or machines: `torchrun --nproc-per-node N [--nnodes M ...]
+    -m panoptool_cli.main infer ...` gives each process every N*M-th image; the maps
+    equal those of one process and rank 0 writes OUT/config.json at the end.
     """
     from panoptool.dataset import resolve_root
     from panoptool.inference import InferConfig, infer
     from panoptool.runner import console
+    from panoptool.sharding import shard_from_env
 
     config = InferConfig(checkpoint=checkpoint, root=str(resolve_root(root)), split=split,
                          out=out, device=device, amp=amp, batch=batch, threads=threads,
-                         workers=workers)
+                         workers=workers, model=model)
     summary = infer(config, overwrite=overwrite)
-    console.print(f"infer: {summary.images - summary.skipped} images written, "
+    shard = shard_from_env()
+    where = f" (rank {shard.rank} of {shard.world})" if shard.world > 1 else ""
+    console.print(f"infer{where}: {summary.images - summary.skipped} images written, "
                   f"{summary.skipped} already there, {summary.ms_per_image:.0f} ms/image, "
                   f"maps in {summary.out}")

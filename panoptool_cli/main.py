@@ -22,13 +22,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-targets": ("make_targets", "Semantic, contour and offset training targets."),
     "train": ("train", "Train the multi-task network (CPU/GPU, torchrun for DDP)."),
     "infer": ("infer", "Write prediction maps (<stem>_maps.npz) with a trained network."),
+    "export": ("export", "The network with its maps step as ONNX / TorchScript."),
     "postprocess": ("postprocess", "Instances and panoptic results from prediction maps."),
     "report": ("report", "mIoU / AP / PQ equal to the official evaluators; ablation tables."),
     "visualize": ("visualize", "Figure panels per image and training curves."),
     "ablate": ("ablate", "Run the paper's ablations (Tables I-V)."),
     "demo": ("demo", "Whole pipeline end to end on a small synthetic dataset."),
     "bench": ("bench", "Time each stage at Cityscapes size; writes reports/bench.md."),
-    "convert": ("convert", "Cityscapes ground truth / results to and from COCO formats."),
+    "convert": ("convert", "Cityscapes ground truth and results <-> COCO formats."),
 }
 
 

@@ -45,11 +45,17 @@ from panoptool_cli.options import overwrite_option, root_option, workers_option
               show_default=True, help="Neighbourhood of the connected components.")
 @click.option("--fill-contours/--no-fill-contours", default=True, show_default=True,
               help="Give contour pixels back to the nearest instance of their class.")
+@click.option("--instance-format", "instance_format", default="both", show_default=True,
+              type=click.Choice(["cityscapes", "coco", "both"]),
+              help="How instances are written: cityscapes = official instance/<stem>_pred.txt "
+                   "+ one PNG mask per instance; coco = instances.json, COCO results with "
+                   "pycocotools RLE masks (category_id = labelId, image_id = stem), what "
+                   "detectron2 / mmdetection write; both = the two.")
 @workers_option
 @overwrite_option
 def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, merge, eps,
-            min_samples, cell, contour_threshold, connectivity, fill_contours, workers,
-            overwrite) -> None:
+            min_samples, cell, contour_threshold, connectivity, fill_contours, instance_format,
+            workers, overwrite) -> None:
     """Derive instances and panoptic segments from prediction maps and write the official
     Cityscapes result files plus config.json.
 
@@ -74,9 +80,10 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
         if not targets:
             raise ConfigError("--oracle needs --targets (the make-targets output folder)")
         summary = postprocess_oracle(root, dataset_split, targets, out, config, workers=workers,
-                                     overwrite=overwrite)
+                                     overwrite=overwrite, instance_format=instance_format)
     else:
         if not maps:
             raise ConfigError("pass --maps DIR (prediction maps), or --oracle")
-        summary = postprocess_maps(maps, out, config, workers=workers, overwrite=overwrite)
+        summary = postprocess_maps(maps, out, config, workers=workers, overwrite=overwrite,
+                                   instance_format=instance_format)
     console.print(summary.line())

@@ -84,8 +84,28 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
                    "make-targets.dilation, train.neck) or a setting name only one stage has "
                    "(min_area). Default: every setting whose value differs between the runs "
                    "that have it.")
+@click.option("--instances", "instances", type=click.Path(dir_okay=False, path_type=Path),
+              help="COCO results JSON (RLE masks; ours, detectron2's or mmdetection's "
+                   "coco_instances_results.json) to evaluate as the instance part. Default: "
+                   "<results>/instances.json if present, else <results>/instance/*_pred.txt. "
+                   "image_id is matched to the file stem (<stem> or <stem>_leftImg8bit.png); "
+                   "category_id is the Cityscapes labelId, unless --coco-gt maps them.")
+@click.option("--coco-gt", "coco_gt", type=click.Path(dir_okay=False, path_type=Path),
+              help="COCO file (e.g. from 'convert instances-gt' or the network's own ground "
+                   "truth JSON) whose images[].file_name maps the results' image ids to stems "
+                   "and whose categories[].name (Cityscapes class names) maps category ids to "
+                   "labelIds.")
+@click.option("--coco-ap/--no-coco-ap", "coco_ap", default=True, show_default=True,
+              help="Also compute COCO mask AP (coco_AP, coco_AP50, coco_AP75, coco_AP_S/M/L) "
+                   "with pycocotools' COCOeval on the ground truth converted by detectron2's "
+                   "rule, when instances are evaluated.")
+@click.option("--coco-backend", "coco_backend", default="pycocotools", show_default=True,
+              type=click.Choice(["pycocotools", "faster-coco-eval"]),
+              help="COCOeval implementation for COCO mask AP: pycocotools (the reference) or "
+                   "faster-coco-eval (same numbers, about 4x faster; pip install "
+                   "faster-coco-eval).")
 def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir, compare,
-            columns, settings):
+            columns, settings, instances, coco_gt, coco_ap, coco_backend):
     """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators, or an
     ablation table of several runs.
 
@@ -106,7 +126,9 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
 
     formats_ = _formats(format_, ",".join(OUTPUT_FORMATS), OUTPUT_FORMATS)
     cache = False if no_cache else (cache_dir if cache_dir else True)
-    result = evaluate(root, split, results_dir, workers=workers, cache=cache)
+    result = evaluate(root, split, results_dir, workers=workers, cache=cache,
+                      instances=instances, coco_gt=coco_gt, coco_ap=coco_ap,
+                      coco_backend=coco_backend)
     out = out or Path("reports") / results_dir.resolve().name
     written = write_report(result, out, formats_)
     shown = {k: v for k, v in result.metrics.items() if v is not None and k != "n_images"}

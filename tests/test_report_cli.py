@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from panoptool import formats
+from panoptool.coco_instances import COCO_METRIC_KEYS
 from panoptool.errors import InputError
 from panoptool.evaluate import METRIC_KEYS, evaluate
 from panoptool.io import read_png, write_json, write_png
@@ -37,7 +38,8 @@ def test_report_writes_outputs(root, results, tmp_path):
              "--cache-dir", tmp_path / "cache")
     assert r.exit_code == 0, r.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == list(METRIC_KEYS)
+    # the Cityscapes keys, then COCO mask AP (instances are evaluated)
+    assert list(metrics) == list(METRIC_KEYS) + list(COCO_METRIC_KEYS)
     assert metrics["n_images"] == 3
     assert all(0 < metrics[k] < 100 for k in METRIC_KEYS if k != "n_images")
     csv = (out / "per_class.csv").read_text().splitlines()

@@ -10,6 +10,9 @@ Output folder (see :mod:`panoptool.formats`)::
     panoptic/<stem>_segments.json          this image's COCO annotation (written last: its
                                            presence marks the image as done)
     panoptic.json                          COCO panoptic, assembled from the sidecars at the end
+    coco_instances/<stem>_instances.json   this image's COCO results entries (--instance-format
+                                           coco or both; written before the panoptic sidecar)
+    instances.json                         COCO results (RLE), assembled from those at the end
     config.json                            formats.stage_config("postprocess", ...)
 
 Resuming: ``config.json`` is written before the first image. A run into a folder that holds
@@ -31,8 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import formats
-from ..errors import InputError, OutputError
+from .. import coco_instances, formats
+from ..errors import ConfigError, InputError, OutputError
 from ..io import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, read_json, remove_stale_temporaries,
                   write_json, write_png, write_text)
 from ..labels import LABEL_TO_TRAIN, TRAIN_TO_LABEL
@@ -42,6 +45,14 @@ from .panoptic import PanopticResult, coco_categories, derive_panoptic, segment_
 PathLike = str | os.PathLike
 
 SIDECAR_SUFFIX = "_segments.json"
+#: Values of ``--instance-format``: official txt + PNG masks, COCO results JSON, or both.
+INSTANCE_FORMATS = ("cityscapes", "coco", "both")
+
+
+def coco_sidecar_path(out: PathLike, stem: str) -> Path:
+    """Per-image COCO results entries written during the parallel phase."""
+    return (Path(out) / coco_instances.SIDECAR_DIR
+            / f"{stem}{coco_instances.SIDECAR_SUFFIX}")
 
 
 def sidecar_path(out: PathLike, stem: str) -> Path:
@@ -76,11 +87,17 @@ def _panoptic_rgb(panoptic_ids: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(ids.view(np.uint8).reshape(*ids.shape, 4), cv2.COLOR_RGBA2RGB)
 
 
-def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: PanopticResult
-                 ) -> dict:
+def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: PanopticResult,
+                 instance_format: str = "both") -> dict:
     """Write the semantic, instance and panoptic files of one image; return its COCO
-    annotation (also written as the image's sidecar, last)."""
+    annotation (also written as the image's sidecar, last).
+
+    ``instance_format``: ``cityscapes`` (``_pred.txt`` + PNG masks), ``coco`` (COCO results
+    entries, :mod:`panoptool.coco_instances`) or ``both``."""
     out = Path(out)
+    if instance_format not in INSTANCE_FORMATS:
+        raise ValueError(f"instance_format must be one of {INSTANCE_FORMATS}, got "
+                         f"{instance_format!r}")
     h, w = train_ids.shape
     write_png(formats.semantic_result_path(out, stem), TRAIN_TO_LABEL[train_ids],
               params=LABEL_PNG_PARAMS)
@@ -90,16 +107,31 @@ def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: Panopt
                              + "_*.png"):
             os.unlink(old)
     bboxes = segment_bboxes(result.panoptic_ids, [s.id for s in result.segments])
+    if instance_format in ("coco", "both"):
+        things = result.instances
+        boxes = np.array([bboxes[s.id] for s in things], dtype=np.int64).reshape(-1, 4)
+        union = None
+        if len(boxes):  # only the box holding every instance is scanned
+            x0, y0 = boxes[:, :2].min(axis=0)
+            x1, y1 = (boxes[:, :2] + boxes[:, 2:]).max(axis=0)
+            union = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
+        write_json(coco_sidecar_path(out, stem),
+                   coco_instances.results_entries(stem, result.instance_ids,
+                                                  [s.label_id for s in things],
+                                                  [round(s.score, 6) for s in things],
+                                                  [s.instance for s in things], union),
+                   indent=None)
     lines = []
     inst = result.instance_ids
-    for k, seg in enumerate(result.instances):
+    for k, seg in enumerate(result.instances if instance_format != "coco" else ()):
         rel = formats.instance_mask_relpath(stem, k)
         x, y, bw, bh = bboxes[seg.id]
         mask = np.zeros((h, w), dtype=np.uint8)
         mask[y:y + bh, x:x + bw] = (inst[y:y + bh, x:x + bw] == seg.instance) * np.uint8(255)
         write_png(txt.parent / rel, mask, params=LABEL_PNG_PARAMS)
         lines.append(f"{rel} {seg.label_id} {seg.score:.6f}")
-    write_text(txt, "".join(line + "\n" for line in lines))
+    if instance_format != "coco":
+        write_text(txt, "".join(line + "\n" for line in lines))
     png_name = formats.panoptic_png_path(out, stem).name
     write_png(formats.panoptic_png_path(out, stem), _panoptic_rgb(result.panoptic_ids),
               params=UP_PNG_PARAMS)
@@ -117,12 +149,13 @@ def is_done(out: PathLike, stem: str) -> bool:
 
 # --- per-image workers ---------------------------------------------------------------------
 
-def _process_maps(path: str, *, out: str, config: PostprocessConfig) -> tuple[str, int]:
+def _process_maps(path: str, *, out: str, config: PostprocessConfig,
+                  instance_format: str = "both") -> tuple[str, int]:
     stem = formats.stem_of_maps(path)
     maps = formats.read_maps(path)
     result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
                              maps["offset_yx"], config)
-    write_result(out, stem, maps["train_ids"], result)
+    write_result(out, stem, maps["train_ids"], result, instance_format)
     return stem, len(result.instances)
 
 
@@ -148,11 +181,11 @@ def oracle_maps(root: PathLike | None, split: str, targets: PathLike, stem: str
 
 
 def _process_oracle(stem: str, *, root: str, split: str, targets: str, out: str,
-                    config: PostprocessConfig) -> tuple[str, int]:
+                    config: PostprocessConfig, instance_format: str = "both") -> tuple[str, int]:
     maps = oracle_maps(root, split, targets, stem)
     result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
                              maps["offset_yx"], config)
-    write_result(out, stem, maps["train_ids"], result)
+    write_result(out, stem, maps["train_ids"], result, instance_format)
     return stem, len(result.instances)
 
 
@@ -163,7 +196,9 @@ _RESULT_GLOBS = (f"{formats.SEMANTIC_DIR}/*_pred_labelIds.png",
                  f"{formats.INSTANCE_DIR}/{formats.MASKS_SUBDIR}/*.png",
                  f"{formats.PANOPTIC_DIR}/*_panoptic.png",
                  f"{formats.PANOPTIC_DIR}/*{SIDECAR_SUFFIX}",
-                 formats.PANOPTIC_JSON, formats.CONFIG_JSON)
+                 formats.PANOPTIC_JSON, formats.CONFIG_JSON,
+                 f"{coco_instances.SIDECAR_DIR}/*{coco_instances.SIDECAR_SUFFIX}",
+                 coco_instances.INSTANCES_JSON)
 
 
 def _result_files(out: Path) -> list[Path]:
@@ -232,6 +267,16 @@ def assemble_panoptic_json(out: PathLike, stems: list[str]) -> dict:
     return data
 
 
+def assemble_instances_json(out: PathLike, stems: list[str]) -> list[dict]:
+    """Write ``instances.json`` (COCO results) from the per-image sidecars, in ``stems``
+    order."""
+    entries: list[dict] = []
+    for stem in stems:
+        entries.extend(read_json(coco_sidecar_path(out, stem)))
+    coco_instances.write_results(Path(out) / coco_instances.INSTANCES_JSON, entries)
+    return entries
+
+
 def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
          workers: int | None, overwrite: bool, show_progress: bool) -> PostprocessSummary:
     from ..runner import run_parallel
@@ -248,20 +293,32 @@ def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
     write_json(out / formats.CONFIG_JSON, config_json)
     summary = PostprocessSummary(out=str(out), images=len(items))
     todo = [item for stem, item in zip(stems, items) if not is_done(out, stem)]
+    if todo and config_json["settings"].get("instance_format", "both") != "cityscapes":
+        coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
     summary.skipped = len(items) - len(todo)
     for _, n_instances in run_parallel(func, todo, workers=workers, description="postprocess",
                                        show_progress=show_progress):
         summary.done += 1
         summary.instances += n_instances
     assemble_panoptic_json(out, sorted(stems))
+    if config_json["settings"].get("instance_format", "both") != "cityscapes":
+        assemble_instances_json(out, sorted(stems))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _check_format(instance_format: str) -> str:
+    if instance_format not in INSTANCE_FORMATS:
+        raise ConfigError(f"instance format must be one of {', '.join(INSTANCE_FORMATS)}, "
+                          f"got {instance_format!r}")
+    return instance_format
 
 
 def postprocess_maps(maps: PathLike, out: PathLike,
                      config: PostprocessConfig = PostprocessConfig(), *,
                      workers: int | None = 0, overwrite: bool = False,
-                     show_progress: bool = True) -> PostprocessSummary:
+                     show_progress: bool = True,
+                     instance_format: str = "both") -> PostprocessSummary:
     """Post-process every ``*_maps.npz`` below ``maps`` into ``out``.
 
     Parameters
@@ -283,9 +340,11 @@ def postprocess_maps(maps: PathLike, out: PathLike,
     paths = formats.find_maps(maps_root)
     upstream_path = maps_root / formats.CONFIG_JSON
     upstream = read_json(upstream_path) if upstream_path.is_file() else None
-    settings = {**config.to_dict(), "source": "maps", "maps": str(maps_root.resolve())}
+    settings = {**config.to_dict(), "source": "maps", "maps": str(maps_root.resolve()),
+                "instance_format": _check_format(instance_format)}
     config_json = formats.stage_config("postprocess", settings, upstream)
-    func = partial(_process_maps, out=str(out), config=config)
+    func = partial(_process_maps, out=str(out), config=config,
+                   instance_format=instance_format)
     return _run([str(p) for p in paths], [formats.stem_of_maps(p) for p in paths], func,
                 Path(out), config_json, workers=workers, overwrite=overwrite,
                 show_progress=show_progress)
@@ -294,7 +353,8 @@ def postprocess_maps(maps: PathLike, out: PathLike,
 def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out: PathLike,
                        config: PostprocessConfig = PostprocessConfig(), *,
                        workers: int | None = 0, overwrite: bool = False,
-                       show_progress: bool = True) -> PostprocessSummary:
+                       show_progress: bool = True,
+                       instance_format: str = "both") -> PostprocessSummary:
     """The same method on ground-truth maps (:func:`oracle_maps`) of every image of a split:
     the upper bound of the contour method for the targets' dilation rate.
 
@@ -310,10 +370,11 @@ def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out
     upstream_path = targets / formats.CONFIG_JSON
     upstream = read_json(upstream_path) if upstream_path.is_file() else None
     settings = {**config.to_dict(), "source": "oracle", "root": str(root_path.resolve()),
-                "dataset_split": split, "targets": str(targets.resolve())}
+                "dataset_split": split, "targets": str(targets.resolve()),
+                "instance_format": _check_format(instance_format)}
     config_json = formats.stage_config("postprocess", settings, upstream)
     stems = [s.stem for s in samples]
     func = partial(_process_oracle, root=str(root_path), split=split, targets=str(targets),
-                   out=str(out), config=config)
+                   out=str(out), config=config, instance_format=instance_format)
     return _run(stems, stems, func, Path(out), config_json, workers=workers,
                 overwrite=overwrite, show_progress=show_progress)
