@@ -200,3 +200,74 @@ def test_results_from_coco_bad_input(gt_root, tmp_path):
     assert r.exit_code == 1
     assert "unknown category_id 5" in r.output and bad.name in r.output
     assert not (tmp_path / "out" / "panoptic.json").exists()
+
+
+# --- PQ counting straight from the PNG's colours (panoptool.metrics.panoptic) ----------------
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rgb_segment_counts_equal_per_pixel_counts(seed):
+    from panoptool.metrics.gt import segment_ground_truth
+    from panoptool.metrics.panoptic import rgb_segment_counts, segment_prediction_counts
+
+    rng = np.random.default_rng(seed)
+    h, w = 37, 53
+    # blocky ground truth and prediction (runs), plus single-pixel noise
+    inst = np.repeat(rng.choice([0, 7, 11, 26, 26001, 26002, 24005], size=(h, 6)), 9,
+                     axis=1)[:, :w].astype(np.int32)
+    inst[rng.random((h, w)) < 0.05] = 21
+    label = np.where(inst >= 1000, inst // 1000, inst).astype(np.uint8)
+    gt = segment_ground_truth(label, inst)
+    ids = np.array([0, 5, 70000, 2**24 - 1, 300, 26001], dtype=np.int64)
+    pan = rng.choice(ids, size=(h, w // 4 + 1)).repeat(4, axis=1)[:, :w]
+    pan[rng.random((h, w)) < 0.05] = 300
+    listed = ids[1:] if seed % 2 else ids  # 0 listed (a segment) or not (VOID)
+    rgb = formats.panoptic_id_to_rgb(pan)
+    if seed >= 2:  # a 4th byte that varies on its own only splits runs
+        rgb = np.concatenate([rgb, rng.integers(0, 256, (h, w, 1), dtype=np.uint8)], axis=2)
+    counts, unlisted = rgb_segment_counts(gt, np.ascontiguousarray(rgb), listed)
+    index = np.zeros((h, w), np.int64)
+    for k, i in enumerate(listed, start=1):
+        index[pan == i] = k
+    assert np.array_equal(counts, segment_prediction_counts(gt, index, len(listed)))
+    assert unlisted.tolist() == []
+    counts, unlisted = rgb_segment_counts(gt, formats.panoptic_id_to_rgb(pan), listed[2:])
+    assert unlisted.tolist() == sorted(set(listed[:2].tolist()) - {0})
+
+
+def test_report_json_and_tables_need_no_pandas(gt_root, tmp_path):
+    import subprocess
+    import sys
+
+    results = make_results(gt_root, "val", tmp_path / "res", "noisy", seed=6)
+    shutil.rmtree(results / "semantic")
+    shutil.rmtree(results / "instance")
+    code = ("import sys; from panoptool_cli.main import cli\n"
+            "try:\n    cli(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'pandas' not in sys.modules, 'pandas imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code, "report", "--root", str(gt_root),
+                           "--results", str(results), "--out", str(tmp_path / "rep"),
+                           "--format", "json", "--workers", "1", "--no-cache"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "PQ_th" in proc.stdout and "person" in proc.stdout
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    ours = evaluate(gt_root, "val", results, workers=1, cache=False)
+    assert metrics["PQ"] == ours.metrics["PQ"]
+    assert ours.per_class.loc[11, "PQ"] == pytest.approx(ours.per_class_table["PQ"][11],
+                                                         nan_ok=True)
+
+
+@pytest.mark.parametrize("stage", ["pq", "convert"])
+def test_bench_stage_against_its_reference(stage, tmp_path):
+    """The bench's pq stage asserts PQ equal to hotcoco's; convert asserts equality with
+    createPanopticImgs and the resume; both on quick sizes."""
+    from panoptool.bench import BenchConfig, run_stage_here
+
+    section = run_stage_here(stage, BenchConfig(quick=True, workers=2, workdir=str(tmp_path)))
+    assert section.title == stage and len(section.rows) >= 2
+    if stage == "pq":
+        assert {r["evaluator"] for r in section.rows} >= {"hotcoco pq_compute"}
+        assert all(r["median s"] > 0 for r in section.rows)
+        assert any("equal to hotcoco" in n for n in section.notes)
+    else:
+        assert section.rows[-1]["converter"] == "cityscapesscripts createPanopticImgs"
