@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
@@ -115,7 +116,7 @@ def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
     Both images are constant along long runs of the raster order, so the joint histogram is
     taken over the runs of the (ground-truth segment, colour) pair instead of per pixel: one
     comparison of neighbours per image finds them, and only the runs' colours are looked up
-    among the listed ids (no per-pixel segment map, no id table over 2^24 colours).
+    among the listed ids (no per-pixel prediction index, no id table over 2^24 colours).
 
     Parameters
     ----------
@@ -139,8 +140,6 @@ def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
     >>> counts.tolist(), unlisted.tolist()
     ([[1, 1], [0, 1]], [])
     """
-    import cv2
-
     h, w = gt.shape
     n = h * w
     # 4 bytes per pixel read as one little-endian uint32: id + 2^24 * (4th byte); runs of
