@@ -70,8 +70,17 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
                    "make-targets.dilation, train.neck) or a setting name only one stage has "
                    "(min_area). Default: every setting whose value differs between the runs "
                    "that have it.")
+@click.option("--boundary/--no-boundary", default=True, show_default=True,
+              help="Also Boundary IoU (semantic part) and Boundary PQ/SQ/RQ (panoptic part), "
+                   "Cheng et al. CVPR 2021: metrics.json keys boundary_*, per-class columns.")
+@click.option("--boundary-ratio", type=click.FloatRange(min=0, max=1, min_open=True,
+                                                        max_open=True),
+              default=0.02, show_default=True,
+              help="Boundary width d as a fraction of the image diagonal "
+                   "(d = round(ratio x diagonal) pixels, at least 1; 0.02 = 46 px at "
+                   "1024x2048).")
 def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir, compare,
-            columns, settings):
+            columns, settings, boundary, boundary_ratio):
     """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators, or an
     ablation table of several runs.
 
@@ -92,7 +101,8 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
 
     formats_ = _formats(format_, ",".join(OUTPUT_FORMATS), OUTPUT_FORMATS)
     cache = False if no_cache else (cache_dir if cache_dir else True)
-    result = evaluate(root, split, results_dir, workers=workers, cache=cache)
+    result = evaluate(root, split, results_dir, workers=workers, cache=cache,
+                      boundary=boundary, boundary_ratio=boundary_ratio)
     out = out or Path("reports") / results_dir.resolve().name
     written = write_report(result, out, formats_)
     shown = [{"metric": k, "value": v} for k, v in result.metrics.items()
@@ -100,7 +110,10 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
     stdout.print(_rich_table(pd.DataFrame(shown), f"{results_dir.name}: {split}, "
                                                   f"{result.metrics['n_images']} images"))
     per_class = result.per_class.drop(columns=["train_id"]).dropna(axis=1, how="all")
-    stdout.print(_rich_table(per_class, "per class"))
+    extra = [c for c in per_class.columns if c.startswith("boundary_")]
+    stdout.print(_rich_table(per_class.drop(columns=extra), "per class"))
+    if extra:  # a second table keeps both readable in 80 columns
+        stdout.print(_rich_table(per_class[["class", *extra]], "per class, boundary"))
     click.echo(f"written: {', '.join(str(p) for p in written)}", err=True)
 
 
