@@ -69,7 +69,7 @@ class ReportConfig:
     workers: int = 0
     cache: bool = True
     cache_dir: str = ""
-    boundary: bool = True
+    boundary: bool = False
     boundary_ratio: float = bmetrics.DEFAULT_RATIO
 
     def __post_init__(self):
@@ -635,7 +635,7 @@ def default_cache_dir(root: PathLike) -> Path:
 
 def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: int = 0,
              cache: bool | PathLike = True, show_progress: bool = True,
-             boundary: bool = True,
+             boundary: bool = False,
              boundary_ratio: float = bmetrics.DEFAULT_RATIO) -> EvaluationResult:
     """Evaluate every part of a results folder against a split's ground truth.
 

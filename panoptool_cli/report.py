@@ -70,9 +70,11 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
                    "make-targets.dilation, train.neck) or a setting name only one stage has "
                    "(min_area). Default: every setting whose value differs between the runs "
                    "that have it.")
-@click.option("--boundary/--no-boundary", default=True, show_default=True,
+@click.option("--boundary/--no-boundary", default=False, show_default=True,
               help="Also Boundary IoU (semantic part) and Boundary PQ/SQ/RQ (panoptic part), "
-                   "Cheng et al. CVPR 2021: metrics.json keys boundary_*, per-class columns.")
+                   "Cheng et al. CVPR 2021: metrics.json keys boundary_*, per-class columns. "
+                   "Off by default: it adds about as much time as the rest of the report "
+                   "(reports/bench.md, section boundary).")
 @click.option("--boundary-ratio", type=click.FloatRange(min=0, max=1, min_open=True,
                                                         max_open=True),
               default=0.02, show_default=True,

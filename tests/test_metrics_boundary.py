@@ -299,6 +299,18 @@ def test_boundary_pq_equals_plain_reference(seed):
         assert rb["PQ"] <= rm["PQ"] + 1e-12
 
 
+def test_many_segments_path_gives_the_same_counts(monkeypatch):
+    rng = np.random.default_rng(7)
+    label, inst = random_scene(rng, 22, 30)
+    pred_index, pred_cats = random_prediction(rng, label, inst)
+    fast, _ = ours(label, inst, pred_index, pred_cats, 2)
+    monkeypatch.setattr(boundary, "_MAX_HIST_BINS", 4)
+    slow, _ = ours(label, inst, pred_index, pred_cats, 2)
+    for name in ("iou", "tp", "fp", "fn"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name))
+    assert fast.tp.sum() > 0
+
+
 def test_boundary_pq_by_hand():
     # 8x10 road with one car (rows 2-5, cols 2-7 = 4x6); the prediction's car drops the
     # car's last column: mask IoU 20/24 = 0.833.
@@ -375,7 +387,8 @@ def test_report_boundary_keys_match_the_library(make_synth, tmp_path):
     root = make_synth(n=3)
     results = make_results(root, "val", tmp_path / "res", "noisy", seed=5)
     for ratio in (0.02, 0.005):
-        res = evaluate(root, "val", results, workers=2, cache=False, boundary_ratio=ratio,
+        res = evaluate(root, "val", results, workers=2, cache=False, boundary=True,
+                       boundary_ratio=ratio,
                        show_progress=False)
         direct = _direct(root, results, ratio)
         sem = boundary.semantic_compute(direct.semantic)
@@ -386,8 +399,10 @@ def test_report_boundary_keys_match_the_library(make_synth, tmp_path):
         assert np.allclose(res.per_class["boundary_IoU"], 100 * sem["iou"], equal_nan=True)
         assert res.metrics["boundary_PQ"] <= res.metrics["PQ"]
         assert res.metrics["boundary_IoU"] < res.metrics["mIoU"]  # noise hurts boundaries more
-    serial = evaluate(root, "val", results, workers=1, cache=False, show_progress=False)
-    parallel = evaluate(root, "val", results, workers=2, cache=False, show_progress=False)
+    serial = evaluate(root, "val", results, workers=1, cache=False, boundary=True,
+                      show_progress=False)
+    parallel = evaluate(root, "val", results, workers=2, cache=False, boundary=True,
+                        show_progress=False)
     for key in BOUNDARY_KEYS:
         assert serial.metrics[key] == pytest.approx(parallel.metrics[key], abs=1e-9)
     off = evaluate(root, "val", results, workers=1, cache=False, boundary=False,
@@ -405,7 +420,7 @@ def test_report_perfect_results_give_boundary_100(make_synth, tmp_path):
     results = make_results(root, "val", tmp_path / "res", "perfect")
     out = tmp_path / "rep"
     r = CliRunner().invoke(main.cli, ["report", "--root", str(root), "--results", str(results),
-                                      "--out", str(out), "--workers", "1", "--no-cache",
+                                      "--out", str(out), "--workers", "1", "--no-cache", "--boundary",
                                       "--boundary-ratio", "0.01"])
     assert r.exit_code == 0, r.output
     import json

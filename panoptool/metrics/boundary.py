@@ -54,6 +54,8 @@ from .panoptic import PanopticGroundTruth, PanopticStats
 DEFAULT_RATIO = 0.02
 
 _K3 = np.ones((3, 3), dtype=np.uint8)
+#: Largest joint histogram done with OpenCV (uint16 codes); more bins use np.bincount.
+_MAX_HIST_BINS = 1 << 16
 
 
 def boundary_width(shape: tuple[int, int], ratio: float = DEFAULT_RATIO) -> int:
@@ -163,18 +165,39 @@ def semantic_update(gt_train_ids: np.ndarray, pred_train_ids: np.ndarray,
     """
     if gt_train_ids.shape != pred_train_ids.shape:
         raise ValueError(f"shapes differ: {gt_train_ids.shape} vs {pred_train_ids.shape}")
-    band_g = boundary_band(gt_train_ids, width)
-    band_p = boundary_band(pred_train_ids, width)
-    valid = gt_train_ids != IGNORE
-    n = NUM_CLASSES + 1
-    gt_code = np.minimum(gt_train_ids, NUM_CLASSES)  # 255 -> 19 (not counted)
-    pred_code = np.minimum(pred_train_ids, NUM_CLASSES)
-    area_g = np.bincount(gt_code[band_g], minlength=n)[:NUM_CLASSES]
-    area_p = np.bincount(pred_code[band_p & valid], minlength=n)[:NUM_CLASSES]
-    both = band_g & band_p & (gt_code == pred_code)
-    inter = np.bincount(gt_code[both], minlength=n)[:NUM_CLASSES]
-    return BoundarySemanticStats(inter.astype(np.int64),
-                                 (area_g + area_p - inter).astype(np.int64), n_images=1)
+    band_g = boundary_band(gt_train_ids, width).view(np.uint8)
+    band_p = boundary_band(pred_train_ids, width).view(np.uint8)
+    n = NUM_CLASSES + 1  # train ids 0..18 and 19 for 255 (ignored / no class)
+    # one joint histogram over (gt class, predicted class, in gt band, in predicted band)
+    code = np.minimum(gt_train_ids, NUM_CLASSES).astype(np.uint16)
+    code *= n
+    code += np.minimum(pred_train_ids, NUM_CLASSES)
+    code *= 4
+    code += band_g << 1
+    code += band_p
+    hist = _histogram(code, n * n * 4).reshape(n, n, 2, 2)
+    area_g = hist[:NUM_CLASSES, :, 1, :].sum(axis=(1, 2))
+    area_p = hist[:NUM_CLASSES, :NUM_CLASSES, :, 1].sum(axis=(0, 2))  # gt not ignored
+    inter = np.diagonal(hist[:NUM_CLASSES, :NUM_CLASSES, 1, 1]).copy()
+    return BoundarySemanticStats(inter, area_g + area_p - inter, n_images=1)
+
+
+def _histogram(values: np.ndarray, n_bins: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """int64 (n_bins,) counts of a uint16 (H, W) array's values (where ``mask`` is 1).
+
+    OpenCV's histogram (exact in float32 below 2^24 pixels) is ten times faster without
+    its mask argument, so masked-out pixels go to an extra bin instead.
+    """
+    if mask is not None:
+        if n_bins + 1 > 1 << 16:
+            return np.bincount(values[mask.view(bool)], minlength=n_bins).astype(np.int64)
+        values = values + np.uint16(1)
+        values *= mask
+        return _histogram(values, n_bins + 1)[1:]
+    if values.size < 1 << 24 and n_bins <= 1 << 16:
+        hist = cv2.calcHist([np.ascontiguousarray(values)], [0], None, [n_bins], [0, n_bins])
+        return hist.ravel().astype(np.int64)
+    return np.bincount(values.ravel(), minlength=n_bins).astype(np.int64)
 
 
 def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
@@ -184,7 +207,7 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
 
 def ground_truth_train_ids(gt: GroundTruth) -> np.ndarray:
     """Train-id map (uint8 (H, W)) of segmented ground truth."""
-    return np.take(LABEL_TO_TRAIN[gt.label_ids], gt.segment_index)
+    return segment_map(gt, LABEL_TO_TRAIN[gt.label_ids]).astype(np.uint8)
 
 
 def semantic_compute(stats: BoundarySemanticStats) -> dict:
@@ -274,19 +297,40 @@ def _boundary_counts(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: n
     pred_area : int64 (P + 1,), boundary pixels per predicted segment.
     """
     n_gt = len(pan_gt.ids)
-    gt_index = np.take(pan_gt.segment_to_gt.astype(np.uint16), gt.segment_index)
+    gt_index = segment_map(gt, pan_gt.segment_to_gt)
     pred_index = np.ascontiguousarray(pred_index, dtype=np.uint16)
-    band_g = boundary_band(gt_index, width)
-    band_p = boundary_band(pred_index, width)
-    gt_area = np.bincount(gt_index[band_g], minlength=n_gt + 1)
-    on_p = pred_index[band_p].astype(np.int64)
-    pred_area = np.bincount(on_p, minlength=n_pred + 1)
-    # ground-truth code on the predicted boundary: its segment on its boundary or on VOID,
-    # n_gt + 1 (counted nowhere) inside a segment
-    g_code = np.where(band_g | (gt_index == 0), gt_index, n_gt + 1)[band_p].astype(np.int64)
-    inter = np.bincount(g_code * (n_pred + 1) + on_p,
-                        minlength=(n_gt + 2) * (n_pred + 1)).reshape(n_gt + 2, n_pred + 1)
-    return inter[: n_gt + 1], gt_area, pred_area
+    band_g = boundary_band(gt_index, width).view(np.uint8)
+    band_p = boundary_band(pred_index, width).view(np.uint8)
+    n_pairs = (n_gt + 1) * (n_pred + 1)
+    if n_pairs * 4 <= _MAX_HIST_BINS:
+        # one joint histogram over (gt segment, predicted segment, in gt band, in pred band)
+        code = gt_index * np.uint16(n_pred + 1)
+        code += pred_index
+        code <<= 2
+        code += band_g << 1
+        code += band_p
+        hist = _histogram(code, n_pairs * 4).reshape(n_gt + 1, n_pred + 1, 2, 2)
+    else:  # many segments: the same counts from the pixels of either band
+        on = (band_g | band_p).view(bool)
+        code = (gt_index[on].astype(np.int64) * (n_pred + 1) + pred_index[on]) * 4
+        code += band_g[on].astype(np.int64) * 2 + band_p[on]
+        hist = np.bincount(code, minlength=n_pairs * 4).reshape(n_gt + 1, n_pred + 1, 2, 2)
+    gt_area = hist[:, :, 1, :].sum(axis=(1, 2))
+    pred_area = hist[:, :, :, 1].sum(axis=(0, 2))
+    inter = hist[:, :, 1, 1].copy()
+    inter[0] = hist[0, :, :, 1].sum(axis=1)  # VOID: every predicted boundary pixel on it
+    return inter, gt_area, pred_area
+
+
+def segment_map(gt: GroundTruth, values: np.ndarray) -> np.ndarray:
+    """``values[gt.segment_index]`` as uint16 (H, W), by an OpenCV look-up table when the
+    image has at most 256 segments and the values fit in 8 bits."""
+    values = np.asarray(values)
+    if gt.n_segments <= 256 and values.max(initial=0) < 256:
+        lut = np.zeros(256, np.uint8)
+        lut[: gt.n_segments] = values
+        return cv2.LUT(gt.segment_index.astype(np.uint8), lut).astype(np.uint16)
+    return np.take(values.astype(np.uint16), gt.segment_index)
 
 
 # --- everything of one image --------------------------------------------------------------------
