@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from panoptool import formats
 from panoptool.errors import InputError
-from panoptool.evaluate import BOUNDARY_KEYS, METRIC_KEYS, evaluate
+from panoptool.evaluate import METRIC_KEYS, evaluate
 from panoptool.io import read_png, write_json, write_png
 from panoptool_cli import main
 
@@ -37,12 +37,11 @@ def test_report_writes_outputs(root, results, tmp_path):
              "--cache-dir", tmp_path / "cache")
     assert r.exit_code == 0, r.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == list(METRIC_KEYS) + list(BOUNDARY_KEYS)
+    assert list(metrics) == list(METRIC_KEYS)
     assert metrics["n_images"] == 3
-    assert all(0 < metrics[k] < 100 for k in METRIC_KEYS + BOUNDARY_KEYS if k != "n_images")
+    assert all(0 < metrics[k] < 100 for k in METRIC_KEYS if k != "n_images")
     csv = (out / "per_class.csv").read_text().splitlines()
-    assert csv[0].startswith("train_id,class,IoU,iIoU,AP,AP50,PQ,SQ,RQ,boundary_IoU,"
-                             "boundary_PQ,boundary_SQ,boundary_RQ") and len(csv) == 20
+    assert csv[0].startswith("train_id,class,IoU,iIoU,AP,AP50,PQ,SQ,RQ") and len(csv) == 20
     assert "PQ_th" in (out / "summary.md").read_text()
     assert json.loads((out / "config.json").read_text())["stage"] == "report"
     assert "mIoU" in r.output and "person" in r.output
