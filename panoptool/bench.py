@@ -30,6 +30,7 @@ STAGES = {
     "make-targets": "targets",
     "postprocess": "postprocess",
     "report": "report",
+    "boundary": "boundary",
     "model": "model",
 }
 

@@ -432,3 +432,13 @@ def test_report_perfect_results_give_boundary_100(make_synth, tmp_path):
     r = CliRunner().invoke(main.cli, ["report", "--root", str(root), "--results", str(results),
                                       "--boundary-ratio", "0"])
     assert r.exit_code != 0 and "boundary-ratio" in r.output
+
+
+def test_bench_section(tmp_path):
+    from panoptool.bench import BenchConfig, merge_report, run_stage_here
+
+    section = run_stage_here("boundary", BenchConfig(quick=True, workdir=str(tmp_path)))
+    steps = [row["step"] for row in section.rows]
+    assert "added by --boundary" in steps and any("contour score" in s for s in steps)
+    assert all(row["ms/image"] > 0 for row in section.rows if row["step"] != steps[2])
+    assert "<!-- stage:boundary -->" in merge_report(tmp_path / "b.md", {"boundary": section})
