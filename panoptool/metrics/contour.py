@@ -38,6 +38,7 @@ import numpy as np
 N_THRESHOLDS = 99
 THRESHOLDS = np.linspace(1.0 / (N_THRESHOLDS + 1), 1.0 - 1.0 / (N_THRESHOLDS + 1),
                          N_THRESHOLDS)
+_T32_INF = np.append(THRESHOLDS.astype(np.float32), np.float32(np.inf))
 #: Relative slack of the NMS comparison (structured edges' ``edgesNms``: m = 1.01).
 NMS_SLACK = 0.01
 #: BSDS's default matching tolerance, a fraction of the image diagonal.
@@ -119,8 +120,12 @@ def threshold_levels(values: np.ndarray) -> np.ndarray:
     >>> threshold_levels(np.array([0.0, 0.01, 0.5, 0.995, 1.0], np.float32)).tolist()
     [0, 1, 50, 99, 99]
     """
-    return np.searchsorted(THRESHOLDS.astype(np.float32), np.asarray(values, np.float32),
-                           side="right").astype(np.uint8)
+    v = np.asarray(values, np.float32)
+    # a first guess from v * 100, then one step either way where float rounding misled it
+    guess = np.clip(np.floor(v * np.float32(100)), 0, N_THRESHOLDS).astype(np.intp)
+    guess -= (guess > 0) & (_T32_INF[np.maximum(guess - 1, 0)] > v)
+    guess += (guess < N_THRESHOLDS) & (_T32_INF[guess] <= v)
+    return guess.astype(np.uint8)
 
 
 def disk_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -206,16 +211,17 @@ def update(contour_prob: np.ndarray, gt_boundary: np.ndarray, tolerance: float,
     prob = contour_nms(contour_prob) if nms else np.asarray(contour_prob, np.float32)
     gt = np.ascontiguousarray(gt_boundary, dtype=bool)
     levels = np.zeros(prob.shape, np.uint8)
-    on = prob >= np.float32(THRESHOLDS[0])
-    levels[on] = threshold_levels(prob[on])
+    py, px = np.nonzero(prob >= np.float32(THRESHOLDS[0]))
+    lv = threshold_levels(prob[py, px])
+    levels[py, px] = lv
     # predicted pixels: matched if a ground-truth pixel lies within the tolerance
     r2 = math.floor(tolerance * tolerance)
-    if gt.any():
+    if gt.any():  # exact Euclidean distance to the nearest ground-truth pixel
         dist = cv2.distanceTransform((~gt).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        matched = dist[on] <= math.sqrt(r2) + 1e-3  # squared distances are integers
+        matched = dist[py, px] <= math.sqrt(r2) + 1e-3  # squared distances are integers
     else:
-        matched = np.zeros(int(on.sum()), bool)
-    lv = levels[on]
+        matched = np.zeros(len(py), bool)
+    dy, dx = disk_offsets(math.sqrt(r2))
     hist_all = np.bincount(lv, minlength=N_THRESHOLDS + 1)
     hist_matched = np.bincount(lv[matched], minlength=N_THRESHOLDS + 1)
     # count at threshold k (0-based) = pixels whose level >= k + 1
@@ -224,7 +230,6 @@ def update(contour_prob: np.ndarray, gt_boundary: np.ndarray, tolerance: float,
     # ground-truth pixels: recalled at threshold k if a predicted pixel of level >= k + 1
     # lies within the tolerance
     gy, gx = np.nonzero(gt)
-    dy, dx = disk_offsets(math.sqrt(r2))
     best = _max_level_near(levels, gy.astype(np.int32), gx.astype(np.int32), dy, dx,
                            np.uint8(N_THRESHOLDS))
     hist_r = np.bincount(best, minlength=N_THRESHOLDS + 1)
