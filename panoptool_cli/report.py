@@ -146,7 +146,7 @@ def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
     """Add the contour score to ``result`` (or make a result of it alone)."""
     from panoptool.contour_score import ContourScoreConfig, score_contours
     from panoptool.dataset import resolve_root
-    from panoptool.evaluate import EvaluationResult, summarize, ImageStats
+    from panoptool.evaluate import EvaluationResult, ImageStats, summarize
     from panoptool.formats import CONFIG_JSON
     from panoptool.io import read_json
 

@@ -420,7 +420,8 @@ def test_report_perfect_results_give_boundary_100(make_synth, tmp_path):
     results = make_results(root, "val", tmp_path / "res", "perfect")
     out = tmp_path / "rep"
     r = CliRunner().invoke(main.cli, ["report", "--root", str(root), "--results", str(results),
-                                      "--out", str(out), "--workers", "1", "--no-cache", "--boundary",
+                                      "--out", str(out), "--workers", "1", "--no-cache",
+                                      "--boundary",
                                       "--boundary-ratio", "0.01"])
     assert r.exit_code == 0, r.output
     import json
@@ -442,3 +443,16 @@ def test_bench_section(tmp_path):
     assert "added by --boundary" in steps and any("contour score" in s for s in steps)
     assert all(row["ms/image"] > 0 for row in section.rows if row["step"] != steps[2])
     assert "<!-- stage:boundary -->" in merge_report(tmp_path / "b.md", {"boundary": section})
+
+
+def test_compare_accepts_boundary_and_contour_columns():
+    from panoptool.ablation import compare_table
+    from panoptool.errors import ConfigError
+
+    runs = [("a", {"PQ": 50.0, "boundary_PQ": 40.0, "contour_ODS": 70.0}, {}),
+            ("b", {"PQ": 60.0}, {})]
+    table = compare_table(runs, ["PQ", "boundary_PQ", "contour_ODS"])
+    assert list(table.columns) == ["run", "PQ", "boundary_PQ", "contour_ODS"]
+    assert table["boundary_PQ"].iloc[0] == 40.0 and np.isnan(table["contour_ODS"].iloc[1])
+    with pytest.raises(ConfigError, match="unknown column"):
+        compare_table(runs, ["boundary_AP"])

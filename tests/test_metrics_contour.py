@@ -2,7 +2,6 @@
 written here: per-threshold loops over pixel pairs, and BSDS's ODS/OIS bookkeeping."""
 
 import json
-import math
 
 import numpy as np
 import pytest

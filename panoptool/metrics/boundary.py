@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..labels import IGNORE, LABEL_TO_TRAIN, NUM_CLASSES
+from ..labels import LABEL_TO_TRAIN, NUM_CLASSES
 from .gt import GroundTruth
 from .panoptic import PanopticGroundTruth, PanopticStats
 
