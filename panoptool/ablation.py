@@ -170,10 +170,11 @@ def compare_table(runs: list[tuple[str, dict, dict]],
     names = [r[0] for r in runs]
     if len(set(names)) != len(names):
         raise ConfigError(f"run names must be unique, got {names}")
-    from .evaluate import METRIC_KEYS
-    unknown = [c for c in columns if c not in METRIC_KEYS]
+    from .evaluate import ALL_METRIC_KEYS
+    unknown = [c for c in columns if c not in ALL_METRIC_KEYS]
     if unknown:
-        raise ConfigError(f"unknown column(s) {unknown}; choose from {', '.join(METRIC_KEYS)}")
+        raise ConfigError(f"unknown column(s) {unknown}; choose from "
+                          f"{', '.join(ALL_METRIC_KEYS)}")
     configs = [r[2] for r in runs]
     keys = differing_settings(configs) if settings is None else select_settings(configs,
                                                                                 settings)

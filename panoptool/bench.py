@@ -32,6 +32,7 @@ STAGES = {
     "report": "report",
     "pq": "pq",
     "convert": "convert",
+    "boundary": "boundary",
     "model": "model",
     "export": "export",
 }

@@ -20,6 +20,7 @@ small statistics travel back, so memory stays bounded for any number of images.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -35,6 +36,7 @@ from .errors import ConfigError, InputError
 from .io import PNG_SIGNATURE, decode_png, read_json, read_png, safe_join, write_json, write_text
 from .labels import CLASS_NAMES, KNOWN_LABEL_ID, LABEL_TO_TRAIN, NUM_CLASSES
 from .metrics import gt as gtm
+from .metrics import boundary as bmetrics
 from .metrics import instance, panoptic, semantic
 from .runner import run_parallel
 from .tables import to_markdown
@@ -47,6 +49,14 @@ PathLike = str | os.PathLike
 #: Keys of ``metrics.json``, all in percent except ``n_images``.
 METRIC_KEYS = ("mIoU", "iIoU", "AP", "AP50", "PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th",
                "PQ_st", "SQ_st", "RQ_st", "n_images")
+#: Boundary metrics (:mod:`panoptool.metrics.boundary`), in ``metrics.json`` when evaluated.
+BOUNDARY_KEYS = ("boundary_IoU", "boundary_PQ", "boundary_SQ", "boundary_RQ", "boundary_PQ_th",
+                 "boundary_SQ_th", "boundary_RQ_th", "boundary_PQ_st", "boundary_SQ_st",
+                 "boundary_RQ_st")
+#: Contour-head score (:mod:`panoptool.metrics.contour`), with ``report --maps``.
+CONTOUR_KEYS = ("contour_ODS", "contour_OIS", "contour_P", "contour_R", "contour_threshold")
+#: Every key a ``metrics.json`` may hold (the columns ``--compare`` accepts).
+ALL_METRIC_KEYS = METRIC_KEYS + BOUNDARY_KEYS + CONTOUR_KEYS
 PARTS = ("semantic", "instance", "panoptic")
 OUTPUT_FORMATS = ("md", "csv", "json")
 
@@ -59,18 +69,24 @@ class ReportConfig:
     workers : worker processes (0 = all cores).
     cache : keep ground-truth statistics in a cache folder between evaluations.
     cache_dir : the cache folder; empty = ``<root>/.panoptool_cache``.
+    boundary : also compute Boundary IoU / Boundary PQ (:mod:`panoptool.metrics.boundary`).
+    boundary_ratio : boundary width as a fraction of the image diagonal (> 0, < 1).
     """
 
     split: str = "val"
     workers: int = 0
     cache: bool = True
     cache_dir: str = ""
+    boundary: bool = False
+    boundary_ratio: float = bmetrics.DEFAULT_RATIO
 
     def __post_init__(self):
         if not self.split or "/" in self.split or self.split.startswith("."):
             raise ConfigError(f"split must be a folder name, got {self.split!r}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if not 0 < self.boundary_ratio < 1:
+            raise ConfigError(f"boundary ratio must lie in (0, 1), got {self.boundary_ratio}")
 
 
 class PerClassTable:
@@ -157,6 +173,7 @@ class ImageJob:
     instance_entries: tuple = ()  # coco_instances.ResultInstance of this image
     coco_ap: bool = False  # also gather COCO ground truth and detections (COCO mask AP)
     coco_cache_file: str | None = None
+    boundary_ratio: float = 0.0  # > 0: also boundary statistics with this ratio
 
 
 @dataclass
@@ -167,12 +184,14 @@ class ImageStats:
     instance: instance.InstanceStats | None = None
     panoptic: panoptic.PanopticStats | None = None
     coco: "coco_instances.CocoImages | None" = None
+    boundary: bmetrics.BoundaryStats | None = None
 
     def __add__(self, other: "ImageStats") -> "ImageStats":
         def add(a, b):
             return b if a is None else a if b is None else a + b
         return ImageStats(add(self.semantic, other.semantic), add(self.instance, other.instance),
-                          add(self.panoptic, other.panoptic), add(self.coco, other.coco))
+                          add(self.panoptic, other.panoptic), add(self.coco, other.coco),
+                          add(self.boundary, other.boundary))
 
 
 # --- finding the result files -----------------------------------------------------------------
@@ -431,8 +450,13 @@ def _check_size(path: PathLike, array: np.ndarray, shape: tuple[int, int]) -> No
                                f"ground truth ({shape[1]}x{shape[0]})")
 
 
-def semantic_stats(gt: gtm.GroundTruth, path: PathLike) -> semantic.SemanticStats:
-    """Read a ``*_pred_labelIds.png`` and return its statistics."""
+def semantic_stats(gt: gtm.GroundTruth, path: PathLike,
+                   keep: dict | None = None) -> semantic.SemanticStats:
+    """Read a ``*_pred_labelIds.png`` and return its statistics.
+
+    ``keep``, if given, receives the decoded prediction as ``keep["label_ids"]`` (uint8
+    (H, W)), so that the boundary metrics do not decode it again.
+    """
     pred = read_result_png(path, "semantic")
     if pred.ndim != 2:
         raise InputError(path, f"expected a single-channel label-id PNG, got {pred.shape[2]} "
@@ -449,6 +473,8 @@ def semantic_stats(gt: gtm.GroundTruth, path: PathLike) -> semantic.SemanticStat
     unknown = semantic.unknown_prediction_ids(counts)
     if unknown:
         raise InputError(path, f"unknown label id(s) {unknown} (Cityscapes label ids are 0..33)")
+    if keep is not None:
+        keep["label_ids"] = pred
     return semantic.update(gt, pred, counts)
 
 
@@ -542,9 +568,30 @@ def instance_stats(gt: gtm.GroundTruth, txt_path: PathLike,
     return instance.update(gt, pred)
 
 
+def _prediction_index(rgb: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """uint16 (H, W): k on the pixels of the k-th listed segment id (1-based), 0 elsewhere
+    (VOID); for the boundary metrics, which need the per-pixel segments (every colour of the
+    PNG is known to be listed or VOID by then)."""
+    rgba = np.zeros(rgb.shape[:2] + (4,), dtype=np.uint8)
+    rgba[..., :3] = rgb[..., :3]
+    pan_ids = rgba.view("<u4")[..., 0].astype(np.int64)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    pos = np.minimum(np.searchsorted(sorted_ids, pan_ids), max(len(ids) - 1, 0))
+    if not len(ids):
+        return np.zeros(rgb.shape[:2], dtype=np.uint16)
+    hit = sorted_ids[pos] == pan_ids
+    return np.where(hit, order[pos] + 1, 0).astype(np.uint16)
+
+
 def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...],
-                   categories: tuple[int, ...]) -> panoptic.PanopticStats:
-    """Read a panoptic PNG and return its statistics against the converted ground truth."""
+                   categories: tuple[int, ...], keep: dict | None = None
+                   ) -> panoptic.PanopticStats:
+    """Read a panoptic PNG and return its statistics against the converted ground truth.
+
+    ``keep``, if given, receives what the boundary metrics need: ``pred_index`` (uint16
+    (H, W), k on the k-th listed segment, 0 on VOID), ``seg_counts`` and ``pan_gt``.
+    """
     rgb = read_result_png(png_path, "panoptic")
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
         raise InputError(png_path, f"expected an 8-bit RGB PNG, got shape {rgb.shape} "
@@ -561,6 +608,9 @@ def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...]
         raise InputError(png_path, f"segment id(s) {absent} listed in {formats.PANOPTIC_JSON} "
                                    f"are missing from the PNG")
     pan_gt = panoptic.panoptic_ground_truth(gt)
+    if keep is not None:
+        keep.update(pred_index=_prediction_index(rgb, id_array), seg_counts=seg_counts,
+                    pan_gt=pan_gt)
     return panoptic.update(gt, pan_gt, None, np.array(categories, dtype=np.int64), seg_counts)
 
 
@@ -568,8 +618,10 @@ def evaluate_image(job: ImageJob) -> ImageStats:
     """Statistics of one image for every part of its job (runs in a worker process)."""
     gt = read_segmented_ground_truth(job.label_ids_path, job.instance_ids_path, job.cache_file)
     out = ImageStats()
+    sem_keep: dict | None = {} if job.boundary_ratio > 0 else None
+    pan_keep: dict | None = {} if job.boundary_ratio > 0 else None
     if job.semantic_path is not None:
-        out.semantic = semantic_stats(gt, job.semantic_path)
+        out.semantic = semantic_stats(gt, job.semantic_path, keep=sem_keep)
     if job.instance_txt is not None:
         out.instance = instance_stats(gt, job.instance_txt, job.results_dir)
     if job.instance_json is not None:
@@ -588,7 +640,25 @@ def evaluate_image(job: ImageJob) -> ImageStats:
             dets)
     if job.panoptic_png is not None:
         out.panoptic = panoptic_stats(gt, job.panoptic_png, job.panoptic_ids,
-                                      job.panoptic_categories)
+                                      job.panoptic_categories, keep=pan_keep)
+    if job.boundary_ratio > 0:
+        out.boundary = boundary_image_stats(gt, job, sem_keep, pan_keep)
+    return out
+
+
+def boundary_image_stats(gt: gtm.GroundTruth, job: ImageJob, sem_keep: dict | None,
+                         pan_keep: dict | None) -> bmetrics.BoundaryStats:
+    """Boundary statistics of one image from the predictions its parts decoded."""
+    width = bmetrics.boundary_width(gt.shape, job.boundary_ratio)
+    out = bmetrics.BoundaryStats()
+    if sem_keep:
+        out.semantic = bmetrics.semantic_update(
+            bmetrics.ground_truth_train_ids(gt),
+            bmetrics.label_ids_to_train_ids(sem_keep["label_ids"]), width)
+    if pan_keep:
+        out.panoptic = bmetrics.panoptic_update(
+            gt, pan_keep["pan_gt"], pan_keep["pred_index"],
+            np.array(job.panoptic_categories, dtype=np.int64), pan_keep["seg_counts"], width)
     return out
 
 
@@ -624,7 +694,29 @@ def summarize(stats: ImageStats, n_images: int) -> tuple[dict, PerClassTable]:
         rows = LABEL_TO_TRAIN[list(panoptic.CATEGORY_IDS)]
         for key in ("pq", "sq", "rq"):
             table.loc[rows, key.upper()] = 100 * res[key]
+    if stats.boundary is not None:
+        _summarize_boundary(stats.boundary, metrics, table)
     return metrics, table
+
+
+def _summarize_boundary(stats: bmetrics.BoundaryStats, metrics: dict,
+                        table: PerClassTable) -> None:
+    """Add the ``boundary_*`` metrics and per-class columns (in place)."""
+    for key in BOUNDARY_KEYS:
+        metrics[key] = None
+    for col in ("boundary_IoU", "boundary_PQ", "boundary_SQ", "boundary_RQ"):
+        table[col] = np.nan
+    if stats.semantic is not None:
+        res = bmetrics.semantic_compute(stats.semantic)
+        metrics["boundary_IoU"] = _pct(res["mean"])
+        table["boundary_IoU"] = 100 * res["iou"]
+    if stats.panoptic is not None:
+        res = panoptic.compute(stats.panoptic)
+        for key in ("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st"):
+            metrics[f"boundary_{key}"] = _pct(res[key])
+        rows = LABEL_TO_TRAIN[list(panoptic.CATEGORY_IDS)]
+        for key in ("pq", "sq", "rq"):
+            table.loc[rows, f"boundary_{key.upper()}"] = 100 * res[key]
 
 
 def default_cache_dir(root: PathLike) -> Path:
@@ -634,7 +726,9 @@ def default_cache_dir(root: PathLike) -> Path:
 def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: int = 0,
              cache: bool | PathLike = True, show_progress: bool = True,
              instances: PathLike | None = None, coco_gt: PathLike | None = None,
-             coco_ap: bool = True, coco_backend: str = "pycocotools") -> EvaluationResult:
+             coco_ap: bool = True, coco_backend: str = "pycocotools",
+             boundary: bool = False,
+             boundary_ratio: float = bmetrics.DEFAULT_RATIO) -> EvaluationResult:
     """Evaluate every part of a results folder against a split's ground truth.
 
     Parameters
@@ -652,6 +746,9 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
         category ids (see :mod:`panoptool.coco_instances`).
     coco_ap : also compute COCO mask AP (``coco_AP`` ...) when instances are evaluated.
     coco_backend : COCOeval implementation, one of :data:`coco_instances.COCO_BACKENDS`.
+    boundary : also Boundary IoU (semantic part) and Boundary PQ (panoptic part), in the
+        ``boundary_*`` keys and per-class columns.
+    boundary_ratio : boundary width as a fraction of the image diagonal.
 
     Returns
     -------
@@ -661,7 +758,8 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
         raise ConfigError(f"coco backend must be one of "
                           f"{', '.join(coco_instances.COCO_BACKENDS)}, got {coco_backend!r}")
     config = ReportConfig(split=split, workers=workers, cache=bool(cache),
-                          cache_dir="" if isinstance(cache, bool) else os.fspath(cache))
+                          cache_dir="" if isinstance(cache, bool) else os.fspath(cache),
+                          boundary=boundary, boundary_ratio=boundary_ratio)
     root = resolve_root(root)
     cache_dir = None
     if config.cache:
@@ -669,6 +767,8 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     jobs, parts = plan_jobs(root, split, results_dir, cache_dir, instances, coco_gt, coco_ap)
     if jobs and (jobs[0].instance_json is not None or jobs[0].coco_ap):
         coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
+    if config.boundary and ("semantic" in parts or "panoptic" in parts):
+        jobs = [dataclasses.replace(j, boundary_ratio=config.boundary_ratio) for j in jobs]
     total = ImageStats()
     chunksize = max(1, min(8, len(jobs) // (4 * max(1, workers or 2))))
     for stats in run_parallel(evaluate_image, jobs, workers=workers, description="report",

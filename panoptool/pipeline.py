@@ -398,6 +398,9 @@ TABLE_TITLES = {
     "V": "Table V: shared vs separate neck, ResNet depth",
 }
 ALL_LOSS = "wbce,huber,nms"
+#: Tables that also show the contour head's own score (``report --maps``: ODS / OIS F).
+CONTOUR_TABLES = ("I", "II")
+CONTOUR_COLUMNS = ("contour_ODS", "contour_OIS")
 #: The settings each table varies: its leading columns (``report --compare --settings``).
 TABLE_SETTINGS = {
     "I": "train.contour_loss",
@@ -646,17 +649,25 @@ def ablate_steps(root: PathLike, runs_dir: PathLike, reports_dir: PathLike,
                      outputs=(results / CONFIG_JSON,), after=(dep,),
                      resume_args=("--overwrite",), redo_args=("--overwrite",),
                      title=f"postprocess: {row.key}"))
+            # a network's report also scores its contour maps (Tables I and II show it)
+            maps_args = (("--maps", runs_dir / "maps" / row.source.name)
+                         if isinstance(row.source, TrainRun) else ())
             add(Step(f"report-{row.key}",
                      ("report", "--root", root, "--split", c.split, "--results", results,
-                      "--out", runs_dir / "reports" / row.key, "--workers", workers),
+                      *maps_args, "--out", runs_dir / "reports" / row.key,
+                      "--workers", workers),
                      outputs=(runs_dir / "reports" / row.key / "metrics.json",),
                      after=(f"postprocess-{row.key}",), title=f"report: {row.key}"))
         out = ablation_table_path(reports_dir, t, c.fmt)
         compare: list = []
         for r in trows:
             compare += ["--compare", f"{r.label}={runs_dir / 'reports' / r.key}"]
+        columns: tuple = ()
+        if t in CONTOUR_TABLES:
+            from .ablation import DEFAULT_COLUMNS
+            columns = ("--columns", ",".join(DEFAULT_COLUMNS + CONTOUR_COLUMNS))
         add(Step(f"table-{t}", ("report", *compare, "--settings", TABLE_SETTINGS[t],
-                                "--format", c.fmt, "--out", out),
+                                *columns, "--format", c.fmt, "--out", out),
                  outputs=(out,), after=tuple(f"report-{r.key}" for r in trows),
                  title=TABLE_TITLES[t]))
     return steps, tables, minutes

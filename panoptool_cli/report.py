@@ -104,21 +104,49 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
               help="COCOeval implementation for COCO mask AP: pycocotools (the reference) or "
                    "faster-coco-eval (same numbers, about 4x faster; pip install "
                    "faster-coco-eval).")
+@click.option("--boundary/--no-boundary", default=False, show_default=True,
+              help="Also Boundary IoU (semantic part) and Boundary PQ/SQ/RQ (panoptic part), "
+                   "Cheng et al. CVPR 2021: metrics.json keys boundary_*, per-class columns. "
+                   "Off by default: it adds about as much time as the rest of the report "
+                   "(reports/bench.md, section boundary).")
+@click.option("--boundary-ratio", type=click.FloatRange(min=0, max=1, min_open=True,
+                                                        max_open=True),
+              default=0.02, show_default=True,
+              help="Boundary width d as a fraction of the image diagonal "
+                   "(d = round(ratio x diagonal) pixels, at least 1; 0.02 = 46 px at "
+                   "1024x2048).")
+@click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also score the contour head: the contour_prob of these prediction maps "
+                   "(<maps>/<split>/<city>/<stem>_maps.npz) against the ground truth's 1-px "
+                   "thing-instance boundaries, BSDS-style ODS/OIS precision/recall/F "
+                   "(keys contour_*). Alone (without --results) only this score.")
+@click.option("--contour-tolerance", type=click.FloatRange(min=0, max=1, min_open=True,
+                                                           max_open=True),
+              default=0.0075, show_default=True,
+              help="Contour score: matching distance as a fraction of the image diagonal "
+                   "(BSDS's maxDist; 0.0075 = 17 px at 1024x2048).")
+@click.option("--contour-nms/--no-contour-nms", default=True, show_default=True,
+              help="Contour score: thin contour_prob by non-maximum suppression across the "
+                   "contour before thresholding (as the edge benchmarks' scoring does).")
 def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir, compare,
-            columns, settings, instances, coco_gt, coco_ap, coco_backend):
+            columns, settings, instances, coco_gt, coco_ap, coco_backend, boundary,
+            boundary_ratio, maps_dir, contour_tolerance, contour_nms):
     """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators, or an
     ablation table of several runs.
 
     \b
     Evaluate:  panoptool report --root R --split val --results DIR [--out reports/NAME]
+               [--boundary] [--maps MAPS]
+    Contours:  panoptool report --root R --split val --maps MAPS [--out reports/NAME]
     Compare:   panoptool report --compare NAME=DIR --compare NAME=DIR [--columns AP,PQ]
                [--settings make-targets.dilation]
 
     Writes metrics.json (flat, percent), per_class.csv and summary.md into --out and prints
     the tables.
     """
-    if bool(results_dir) == bool(compare):
-        raise click.UsageError("give either --results DIR or one or more --compare NAME=DIR")
+    if bool(results_dir or maps_dir) == bool(compare):
+        raise click.UsageError("give either --results DIR (and/or --maps MAPS) or one or more "
+                               "--compare NAME=DIR")
     if compare:
         _compare(root, split, compare, columns, settings, format_, out, workers)
         return
@@ -126,20 +154,57 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
 
     formats_ = _formats(format_, ",".join(OUTPUT_FORMATS), OUTPUT_FORMATS)
     cache = False if no_cache else (cache_dir if cache_dir else True)
-    result = evaluate(root, split, results_dir, workers=workers, cache=cache,
-                      instances=instances, coco_gt=coco_gt, coco_ap=coco_ap,
-                      coco_backend=coco_backend)
-    out = out or Path("reports") / results_dir.resolve().name
+    result = None
+    if results_dir:
+        result = evaluate(root, split, results_dir, workers=workers, cache=cache,
+                          instances=instances, coco_gt=coco_gt, coco_ap=coco_ap,
+                          coco_backend=coco_backend, boundary=boundary,
+                          boundary_ratio=boundary_ratio)
+    if maps_dir:
+        result = _score_contours(result, root, split, maps_dir, workers, contour_tolerance,
+                                 contour_nms)
+    source = results_dir or maps_dir
+    out = out or Path("reports") / source.resolve().name
     written = write_report(result, out, formats_)
     shown = {k: v for k, v in result.metrics.items() if v is not None and k != "n_images"}
     stdout.print(_rich_columns({"metric": list(shown), "value": list(shown.values())},
-                               f"{results_dir.name}: {split}, "
-                               f"{result.metrics['n_images']} images"))
+                               f"{source.name}: {split}, {result.metrics['n_images']} images"))
     # the per-class table without the columns of parts not evaluated (all NaN)
     per_class = {k: v.tolist() for k, v in result.per_class_table.columns.items()
                  if k != "train_id" and not (v.dtype.kind == "f" and np.isnan(v).all())}
-    stdout.print(_rich_columns(per_class, "per class"))
+    extra = [c for c in per_class if c.startswith("boundary_")]
+    if len(per_class) > 1 + len(extra):  # not for a contour score alone
+        stdout.print(_rich_columns({k: v for k, v in per_class.items() if k not in extra},
+                                   "per class"))
+    if extra:  # a second table keeps both readable in 80 columns
+        stdout.print(_rich_columns({k: per_class[k] for k in ["class", *extra]},
+                                   "per class, boundary"))
     click.echo(f"written: {', '.join(str(p) for p in written)}", err=True)
+
+
+def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
+    """Add the contour score to ``result`` (or make a result of it alone)."""
+    from panoptool.contour_score import ContourScoreConfig, score_contours
+    from panoptool.dataset import resolve_root
+    from panoptool.evaluate import EvaluationResult, ImageStats, PerClassTable, summarize
+    from panoptool.formats import CONFIG_JSON
+    from panoptool.io import read_json
+
+    config = ContourScoreConfig(max_dist=tolerance, nms=nms)
+    metrics, stats = score_contours(root, split, maps_dir, config=config, workers=workers)
+    settings = {"contour_max_dist": tolerance, "contour_nms": nms, "maps": str(maps_dir)}
+    if result is None:
+        _, table = summarize(ImageStats(), stats.n_images)
+        cfg = maps_dir / CONFIG_JSON
+        result = EvaluationResult(
+            metrics={"n_images": stats.n_images}, per_class_table=PerClassTable({k: table[k] for k in ("train_id", "class")}),
+            parts=(), root=str(resolve_root(root)), split=split, results_dir=str(maps_dir),
+            results_config=read_json(cfg) if cfg.is_file() else None,
+            settings={"split": split, "workers": workers})
+    result.metrics.update(metrics)
+    result.parts = (*result.parts, "contour")
+    result.settings = {**result.settings, **settings}
+    return result
 
 
 def _compare(root, split, specs, columns, settings, format_, out, workers):

@@ -7,6 +7,8 @@ Stats`` to combine images (in any order, in any process), ``compute(Stats) -> di
 * :mod:`.semantic`: IoU / iIoU (evalPixelLevelSemanticLabeling).
 * :mod:`.instance`: AP / AP50 (evalInstanceLevelSemanticLabeling).
 * :mod:`.panoptic`: PQ / SQ / RQ (createPanopticImgs + evalPanopticSemanticLabeling).
+* :mod:`.boundary`: Boundary IoU / Boundary PQ (Cheng et al. 2021; ``report --boundary``).
+* :mod:`.contour`: the contour head's ODS / OIS (BSDS-style; ``report --maps``).
 """
 
 from . import gt, instance, panoptic, semantic
