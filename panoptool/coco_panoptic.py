@@ -125,23 +125,13 @@ def output_name(split: str, category_ids: str = "label") -> str:
 
 # --- one image ------------------------------------------------------------------------------
 
-def unknown_instance_ids(instance_ids: np.ndarray) -> list[int]:
-    """Instance ids (up to 5) whose label is not in the Cityscapes table (the official script
-    fails on them with a KeyError)."""
-    ids = np.asarray(instance_ids)
-    present = np.flatnonzero(np.bincount(ids.ravel(), minlength=1))
-    known = _tables("label")[0]
-    return present[~known[present]][:5].tolist()
-
-
 def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
                    ) -> tuple[np.ndarray, list[dict]]:
     """One ``*_instanceIds.png`` as a COCO panoptic image, by createPanopticImgs' rules.
 
     Parameters
     ----------
-    instance_ids : uint8 or uint16 (H, W), Cityscapes instance ids (every label known, see
-        :func:`unknown_instance_ids`).
+    instance_ids : uint8 or uint16 (H, W), Cityscapes instance ids.
     category_ids : ``label`` or ``train``: what ``category_id`` holds.
 
     Returns
@@ -149,6 +139,12 @@ def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
     rgb : uint8 (H, W, 3), the panoptic PNG's pixels, id = R + 256 G + 256^2 B (0 = VOID).
     segments : ``segments_info`` dicts (id, category_id, area, bbox [x, y, w, h], iscrowd)
         in increasing id order, plain Python ints.
+
+    Raises
+    ------
+    ValueError
+        If an id encodes no Cityscapes label id (the official script fails on it with a
+        KeyError); the message lists up to 5 such ids.
 
     Examples
     --------
@@ -164,7 +160,7 @@ def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
     if instance_ids.dtype not in (np.uint8, np.uint16) or instance_ids.ndim != 2:
         raise ValueError(f"instance_ids must be uint8/uint16 (H, W), got {instance_ids.dtype} "
                          f"{instance_ids.shape}")
-    _, kept, category, crowd = _tables(category_ids)
+    known, kept, category, crowd = _tables(category_ids)
     inst = np.ascontiguousarray(instance_ids, dtype=np.uint16)
     flat = inst.reshape(1, -1)
     top = int(inst.max(initial=0)) + 1
@@ -173,6 +169,9 @@ def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
     else:
         counts = np.bincount(flat.ravel(), minlength=top)
     ids = np.flatnonzero(counts)
+    if not known[ids].all():
+        raise ValueError(f"instance id(s) {ids[~known[ids]][:5].tolist()} encode no "
+                         f"Cityscapes label id")
     ids = ids[kept[ids]]
     # pixels of a segment keep their id, everything else becomes 0; the uint16 bytes are
     # R (id % 256) and G (id // 256); B (id // 65536) is 0 for 16-bit ids
@@ -234,10 +233,10 @@ def _convert_one(path: str, *, png_dir: str, parts_dir: str, category_ids: str) 
     inst = read_png(path, channels=1)
     if inst.dtype not in (np.uint8, np.uint16):
         raise InputError(path, f"expected an 8- or 16-bit instance-id PNG, got {inst.dtype}")
-    unknown = unknown_instance_ids(inst)
-    if unknown:
-        raise InputError(path, f"instance id(s) {unknown} encode no Cityscapes label id")
-    rgb, segments = gt_to_panoptic(inst, category_ids)
+    try:
+        rgb, segments = gt_to_panoptic(inst, category_ids)
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None
     name = os.path.basename(path)
     image_id = name.replace("_gtFine_instanceIds.png", "")
     png_name = name.replace("_instanceIds.png", "_panoptic.png")
