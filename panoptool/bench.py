@@ -31,6 +31,7 @@ STAGES = {
     "postprocess": "postprocess",
     "report": "report",
     "model": "model",
+    "predict": "predict",
 }
 
 

@@ -47,7 +47,7 @@ import os
 import shutil
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -60,7 +60,7 @@ from . import formats
 from .errors import ConfigError, InputError, OutputError
 from .io import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, atomic_path, decode_png, read_json,
                  remove_stale_temporaries, write_json, write_png, write_text)
-from .labels import IS_THING_TRAIN, NUM_CLASSES, TRAIN_TO_LABEL
+from .labels import NUM_CLASSES, TRAIN_TO_LABEL
 from .postprocess.config import PostprocessConfig
 from .postprocess.panoptic import (PanopticResult, coco_categories, derive_panoptic,
                                    segment_bboxes)
@@ -512,7 +512,7 @@ class _Job:
     out: str
     source: Source
     k: int
-    image: np.ndarray  # uint8 (H, W, 3)
+    image: np.ndarray | None  # uint8 (H, W, 3), for the overlay only
     maps: dict  # quantised, see quantize_maps
     postprocess: PostprocessConfig
     formats: tuple[str, ...]
@@ -634,7 +634,7 @@ class PredictSummary:
     write_seconds: float = 0.0  # in the workers, summed
     rank: int = 0
     world: int = 1
-    times: dict = field(default_factory=dict)
+    times: dict = field(default_factory=dict)  # "run": wall seconds of the frame loop
 
     @property
     def fps(self) -> float:
@@ -661,13 +661,14 @@ def make_backend(config: PredictConfig):
                 device = f"cuda:{int(local)}"
         return TorchBackend(config.checkpoint, device=device, amp=config.amp,
                             threads=config.threads)
+    if not Path(config.model).is_file():
+        raise InputError(config.model, "model file not found")
     try:
         from .onnx_backend import OnnxBackend  # type: ignore[import-not-found]
     except ImportError:
-        raise ConfigError("--model needs the onnxruntime backend (panoptool.onnx_backend), "
-                          "which this installation lacks; use --checkpoint") from None
-    if not Path(config.model).is_file():
-        raise InputError(config.model, "model file not found")
+        raise ConfigError(f"{config.model}: --model needs the onnxruntime backend "
+                          f"(panoptool.onnx_backend), which this installation lacks; use "
+                          f"--checkpoint") from None
     return OnnxBackend(config.model, threads=config.threads)
 
 
@@ -834,13 +835,14 @@ def _run(backend, config: PredictConfig, out: Path, todo: list[tuple[int, Source
             pixels = h * w
             pp = scaled_config(config.postprocess, pixels) if config.scale_areas \
                 else config.postprocess
-            job = _Job(str(out), source, it["k"], image, quantize_maps(m, h, w), pp,
-                       config.formats, config.save_maps)
+            job = _Job(str(out), source, it["k"], image if "overlay" in config.formats else None,
+                       quantize_maps(m, h, w), pp, config.formats, config.save_maps)
             while len(queue) >= max_in_flight:
                 take_oldest()
             queue.append((pool.submit(_finish_frame, job), "frame", it["unit"], None))
 
     error: InputError | None = None
+    t_run = time.perf_counter()
     try:
         with progress:
             task = progress.add_task("predict", total=total, rate="") if show_progress \
@@ -868,6 +870,7 @@ def _run(backend, config: PredictConfig, out: Path, todo: list[tuple[int, Source
                 submit(batch)
             while queue:  # what was computed is written, also before an error is raised
                 take_oldest()
+        summary.times["run"] = time.perf_counter() - t_run
     finally:
         for writer, tmp, _ in writers.values():
             writer.release()

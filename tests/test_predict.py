@@ -288,7 +288,7 @@ def test_killed_predict_resumes_without_redoing_and_leaves_no_partial_file(train
     folder = tmp_path / "frames"
     folder.mkdir()
     rng = np.random.default_rng(3)
-    for k in range(14):
+    for k in range(10):
         cv2.imwrite(str(folder / f"f{k:02d}.png"), rng.integers(0, 255, (128, 256, 3), np.uint8))
     out = tmp_path / "out"
     args = [sys.executable, "-m", "panoptool_cli.main", "predict", "--checkpoint", str(ckpt),
@@ -313,18 +313,18 @@ def test_killed_predict_resumes_without_redoing_and_leaves_no_partial_file(train
         time.sleep(0.05)
     assert not [k for k in kids if _alive(k)]
     done = sorted(out.glob(".annotations/*.json"))
-    assert 2 <= len(done) < 14 and not (out / "panoptic.json").exists()
+    assert 2 <= len(done) < 10 and not (out / "panoptic.json").exists()
     for png in out.rglob("*.png"):  # anything under a final name is whole
         assert not png.name.startswith(".tmp-")
         read_png(png)
     stamps = {p: p.stat().st_mtime_ns for p in done}
     summary = predict(PredictConfig(inputs=(str(folder),), out=str(out), checkpoint=str(ckpt),
                                     device="cpu", threads=1, workers=1), show_progress=False)
-    assert summary.skipped == len(done) and summary.frames == 14 - len(done)
+    assert summary.skipped == len(done) and summary.frames == 10 - len(done)
     assert {p: p.stat().st_mtime_ns for p in done} == stamps
     assert not list(out.rglob(".tmp-*"))
     data = json.loads((out / "panoptic.json").read_text())
-    assert [a["image_id"] for a in data["annotations"]] == [f"f{k:02d}" for k in range(14)]
+    assert [a["image_id"] for a in data["annotations"]] == [f"f{k:02d}" for k in range(10)]
     # and the resumed results are those of an uninterrupted run
     fresh = tmp_path / "fresh"
     predict(PredictConfig(inputs=(str(folder),), out=str(fresh), checkpoint=str(ckpt),
@@ -419,6 +419,15 @@ def test_bad_inputs_give_one_line_errors_and_keep_what_was_written(trained, tmp_
     assert "seven.pt: the network predicts 7 semantic classes; the label table has 19" \
         in res.output
     assert not (tmp_path / "o4").exists()
+    # an ONNX file that is not a model: named (without the onnxruntime backend, or by it)
+    fake = tmp_path / "fake.onnx"
+    fake.write_bytes(b"not a model")
+    res = runner.invoke(cli, ["predict", "--model", str(fake), str(folder / "a0.png"),
+                              "--out", str(tmp_path / "o5"), *FAST])
+    assert res.exit_code == 1 and "panoptool: error:" in res.output and "fake.onnx" in res.output
+    res = runner.invoke(cli, ["predict", "--model", str(fake), "--checkpoint", str(ckpt),
+                              str(folder / "a0.png"), "--out", str(tmp_path / "o5"), *FAST])
+    assert res.exit_code == 1 and "exactly one of --checkpoint" in res.output
     # other settings into a folder with results: refused, nothing lost
     res = runner.invoke(cli, ["predict", "--checkpoint", str(ckpt), str(folder / "a0.png"),
                               "--out", str(tmp_path / "o2"), "--min-area", "7", *FAST])
