@@ -433,3 +433,16 @@ def test_bad_inputs_give_one_line_errors_and_keep_what_was_written(trained, tmp_
                               "--out", str(tmp_path / "o2"), "--min-area", "7", *FAST])
     assert res.exit_code == 1 and "other settings" in res.output
     assert (tmp_path / "o2" / "panoptic" / "a0.png").is_file()
+
+
+def test_bench_predict_section(tmp_path):
+    from panoptool.bench import BenchConfig, run_stage_here
+    section = run_stage_here("predict", BenchConfig(quick=True, workers=1,
+                                                    workdir=str(tmp_path)))
+    steps = [row["step"] for row in section.rows]
+    assert "network alone (TorchBackend, batch 1)" in steps
+    assert "predict end to end" in steps and "predict --no-split end to end" in steps
+    for row in section.rows:
+        assert row["ms/frame"] > 0 and row["size"] == "128x256"
+    e2e = next(r for r in section.rows if r["step"] == "predict end to end")
+    assert float(e2e["end-to-end / network"].split()[0]) > 0 and e2e["frames/s"] > 0
