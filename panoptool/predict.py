@@ -210,8 +210,12 @@ def _probe_video(path: Path) -> tuple[int, float]:
     return max(frames, 0), (fps if fps > 0 and math.isfinite(fps) else 25.0)
 
 
-def list_sources(inputs: Sequence[PathLike]) -> list[Source]:
+def list_sources(inputs: Sequence[PathLike], exclude: PathLike | None = None
+                 ) -> list[Source]:
     """The images and videos of ``inputs``, in the order given (folders sorted).
+
+    ``exclude``: a folder whose files are never inputs (the output folder, when it lies
+    inside an input folder: its overlays are not new images).
 
     Raises
     ------
@@ -220,12 +224,14 @@ def list_sources(inputs: Sequence[PathLike]) -> list[Source]:
         a video OpenCV reads, or two inputs would be written under the same name.
     """
     found: list[tuple[Path, str, str]] = []  # (path, name without collision fix, kind)
+    skip = Path(exclude).resolve() if exclude is not None else None
     for given in inputs:
         path = Path(given)
         if path.is_dir():
             images = sorted(p for p in path.rglob("*") if p.is_file() and _is_image_file(p)
                             and not any(part.startswith(".")
-                                        for part in p.relative_to(path).parts))
+                                        for part in p.relative_to(path).parts)
+                            and (skip is None or skip not in p.resolve().parents))
             if not images:
                 raise InputError(path, f"folder holds no image "
                                        f"({'/'.join(e[1:] for e in IMAGE_EXTENSIONS)})")
@@ -740,7 +746,7 @@ def predict(config: PredictConfig, *, overwrite: bool = False, show_progress: bo
     start = time.perf_counter()
     dist = _Dist()
     out = Path(config.out)
-    sources = list_sources(config.inputs)
+    sources = list_sources(config.inputs, exclude=out)
     # the pool first: workers are forked before torch starts any thread
     n_workers = resolve_workers(config.workers)
     pool = ProcessPoolExecutor(max_workers=n_workers, initializer=_pool_init)

@@ -138,6 +138,11 @@ def test_list_sources_names_are_unique_and_stable(tmp_path):
         list_sources([tmp_path / "f" / "y.webp", tmp_path / "f" / "y.webp"])
     with pytest.raises(InputError, match="nope.*not found"):
         list_sources([tmp_path / "nope"])
+    # an output folder inside an input folder: its files are not inputs
+    (tmp_path / "f" / "out" / "overlay").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "f" / "out" / "overlay" / "y.jpg"), np.zeros((4, 4, 3), np.uint8))
+    assert [s.name for s in list_sources([tmp_path / "f"], exclude=tmp_path / "f" / "out")] \
+        == ["a/x", "x_jpg", "x_png", "y"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="holds no image"):
         list_sources([tmp_path / "empty"])
