@@ -35,6 +35,7 @@ STAGES = {
     "boundary": "boundary",
     "model": "model",
     "export": "export",
+    "predict": "predict",
 }
 
 

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("infer", "Write prediction maps (<stem>_maps.npz) with a trained network."),
     "export": ("export", "The network with its maps step as ONNX / TorchScript."),
     "postprocess": ("postprocess", "Instances and panoptic results from prediction maps."),
+    "predict": ("predict", "Panoptic results and overlays for any images, folders, videos."),
     "report": ("report", "mIoU / AP / PQ equal to the official evaluators; ablation tables."),
     "visualize": ("visualize", "Figure panels per image and training curves."),
     "ablate": ("ablate", "Run the paper's ablations (Tables I-V)."),
