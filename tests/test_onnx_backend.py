@@ -73,7 +73,7 @@ def _torch_maps(ckpt, images: np.ndarray) -> list[dict[str, np.ndarray]]:
         return maps_from_outputs(model.eval()(torch.from_numpy(images)))
 
 
-def _assert_same_maps(got, expected, *, exact=False):
+def _assert_same_maps(got, expected):
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
         assert set(g) == {"train_ids", "confidence", "contour_prob", "offset_yx"}
@@ -81,11 +81,10 @@ def _assert_same_maps(got, expected, *, exact=False):
         for key in ("confidence", "contour_prob", "offset_yx"):
             assert g[key].dtype == np.float32 and g[key].shape == e[key].shape
         agree = (g["train_ids"] == e["train_ids"]).mean()
-        assert agree == 1.0 if exact else agree >= 0.9999
-        tol = 0 if exact else 1e-4
-        assert np.abs(g["confidence"] - e["confidence"]).max() <= tol
-        assert np.abs(g["contour_prob"] - e["contour_prob"]).max() <= tol
-        assert np.allclose(g["offset_yx"], e["offset_yx"], rtol=1e-4, atol=1e-3 + tol)
+        assert agree >= 0.9999
+        assert np.abs(g["confidence"] - e["confidence"]).max() <= 1e-4
+        assert np.abs(g["contour_prob"] - e["contour_prob"]).max() <= 1e-4
+        assert np.allclose(g["offset_yx"], e["offset_yx"], rtol=1e-4, atol=1e-3)
 
 
 def _images(n: int, h: int, w: int, seed: int) -> np.ndarray:
@@ -117,7 +116,7 @@ def test_torchscript_export_loads_and_matches(trained, exported):
     images = _images(1, 96, 128, 2)
     backend = load_backend(exported["torchscript"], threads=1, n_classes=19)
     assert isinstance(backend, TorchScriptBackend) and backend.input_size is None
-    _assert_same_maps(backend(images), _torch_maps(ckpt, images), exact=True)
+    _assert_same_maps(backend(images), _torch_maps(ckpt, images))
     assert isinstance(load_backend(exported["dynamic"], threads=1), OnnxBackend)
 
 
@@ -258,8 +257,8 @@ def test_export_bench_quick(tmp_path):
     section = run_stage_here("export", BenchConfig(quick=True, workers=1,
                                                    workdir=str(tmp_path)))
     variants = {row["variant"] for row in section.rows}
-    assert {"torch NCHW", "torch channels-last", "onnxruntime fixed shape, optimisation all",
-            "onnxruntime dynamic shape, optimisation all"} <= variants
+    assert variants == {"torch NCHW", "torch channels-last", "onnxruntime fixed shape",
+                        "onnxruntime dynamic shape"}
     for row in section.rows:
         assert row["size"] == "64x128" and row["ms/image"] > 0 and row["threads"] == 1
         assert row["argmax = torch NCHW (%)"] >= 99.99 and row["max |conf diff|"] < 1e-4
