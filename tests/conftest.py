@@ -39,3 +39,12 @@ def make_synth(tmp_path_factory):
 def synth_root(make_synth) -> Path:
     """A small default synthetic val split: 4 images of 128x256."""
     return make_synth()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_panoptool_cache(tmp_path_factory):
+    """predict's ONNX exports (and any other user-level cache) go to a temporary folder, not
+    the home folder of whoever runs the tests; subprocesses inherit it."""
+    import os
+    os.environ["PANOPTOOL_CACHE"] = str(tmp_path_factory.mktemp("panoptool_cache"))
+    yield

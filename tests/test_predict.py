@@ -230,7 +230,8 @@ def test_predict_equals_infer_plus_postprocess(trained, tmp_path):
                            postprocess=PostprocessConfig(min_area=round(5 * scale),
                                                          eps=32.0, min_samples=512,
                                                          cell=16.0),
-                           formats=("panoptic", "cityscapes"), save_maps=True)
+                           formats=("panoptic", "cityscapes"), save_maps=True,
+                           backend="torch")
     assert scaled_config(config.postprocess, 64 * 128) == post
     summary = predict(config, show_progress=False)
     assert summary.frames == 2
@@ -451,3 +452,45 @@ def test_bench_predict_section(tmp_path):
         assert row["ms/frame"] > 0 and row["size"] == "128x256"
     e2e = next(r for r in section.rows if r["step"] == "predict end to end")
     assert float(e2e["end-to-end / network"].split()[0]) > 0 and e2e["frames/s"] > 0
+
+
+def test_predict_backends_onnxruntime_by_default_on_the_cpu(trained, tmp_path, monkeypatch):
+    """auto runs a checkpoint with onnxruntime on the CPU (exported once into the cache), its
+    results agree with torch's; an exported --model gives the same as the checkpoint."""
+    from panoptool.onnx_backend import export_onnx
+    from panoptool.predict import resolve_backend
+    monkeypatch.setenv("PANOPTOOL_CACHE", str(tmp_path / "cache"))
+    val, ckpt = trained
+    images = str(val / "leftImg8bit" / "val")
+    outs = {}
+    for name, extra in (("auto", []), ("torch", ["--backend", "torch"])):
+        outs[name] = tmp_path / name
+        res = CliRunner().invoke(cli, ["predict", "--checkpoint", str(ckpt), images, "--out",
+                                       str(outs[name]), "--format", "panoptic,cityscapes",
+                                       *FAST, *extra])
+        assert res.exit_code == 0, res.output
+    cfg = json.loads((outs["auto"] / "config.json").read_text())
+    assert cfg["settings"]["backend"] == "onnxruntime" and cfg["upstream"]["stage"] == "train"
+    assert json.loads((outs["torch"] / "config.json").read_text())["settings"]["backend"] \
+        == "torch"
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1
+    sems = {k: np.stack([read_png(p) for p in sorted((o / "semantic").rglob("*.png"))])
+            for k, o in outs.items()}
+    assert sems["auto"].shape == sems["torch"].shape and sems["auto"].size >= 2 * 64 * 128
+    assert (sems["auto"] == sems["torch"]).mean() >= 0.999
+    # an exported model runs as --model and equals the checkpoint through onnxruntime
+    model = tmp_path / "net.onnx"
+    export_onnx(ckpt, model, dynamic=True)
+    res = CliRunner().invoke(cli, ["predict", "--model", str(model), images, "--out",
+                                   str(tmp_path / "model"), "--format", "panoptic", *FAST])
+    assert res.exit_code == 0, res.output
+    for png in sorted((outs["auto"] / "panoptic").rglob("*.png")):
+        other = tmp_path / "model" / "panoptic" / png.relative_to(outs["auto"] / "panoptic")
+        assert np.array_equal(decode_panoptic(png), decode_panoptic(other))
+    # what auto means elsewhere; onnxruntime refuses what it cannot do
+    base = dict(inputs=("a",), out="o", checkpoint="c", device="cpu")
+    assert resolve_backend(PredictConfig(**base, amp=True)) == "torch"
+    with pytest.raises(ConfigError, match="--backend torch"):
+        resolve_backend(PredictConfig(**base, backend="onnxruntime", amp=True))
+    with pytest.raises(ConfigError, match="backend"):
+        PredictConfig(**base, backend="tensorrt")
