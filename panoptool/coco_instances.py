@@ -109,7 +109,7 @@ def encode_mask(mask: np.ndarray) -> dict:
     mask : (H, W), any dtype; non-zero pixels belong to the mask.
 
     >>> encode_mask(np.array([[0, 1], [1, 1]]))
-    {'size': [2, 2], 'counts': '101'}
+    {'size': [2, 2], 'counts': '13'}
     """
     fortran = np.asfortranarray(mask != 0, dtype=np.uint8)
     return _as_text(mask_utils.encode(fortran))
@@ -133,7 +133,7 @@ def encode_label_map(index_map: np.ndarray, n: int, lut: np.ndarray | None = Non
     list of n RLE dicts (counts as ``str``); an absent value gets an empty mask.
 
     >>> [r["counts"] for r in encode_label_map(np.array([[1, 2], [1, 0]]), 2)]
-    ['02', '21']
+    ['022', '211']
     """
     h, w = index_map.shape
     x0, y0, bw, bh = (0, 0, w, h) if bbox is None else (int(v) for v in bbox)
@@ -178,8 +178,8 @@ def rle_counts(rle: dict) -> np.ndarray:
     ValueError
         If the string is truncated, a run is negative, or the runs do not cover the image.
 
-    >>> rle_counts({"size": [2, 2], "counts": "101"}).tolist()
-    [1, 0, 1]
+    >>> rle_counts({"size": [2, 2], "counts": "13"}).tolist()
+    [1, 3]
     """
     counts = rle["counts"]
     h, w = int(rle["size"][0]), int(rle["size"][1])
