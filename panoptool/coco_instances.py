@@ -654,26 +654,51 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
         dets.append({"image_id": stem, "category_id": inst.label_id, "score": inst.score,
                      "segmentation": rle,
                      "bbox": list(inst.bbox) if inst.bbox else rle_bbox([rle])[0]})
+    return _stats(gt, labels, scores, areas, overlaps), dets
+
+
+def _stats(gt: GroundTruth, labels: list, scores: list, areas: list, overlaps: list
+           ) -> InstanceStats:
+    from .metrics import instance
+
     pred = instance.PredictedInstances(
         label_ids=np.array(labels, dtype=np.int64), scores=np.array(scores, dtype=np.float64),
         areas=np.array(areas, dtype=np.int64),
         segment_overlap=(np.stack(overlaps) if overlaps
                          else np.zeros((0, gt.n_segments), dtype=np.int64)))
-    return instance.update(gt, pred), dets
+    return instance.update(gt, pred)
 
 
-def txt_detections(stem: str, shape: tuple[int, int],
-                   instances: list[tuple[int, float, np.ndarray]]) -> list[dict]:
-    """COCO detections of an official instance list: ``(labelId, score, mask)`` per line
-    (evaluated labels and non-empty masks only)."""
-    dets = []
-    for label, score, mask in instances:
-        if not _EVALUATED[label] or not mask.any():
+_NONZERO = np.ones(256, dtype=np.int64)
+_NONZERO[0] = 0
+
+
+def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_dir: PathLike
+                       ) -> tuple[InstanceStats, list[dict]]:
+    """:func:`panoptool.evaluate.instance_stats` of an official ``_pred.txt`` (the same
+    statistics, each mask read once) and the COCO detections of its masks (RLE-encoded
+    over their bounding box only)."""
+    from .evaluate import _read_mask, read_instance_list
+    from .metrics import instance
+
+    labels, scores, areas, overlaps, dets = [], [], [], [], []
+    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir):
+        if not instance.is_evaluated_label(label_id):
             continue
-        rle = encode_mask(mask)
-        dets.append({"image_id": stem, "category_id": int(label), "score": float(score),
+        mask = _read_mask(mask_path, gt.shape)
+        overlap = instance.mask_segment_overlap(gt, mask)
+        area = int(overlap.sum())
+        if area == 0:
+            continue
+        labels.append(label_id)
+        scores.append(conf)
+        areas.append(area)
+        overlaps.append(overlap)
+        index = mask if mask.dtype == np.uint8 else (mask != 0).view(np.uint8)
+        rle = encode_label_map(index, 1, _NONZERO, cv2.boundingRect(index))[0]
+        dets.append({"image_id": stem, "category_id": int(label_id), "score": float(conf),
                      "segmentation": rle, "bbox": rle_bbox([rle])[0]})
-    return dets
+    return _stats(gt, labels, scores, areas, overlaps), dets
 
 
 @dataclass

@@ -622,17 +622,15 @@ def evaluate_image(job: ImageJob) -> ImageStats:
     pan_keep: dict | None = {} if job.boundary_ratio > 0 else None
     if job.semantic_path is not None:
         out.semantic = semantic_stats(gt, job.semantic_path, keep=sem_keep)
-    if job.instance_txt is not None:
+    if job.instance_txt is not None and job.coco_ap:
+        out.instance, dets = coco_instances.txt_instance_stats(gt, job.stem, job.instance_txt,
+                                                               job.results_dir)
+    elif job.instance_txt is not None:
         out.instance = instance_stats(gt, job.instance_txt, job.results_dir)
     if job.instance_json is not None:
         out.instance, dets = coco_instances.entries_instance_stats(
             gt, job.stem, job.instance_entries, job.instance_json)
     if job.coco_ap:
-        if job.instance_json is None:
-            dets = coco_instances.txt_detections(
-                job.stem, gt.shape, [(label, conf, _read_mask(path, gt.shape))
-                                     for path, label, conf in read_instance_list(
-                                         job.instance_txt, job.results_dir)])
         key = None if job.coco_cache_file is None else gtm.cache_key(job.label_ids_path,
                                                                       job.instance_ids_path)
         out.coco = coco_instances.CocoImages.one(

@@ -174,7 +174,7 @@ def run(config: BenchConfig) -> BenchSection:
             metrics = evaluate(root, "val", results, workers=workers, cache=use_cache,
                                show_progress=False, coco_ap=False).metrics
             timings[name] = time.perf_counter() - start
-        reps = 1 if config.quick else 3
+        reps = 1 if config.quick else 5
         by_format, format_metrics = time_instance_formats(root, "val", results, cache, workers,
                                                           reps)
         # the official pipeline on the first images of the same data (same seed)
