@@ -45,11 +45,21 @@ from panoptool_cli.options import overwrite_option, root_option, workers_option
               show_default=True, help="Neighbourhood of the connected components.")
 @click.option("--fill-contours/--no-fill-contours", default=True, show_default=True,
               help="Give contour pixels back to the nearest instance of their class.")
+@click.option("--derivation", type=click.Choice(["paper", "seeded"]), default="paper",
+              show_default=True,
+              help="How instances are derived. paper: connected components of the thing "
+                   "mask minus the contours, then split / merge / min-area, then contour "
+                   "pixels filled back (an object lying wholly inside the contour band is "
+                   "lost). seeded: the components are first grown over the contour band "
+                   "(each band pixel joins the same-class instance whose mean centre is "
+                   "nearest its predicted centre, within --eps) and band pixels that no "
+                   "instance takes become instances of their own, so no thing region is "
+                   "lost; split / merge / min-area / fill-back then run as in paper.")
 @workers_option
 @overwrite_option
 def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, merge, eps,
-            min_samples, cell, contour_threshold, connectivity, fill_contours, workers,
-            overwrite) -> None:
+            min_samples, cell, contour_threshold, connectivity, fill_contours, derivation,
+            workers, overwrite) -> None:
     """Derive instances and panoptic segments from prediction maps and write the official
     Cityscapes result files plus config.json.
 
@@ -67,7 +77,7 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
     config = PostprocessConfig(contour_threshold=contour_threshold,
                                connectivity=int(connectivity), split=split_, merge=merge,
                                min_area=min_area, eps=eps, min_samples=min_samples, cell=cell,
-                               fill_contours=fill_contours)
+                               fill_contours=fill_contours, derivation=derivation)
     if oracle:
         if maps:
             raise ConfigError("--oracle reads the ground truth and --targets; drop --maps")

@@ -295,3 +295,212 @@ def bounding_boxes(ids, slot, k):
             if j > box[s, 3]:
                 box[s, 3] = j
     return box
+
+
+# --- the seeded derivation: growing the components over the contour band ----------------------
+
+@_jit
+def _heap_push(key, tie, item, lab, size, k, t, p, label):
+    """Push (k, t) -> (p, label) on the binary min-heap of ``size`` entries; returns size + 1.
+    Entries are ordered by key, then by ``tie`` (the push counter: first pushed first)."""
+    i = size
+    key[i] = k
+    tie[i] = t
+    item[i] = p
+    lab[i] = label
+    while i > 0:
+        parent = (i - 1) // 2
+        if key[parent] < key[i] or (key[parent] == key[i] and tie[parent] < tie[i]):
+            break
+        key[i], key[parent] = key[parent], key[i]
+        tie[i], tie[parent] = tie[parent], tie[i]
+        item[i], item[parent] = item[parent], item[i]
+        lab[i], lab[parent] = lab[parent], lab[i]
+        i = parent
+    return size + 1
+
+
+@_jit
+def _heap_pop(key, tie, item, lab, size):
+    """Remove the smallest entry; returns (its pixel, its label, size - 1)."""
+    p = item[0]
+    label = lab[0]
+    size -= 1
+    key[0] = key[size]
+    tie[0] = tie[size]
+    item[0] = item[size]
+    lab[0] = lab[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        child = left
+        right = left + 1
+        if right < size and (key[right] < key[left]
+                             or (key[right] == key[left] and tie[right] < tie[left])):
+            child = right
+        if key[i] < key[child] or (key[i] == key[child] and tie[i] < tie[child]):
+            break
+        key[i], key[child] = key[child], key[i]
+        tie[i], tie[child] = tie[child], tie[i]
+        item[i], item[child] = item[child], item[i]
+        lab[i], lab[child] = lab[child], lab[i]
+        i = child
+    return p, label, size
+
+
+@_jit
+def _offer(flat, q, label, want_class, train_ids, centre_y, centre_x, mean_y, mean_x, limit2,
+           key, tie, item, lab, size, counter):
+    """Push pending target pixel q for ``label`` if q has the label's class and its predicted
+    centre lies within ``sqrt(limit2)`` of the label's mean centre; returns (size, counter)."""
+    mark = flat[q]
+    if mark >= 0 or train_ids[q] != want_class:
+        return size, counter
+    p = -1 - mark  # the target's position
+    dy = centre_y[p] - mean_y[label]
+    dx = centre_x[p] - mean_x[label]
+    d2 = dy * dy + dx * dx
+    if d2 > limit2:
+        return size, counter
+    size = _heap_push(key, tie, item, lab, size, d2, counter, q, label)
+    return size, counter + 1
+
+
+@_jit
+def grow_seeds(flat, width, targets, train_ids, classes, centre_y, centre_x, mean_y, mean_x,
+               limit2, n):
+    """Seeded region growing of instance labels over the target (contour band) pixels, then
+    new labels for the targets no instance reached.
+
+    Parameters
+    ----------
+    flat : int32 (H * W,), the raveled instance map: labels 1..n on the seeds, 0 at the
+        targets and elsewhere; updated in place.
+    width : W.
+    targets : intp (m,), flat indices of the pixels to grow into, ascending.
+    train_ids : uint8 (H * W,), semantic class of every pixel.
+    classes : uint8 (n + 1,), class of each label.
+    centre_y, centre_x : float64 (m,), predicted centre of each target.
+    mean_y, mean_x : float64 (n + 1,), mean predicted centre of each label.
+    limit2 : a target joins an instance only if its predicted centre lies within
+        ``sqrt(limit2)`` of the instance's mean centre (``inf``: always).
+    n : the number of labels.
+
+    Returns
+    -------
+    got : int32 (m,), the label each target ended with (> n: a new instance).
+    n_new : the number of labels after the step (n + new instances).
+
+    Growth: every target next to an instance of its class is queued with the squared
+    distance between its predicted centre and the instance's mean centre; the target with
+    the smallest distance is taken first (ties: first queued), and its own pending
+    4-neighbours are queued for the same instance. So a target goes to the instance that
+    claims it with the nearest centre among those that reach it through targets (seeded
+    region growing, Adams & Bischof 1994, with the predicted centre as the pixel's value).
+    The targets left then (reached by no instance of their class within the limit: objects
+    that lie wholly in the band) form new instances: one per 4-connected group of targets
+    of one class, numbered n + 1, ... in raster order of their first pixel.
+    """
+    size_img = flat.size
+    m = len(targets)
+    for p in range(m):
+        flat[targets[p]] = -1 - p
+    cap = 4 * m + 1
+    key = np.empty(cap, np.float64)
+    tie = np.empty(cap, np.int64)
+    item = np.empty(cap, np.intp)
+    lab = np.empty(cap, np.int32)
+    size = 0
+    counter = 0
+    # seeds: the instance pixels next to a target, queue that target
+    for p in range(m):
+        q = targets[p]
+        col = q % width
+        for step in range(4):
+            if step == 0:
+                if q < width:
+                    continue
+                r = q - width
+            elif step == 1:
+                if col == 0:
+                    continue
+                r = q - 1
+            elif step == 2:
+                if col == width - 1:
+                    continue
+                r = q + 1
+            else:
+                if q >= size_img - width:
+                    continue
+                r = q + width
+            label = flat[r]
+            if label > 0 and classes[label] == train_ids[q]:
+                size, counter = _offer(flat, q, label, train_ids[q], train_ids, centre_y,
+                                       centre_x, mean_y, mean_x, limit2, key, tie,
+                                       item, lab, size, counter)
+    while size > 0:
+        q, label, size = _heap_pop(key, tie, item, lab, size)
+        if flat[q] >= 0:
+            continue  # taken already
+        flat[q] = label
+        want = classes[label]
+        col = q % width
+        if q >= width:
+            size, counter = _offer(flat, q - width, label, want, train_ids, centre_y, centre_x,
+                                   mean_y, mean_x, limit2, key, tie, item, lab,
+                                   size, counter)
+        if col > 0:
+            size, counter = _offer(flat, q - 1, label, want, train_ids, centre_y, centre_x,
+                                   mean_y, mean_x, limit2, key, tie, item, lab,
+                                   size, counter)
+        if col < width - 1:
+            size, counter = _offer(flat, q + 1, label, want, train_ids, centre_y, centre_x,
+                                   mean_y, mean_x, limit2, key, tie, item, lab,
+                                   size, counter)
+        if q < size_img - width:
+            size, counter = _offer(flat, q + width, label, want, train_ids, centre_y, centre_x,
+                                   mean_y, mean_x, limit2, key, tie, item, lab,
+                                   size, counter)
+    # the targets left: new instances, one per 4-connected same-class group
+    n_new = n
+    stack = np.empty(max(m, 1), np.intp)
+    for p in range(m):
+        q0 = targets[p]
+        if flat[q0] >= 0:
+            continue
+        n_new += 1
+        want = train_ids[q0]
+        flat[q0] = n_new
+        stack[0] = q0
+        top = 1
+        while top > 0:
+            top -= 1
+            q = stack[top]
+            col = q % width
+            for step in range(4):
+                if step == 0:
+                    if q < width:
+                        continue
+                    r = q - width
+                elif step == 1:
+                    if col == 0:
+                        continue
+                    r = q - 1
+                elif step == 2:
+                    if col == width - 1:
+                        continue
+                    r = q + 1
+                else:
+                    if q >= size_img - width:
+                        continue
+                    r = q + width
+                if flat[r] < 0 and train_ids[r] == want:
+                    flat[r] = n_new
+                    stack[top] = r
+                    top += 1
+    got = np.empty(m, np.int32)
+    for p in range(m):
+        got[p] = flat[targets[p]]
+    return got, n_new

@@ -102,6 +102,8 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
     pixels, labels, stats = gather_instances(
         components, n, train_ids, confidence, contour_prob, config.contour_threshold,
         offset_yx, int(class_areas[IS_THING_TRAIN].sum()))
+    if config.derivation == "seeded" and len(pixels):
+        labels, stats, n = _grow(components, labels, pixels, stats, n, config.eps)
     if n and config.split:
         labels, stats = split_instances(labels, pixels, stats, eps=config.eps,
                                         min_samples=config.min_samples, cell=config.cell)
@@ -123,6 +125,24 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
             labels[todo] = got
             stats = stats.add_pixels(pixels, todo, np.zeros(len(todo), dtype=np.intp), got)
     return stats, n, instance_ids, class_areas
+
+
+def _grow(components: np.ndarray, labels: np.ndarray, pixels, stats, n: int, eps: float):
+    """The seeded derivation's growth step (:func:`kernels.grow_seeds`): the contour pixels
+    (the thing pixels without a component) join the components or form new instances.
+    ``components`` (int32 (H, W)) is used as scratch. Returns (labels, stats, n)."""
+    todo = np.flatnonzero(labels == 0)
+    if todo.size == 0:
+        return labels, stats, n
+    mean_y, mean_x = stats.centres()
+    got, n_new = kernels.grow_seeds(components.reshape(-1), pixels.shape[1], pixels.index[todo],
+                                    pixels.train_ids, stats.classes(), pixels.centre_y[todo],
+                                    pixels.centre_x[todo], mean_y, mean_x, float(eps) ** 2, n)
+    labels = labels.copy()
+    labels[todo] = got
+    stats = stats.extended(n_new).add_pixels(pixels, todo, np.zeros(len(todo), dtype=np.intp),
+                                             labels[todo])
+    return labels, stats, n_new
 
 
 def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
