@@ -55,11 +55,18 @@ from panoptool_cli.options import overwrite_option, root_option, workers_option
                    "nearest its predicted centre, within --eps) and band pixels that no "
                    "instance takes become instances of their own, so no thing region is "
                    "lost; split / merge / min-area / fill-back then run as in paper.")
+@click.option("--band-eps", "band_eps", type=click.FloatRange(min=0), default=None,
+              help="With --derivation seeded: a contour-band pixel joins an instance only if "
+                   "its predicted centre is within this many pixels of the instance's mean "
+                   "centre; band pixels pointing farther, to a centre of their own (at least "
+                   "--min-samples of them), become an instance. Default: --eps. 0 = no "
+                   "limit: only band regions that no instance reaches become instances "
+                   "(better where the network's offsets in the band are poor).")
 @workers_option
 @overwrite_option
 def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, merge, eps,
             min_samples, cell, contour_threshold, connectivity, fill_contours, derivation,
-            workers, overwrite) -> None:
+            band_eps, workers, overwrite) -> None:
     """Derive instances and panoptic segments from prediction maps and write the official
     Cityscapes result files plus config.json.
 
@@ -77,7 +84,8 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
     config = PostprocessConfig(contour_threshold=contour_threshold,
                                connectivity=int(connectivity), split=split_, merge=merge,
                                min_area=min_area, eps=eps, min_samples=min_samples, cell=cell,
-                               fill_contours=fill_contours, derivation=derivation)
+                               fill_contours=fill_contours, derivation=derivation,
+                               band_eps=band_eps)
     if oracle:
         if maps:
             raise ConfigError("--oracle reads the ground truth and --targets; drop --maps")

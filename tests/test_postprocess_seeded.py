@@ -3,6 +3,7 @@ band objects that no component reaches kept as instances."""
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 
@@ -17,8 +18,10 @@ from panoptool.postprocess import kernels
 from panoptool_cli.main import cli
 
 CAR, PERSON, ROAD = 13, 11, 0
-PAPER = PostprocessConfig(split=False, merge=False, min_area=0, eps=5.0)
-SEEDED = PostprocessConfig(split=False, merge=False, min_area=0, eps=5.0, derivation="seeded")
+PAPER = PostprocessConfig(split=False, merge=False, min_area=0, eps=5.0, min_samples=4,
+                          cell=1.0)
+SEEDED = PostprocessConfig(split=False, merge=False, min_area=0, eps=5.0, min_samples=4,
+                           cell=1.0, derivation="seeded")
 
 
 def centred_offsets(instance_map: np.ndarray) -> np.ndarray:
@@ -114,11 +117,19 @@ def test_band_pixels_only_join_an_instance_whose_centre_they_point_to():
     """Band pixels pointing more than eps away from the only instance that reaches them form
     an instance of their own; with a large eps they join it."""
     tid, prob, truth = swallowed_scene()
-    loose = derive(tid, prob, truth, PostprocessConfig(split=False, merge=False, min_area=0,
-                                                       eps=50.0, derivation="seeded"))
-    # the small car's centre is ~13 px from the big car's: within 50 px, so it is swallowed
-    assert len(loose.instances) == 2
-    assert loose.instance_ids[28:30, 33:36].min() > 0
+    loose = derive(tid, prob, truth, dataclasses.replace(SEEDED, band_eps=30.0))
+    # the small car's centre is ~13 px from the big car's: within 30 px, so it is swallowed;
+    # so it is without a limit (band_eps 0), where only the lone car is an instance of its own
+    for config in (loose, derive(tid, prob, truth, dataclasses.replace(SEEDED, band_eps=0.0))):
+        assert len(config.instances) == 2
+        assert config.instance_ids[28:30, 33:36].min() > 0
+        assert config.instance_ids[truth == 2].tolist() == [1] * 9
+    # a new instance needs min_samples predicted centres within eps of its mean: the lone
+    # car's 6 pixels pass 6, not 7 (then it stays void: no instance reaches it)
+    six = derive(tid, prob, truth, dataclasses.replace(SEEDED, min_samples=6))
+    seven = derive(tid, prob, truth, dataclasses.replace(SEEDED, min_samples=7))
+    assert six.instance_ids[28:30, 33:36].min() > 0
+    assert seven.instance_ids[28:30, 33:36].max() == 0 and len(seven.instances) == 2
 
 
 def test_classes_are_respected_and_band_regions_of_two_classes_stay_apart():
@@ -135,7 +146,10 @@ def random_maps(seed: int, h: int = 40, w: int = 60):
     tid = np.kron(tid, np.ones((4, 4), np.uint8))
     tid[rng.random((h, w)) < 0.05] = CAR
     prob = (rng.random((h, w)) < 0.35).astype(np.float32)
-    off = rng.normal(0, 3, (2, h, w)).astype(np.float32)
+    # offsets to the centre of each pixel's 4x4 block, with a little noise
+    yy, xx = np.mgrid[:h, :w]
+    off = np.stack([yy // 4 * 4 + 1.5 - yy, xx // 4 * 4 + 1.5 - xx]).astype(np.float32)
+    off += rng.normal(0, 0.5, off.shape).astype(np.float32)
     conf = rng.uniform(0.5, 1, (h, w)).astype(np.float32)
     return tid, conf, prob, off
 
@@ -143,20 +157,20 @@ def random_maps(seed: int, h: int = 40, w: int = 60):
 @pytest.mark.parametrize("seed", range(6))
 def test_every_thing_pixel_ends_in_an_instance_and_no_band_means_no_change(seed):
     tid, conf, prob, off = random_maps(seed)
-    config = PostprocessConfig(min_area=0, eps=4.0, min_samples=5, cell=1.0,
+    config = PostprocessConfig(min_area=0, eps=4.0, min_samples=1, cell=1.0,
                                derivation="seeded")
     res = derive_panoptic(tid, conf, prob, off, config)
     thing = IS_THING_TRAIN[tid]
     assert (res.instance_ids[thing] > 0).all()
     assert (res.instance_ids[~thing] == 0).all()
     paper = derive_panoptic(tid, conf, prob, off, PostprocessConfig(min_area=0, eps=4.0,
-                                                                    min_samples=5, cell=1.0))
+                                                                    min_samples=1, cell=1.0))
     assert (paper.instance_ids[thing] == 0).any()  # the paper's derivation loses some
     # without contour pixels there is nothing to grow: the two derivations agree
     zero = np.zeros_like(prob)
     a = derive_panoptic(tid, conf, zero, off, config)
     b = derive_panoptic(tid, conf, zero, off, PostprocessConfig(min_area=0, eps=4.0,
-                                                                min_samples=5, cell=1.0))
+                                                                min_samples=1, cell=1.0))
     assert np.array_equal(a.instance_ids, b.instance_ids)
     assert np.array_equal(a.panoptic_ids, b.panoptic_ids) and a.segments == b.segments
 
@@ -249,6 +263,10 @@ def test_grow_kernel_equals_a_plain_reference(seed):
 def test_bad_derivation_is_refused():
     with pytest.raises(ConfigError, match="derivation must be one of paper, seeded"):
         PostprocessConfig(derivation="watershed")
+    with pytest.raises(ConfigError, match="band_eps must be >= 0"):
+        PostprocessConfig(band_eps=-1.0)
+    assert PostprocessConfig(eps=7.0).band_limit == 7.0
+    assert PostprocessConfig(band_eps=0.0).band_limit == float("inf")
     assert PostprocessConfig(derivation="seeded").steps[0] == "grow"
     assert "grow" not in PostprocessConfig().steps
     r = CliRunner().invoke(cli, ["postprocess", "--maps", "m", "--out", "o",
@@ -279,3 +297,30 @@ def test_cli_seeded_is_independent_of_workers_and_recorded(tmp_path):
         settings = json.loads((out / "config.json").read_text())["settings"]
         assert settings["derivation"] == "seeded"
     assert outs[0] == outs[1] and len(outs[0]) > 6
+
+
+def test_a_piece_cut_off_by_another_object_joins_its_body():
+    """A car crossed by a 1-px person (a pole's neighbour): its 3-column right piece lies
+    wholly in the band, no car pixel connects it to the body; its offsets point to the car's
+    centre, so with merge it joins the car; without merge it is an instance of its own; the
+    paper's derivation leaves it void."""
+    h, w = 20, 30
+    tid = np.full((h, w), ROAD, np.uint8)
+    truth = np.zeros((h, w), np.int32)
+    tid[4:16, 2:20] = CAR
+    truth[4:16, 2:20] = 1
+    tid[4:16, 16] = PERSON
+    truth[4:16, 16] = 2
+    prob = np.zeros((h, w), np.float32)
+    prob[4:16, 17:20] = 1.0
+    prob[4:16, 15] = 1.0
+    off = centred_offsets(truth)
+    conf = np.ones((h, w), np.float32)
+    merged = derive_panoptic(tid, conf, prob, off, dataclasses.replace(SEEDED, merge=True))
+    car = merged.instance_ids[4:16, 17:20]
+    assert car.min() == car.max() == merged.instance_ids[10, 5] > 0
+    alone = derive_panoptic(tid, conf, prob, off, SEEDED)
+    assert alone.instance_ids[4:16, 17:20].min() > 0
+    assert alone.instance_ids[10, 18] != alone.instance_ids[10, 5]
+    paper = derive_panoptic(tid, conf, prob, off, dataclasses.replace(PAPER, merge=True))
+    assert paper.instance_ids[4:16, 17:20].max() == 0

@@ -41,6 +41,11 @@ class PostprocessConfig:
         the paper's derivation loses) become instances of their own; split, merge,
         min-area and fill-back then run as in the paper's derivation on the grown
         instances. See :func:`~panoptool.postprocess.kernels.grow_seeds`.
+    band_eps : with ``derivation="seeded"``: a band pixel joins an instance only if its
+        predicted centre lies within this many pixels of the instance's mean centre; band
+        pixels that point farther, to a common centre of their own, become an instance.
+        ``None``: ``eps``; ``0``: no limit (only band regions that no instance reaches
+        become instances; better where the offsets in the band are poor).
     """
 
     contour_threshold: float = 0.5
@@ -53,6 +58,7 @@ class PostprocessConfig:
     cell: float = 4.0
     fill_contours: bool = True
     derivation: str = "paper"
+    band_eps: float | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.contour_threshold < 1.0:
@@ -71,6 +77,9 @@ class PostprocessConfig:
         if self.derivation not in DERIVATIONS:
             raise ConfigError(f"derivation must be one of {', '.join(DERIVATIONS)}, got "
                               f"{self.derivation!r}")
+        if self.band_eps is not None and not self.band_eps >= 0:
+            raise ConfigError(f"band_eps must be >= 0 pixels (0 = no limit), got "
+                              f"{self.band_eps}")
         for name in ("split", "merge", "fill_contours"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -78,6 +87,12 @@ class PostprocessConfig:
     def to_dict(self) -> dict:
         """The settings as a JSON-ready dict (keys in field order)."""
         return dataclasses.asdict(self)
+
+    @property
+    def band_limit(self) -> float:
+        """The seeded growth's centre radius in pixels (``inf``: no limit)."""
+        radius = self.eps if self.band_eps is None else self.band_eps
+        return float(radius) if radius > 0 else float("inf")
 
     @property
     def steps(self) -> list[str]:
