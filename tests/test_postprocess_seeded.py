@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
+import math
 
 import numpy as np
 import pytest
@@ -176,7 +177,8 @@ def test_every_thing_pixel_ends_in_an_instance_and_no_band_means_no_change(seed)
 
 
 def grow_reference(labels, targets, train_ids, classes, cy, cx, mean_y, mean_x, limit2, n):
-    """Plain seeded region growing with heapq (same order rules as the kernel)."""
+    """Plain seeded region growing with heapq (same order rules as the kernel: distance in
+    steps of 1/4 px up to 1023 steps, then first queued)."""
     h, w = labels.shape
     lab = labels.copy()
     pos = {int(q): p for p, q in enumerate(targets)}
@@ -196,7 +198,8 @@ def grow_reference(labels, targets, train_ids, classes, cy, cx, mean_y, mean_x, 
         p = pos[q]
         d2 = (cy[p] - mean_y[k]) ** 2 + (cx[p] - mean_x[k]) ** 2
         if d2 <= limit2:
-            heapq.heappush(heap, (d2, counter, q, k))
+            step = int(min(math.sqrt(d2) * kernels.GROW_STEPS, kernels.GROW_BUCKETS - 1))
+            heapq.heappush(heap, (step, counter, q, k))
             counter += 1
 
     for q in targets:
@@ -246,6 +249,8 @@ def test_grow_kernel_equals_a_plain_reference(seed):
     cx = rng.uniform(0, w, len(targets))
     mean_y = rng.uniform(0, h, n + 1)
     mean_x = rng.uniform(0, w, n + 1)
+    if seed == 7:  # distances beyond the last step (256 px): first queued first
+        mean_y, mean_x = mean_y * 40, mean_x * 40
     # integer-valued centres make equal keys (ties) common
     if seed % 2:
         cy, cx, mean_y, mean_x = (np.round(a) for a in (cy, cx, mean_y, mean_x))
