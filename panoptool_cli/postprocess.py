@@ -59,9 +59,11 @@ from panoptool_cli.options import overwrite_option, root_option, workers_option
               help="With --derivation seeded: a contour-band pixel joins an instance only if "
                    "its predicted centre is within this many pixels of the instance's mean "
                    "centre; band pixels pointing farther, to a centre of their own (at least "
-                   "--min-samples of them), become an instance. Default: --eps. 0 = no "
-                   "limit: only band regions that no instance reaches become instances "
-                   "(better where the network's offsets in the band are poor).")
+                   "--min-samples of them), become an instance; 0 = no limit: only band "
+                   "regions that no instance reaches become instances. Default: 0 for "
+                   "--maps (a network's offsets in the band are too rough for the limit: "
+                   "it made more false instances than it recovered, see README), --eps "
+                   "with --oracle.")
 @workers_option
 @overwrite_option
 def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, merge, eps,
@@ -81,6 +83,8 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
 
     if min_area is None:
         min_area = 0 if oracle else PostprocessConfig.min_area
+    if band_eps is None and not oracle:
+        band_eps = 0.0
     config = PostprocessConfig(contour_threshold=contour_threshold,
                                connectivity=int(connectivity), split=split_, merge=merge,
                                min_area=min_area, eps=eps, min_samples=min_samples, cell=cell,
