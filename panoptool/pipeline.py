@@ -18,6 +18,7 @@ a step that was interrupted (outputs but no marker) is continued with its ``resu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -389,13 +390,17 @@ def demo_steps(out: PathLike, config: DemoConfig) -> list[Step]:
 
 # --- ablations (the paper's Tables I-V) --------------------------------------------------------
 
-TABLES = ("I", "II", "III", "IV", "V")
+TABLES = ("I", "II", "III", "IV", "V", "VI")
+#: The tables ``ablate`` makes unless ``--tables`` says otherwise (Table VI, beyond the
+#: paper, on request: ``--tables ...,VI``).
+DEFAULT_TABLES = ("I", "II", "III", "IV", "V")
 TABLE_TITLES = {
     "I": "Table I: contour loss terms",
     "II": "Table II: contour dilation rate",
     "III": "Table III: instance refinement",
     "IV": "Table IV: minimum instance area",
     "V": "Table V: shared vs separate neck, ResNet depth",
+    "VI": "Table VI: derivation, the paper's vs seeded (postprocess --derivation)",
 }
 ALL_LOSS = "wbce,huber,nms"
 #: Tables that also show the contour head's own score (``report --maps``: ODS / OIS F).
@@ -408,6 +413,7 @@ TABLE_SETTINGS = {
     "III": "postprocess.split,postprocess.merge",
     "IV": "postprocess.min_area",
     "V": "train.backbone,train.neck",
+    "VI": "make-targets.dilation,postprocess.derivation",
 }
 
 
@@ -427,7 +433,7 @@ class AblateConfig:
     split: str = "val"
     train_split: str = "train"
     budget_minutes: float = 60.0
-    tables: tuple[str, ...] = TABLES
+    tables: tuple[str, ...] = DEFAULT_TABLES
     oracle: bool = True
     train: bool = True
     fmt: str = "md"
@@ -492,15 +498,19 @@ class Refinement:
     split: bool = True
     merge: bool = True
     min_area: int = 300
+    derivation: str = "paper"  # Table VI: postprocess --derivation
 
     @property
     def name(self) -> str:
+        seeded = "" if self.derivation == "paper" else f"-{self.derivation}"
         return f"{'split' if self.split else 'nosplit'}-{'merge' if self.merge else 'nomerge'}" \
-               f"-a{self.min_area}"
+               f"-a{self.min_area}{seeded}"
 
     def args(self) -> tuple[str, ...]:
+        derivation = () if self.derivation == "paper" else ("--derivation", self.derivation)
         return ("--split" if self.split else "--no-split",
-                "--merge" if self.merge else "--no-merge", "--min-area", str(self.min_area))
+                "--merge" if self.merge else "--no-merge", "--min-area", str(self.min_area),
+                *derivation)
 
 
 @dataclass(frozen=True)
@@ -548,6 +558,14 @@ def ablation_rows(config: AblateConfig) -> dict[str, list[Row]]:
                 rows += [Row(f"network {name}", base, ref) for name, ref in variants]
             if c.oracle:
                 rows += [Row(f"oracle {name}", c.dilation, ref) for name, ref in variants]
+        elif t == "VI":
+            seeded = dataclasses.replace(default, derivation="seeded")
+            for kind, on in (("network", c.train), ("oracle", c.oracle)):
+                if on:
+                    rows += [Row(f"{kind} d{d} {ref.derivation}",
+                                 TrainRun(ALL_LOSS, d, c.backbone, c.neck) if kind == "network"
+                                 else d, ref)
+                             for d in c.dilations for ref in (default, seeded)]
         elif t == "V" and c.train:
             rows = [Row(f"{b} {n} neck", TrainRun(ALL_LOSS, c.dilation, b, n), default)
                     for b in c.backbones for n in c.necks]
@@ -565,7 +583,7 @@ def ablation_table_path(reports_dir: PathLike, table: str, fmt: str) -> Path:
 
 
 #: Tables are run cheapest first, so that a stopped run already has whole tables.
-RUN_ORDER = ("III", "IV", "II", "I", "V")
+RUN_ORDER = ("III", "IV", "II", "VI", "I", "V")
 
 
 def ablate_steps(root: PathLike, runs_dir: PathLike, reports_dir: PathLike,

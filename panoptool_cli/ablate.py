@@ -39,9 +39,11 @@ def _csv(kind):
               show_default=True, help="Table file format.")
 @click.option("--tables", default="I,II,III,IV,V", show_default=True, callback=_csv(str),
               help="Which tables: I loss terms, II dilation, III refinement, IV min-area, "
-                   "V neck and depth.")
+                   "V neck and depth; VI (beyond the paper, on request) the paper's vs the "
+                   "seeded derivation (postprocess --derivation) on Table II's networks and "
+                   "the oracle at each of --dilations.")
 @click.option("--oracle/--no-oracle", default=True, show_default=True,
-              help="Add oracle rows (ground-truth maps) to Tables II-IV.")
+              help="Add oracle rows (ground-truth maps) to Tables II-IV and VI.")
 @click.option("--train/--no-train", "train", default=True, show_default=True,
               help="Train networks for the network rows; --no-train gives the oracle rows of "
                    "Tables II-IV only.")

@@ -51,11 +51,30 @@ from panoptool_cli.options import overwrite_option, root_option, workers_option
                    "+ one PNG mask per instance; coco = instances.json, COCO results with "
                    "pycocotools RLE masks (category_id = labelId, image_id = stem), what "
                    "detectron2 / mmdetection write; both = the two.")
+@click.option("--derivation", type=click.Choice(["paper", "seeded"]), default="paper",
+              show_default=True,
+              help="How instances are derived. paper: connected components of the thing "
+                   "mask minus the contours, then split / merge / min-area, then contour "
+                   "pixels filled back (an object lying wholly inside the contour band is "
+                   "lost). seeded: the components are first grown over the contour band "
+                   "(each band pixel joins the same-class instance whose mean centre is "
+                   "nearest its predicted centre, within --eps) and band pixels that no "
+                   "instance takes become instances of their own, so no thing region is "
+                   "lost; split / merge / min-area / fill-back then run as in paper.")
+@click.option("--band-eps", "band_eps", type=click.FloatRange(min=0), default=None,
+              help="With --derivation seeded: a contour-band pixel joins an instance only if "
+                   "its predicted centre is within this many pixels of the instance's mean "
+                   "centre; band pixels pointing farther, to a centre of their own (at least "
+                   "--min-samples of them), become an instance; 0 = no limit: only band "
+                   "regions that no instance reaches become instances. Default: 0 for "
+                   "--maps (a network's offsets in the band are too rough for the limit: "
+                   "it made more false instances than it recovered, see README), --eps "
+                   "with --oracle.")
 @workers_option
 @overwrite_option
 def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, merge, eps,
             min_samples, cell, contour_threshold, connectivity, fill_contours, instance_format,
-            workers, overwrite) -> None:
+            derivation, band_eps, workers, overwrite) -> None:
     """Derive instances and panoptic segments from prediction maps and write the official
     Cityscapes result files plus config.json.
 
@@ -70,10 +89,13 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
 
     if min_area is None:
         min_area = 0 if oracle else PostprocessConfig.min_area
+    if band_eps is None and not oracle:
+        band_eps = 0.0
     config = PostprocessConfig(contour_threshold=contour_threshold,
                                connectivity=int(connectivity), split=split_, merge=merge,
                                min_area=min_area, eps=eps, min_samples=min_samples, cell=cell,
-                               fill_contours=fill_contours)
+                               fill_contours=fill_contours, derivation=derivation,
+                               band_eps=band_eps)
     if oracle:
         if maps:
             raise ConfigError("--oracle reads the ground truth and --targets; drop --maps")

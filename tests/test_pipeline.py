@@ -147,7 +147,7 @@ def test_ablation_without_training_has_oracle_rows_only():
     with pytest.raises(ConfigError, match="no rows"):
         P.ablation_rows(P.AblateConfig(train=False, tables=("I", "V")))
     with pytest.raises(ConfigError, match="--tables"):
-        P.AblateConfig(tables=("VI",))
+        P.AblateConfig(tables=("VII",))
     with pytest.raises(ConfigError, match="did not see"):
         P.AblateConfig(split="train")
 

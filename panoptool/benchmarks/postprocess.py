@@ -59,6 +59,9 @@ def run(config: BenchConfig) -> BenchSection:
     data = [_maps(i, h, w) for i in range(n_images)]
     n_inst = float(np.mean([k for _, k in data]))
     variants = {"full (split+merge+min-area+fill)": PostprocessConfig(),
+                "full, --derivation seeded": PostprocessConfig(derivation="seeded"),
+                "full, --derivation seeded --band-eps 0": PostprocessConfig(derivation="seeded",
+                                                                            band_eps=0.0),
                 "no split": PostprocessConfig(split=False),
                 "components only": PostprocessConfig(split=False, merge=False, min_area=0,
                                                      fill_contours=False)}
@@ -122,4 +125,9 @@ def run(config: BenchConfig) -> BenchSection:
                  "as one PNG per instance + _pred.txt, or as pycocotools RLE entries "
                  "(coco_instances/<stem>_instances.json, assembled into instances.json at the "
                  "end of a run); mean of 3 interleaved runs, 'agreement' = their range.")
+    ms = {r["step"]: r["ms/image (1 core)"] for r in rows}
+    paper = ms["derive: full (split+merge+min-area+fill)"]
+    notes.append("Seeded derivation (issue 14) / paper's, same run: "
+                 + ", ".join(f"{name.split(', ', 1)[1]} {ms['derive: ' + name] / paper:.2f}x"
+                             for name in variants if name.startswith("full, ")))
     return BenchSection(title="postprocess", rows=rows, notes=notes)

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
+#: The ways instances are derived from the maps (:attr:`PostprocessConfig.derivation`).
+DERIVATIONS = ("paper", "seeded")
+
 
 @dataclass(frozen=True)
 class PostprocessConfig:
@@ -30,6 +33,19 @@ class PostprocessConfig:
         per-pixel DBSCAN and slower; must be at most ``eps``.
     fill_contours : give contour pixels of a thing class back to the nearest instance of
         their class (geodesic, through contour pixels); off leaves them void.
+    derivation : ``"paper"``: the paper's derivation (components, split, merge, min-area,
+        then the contour pixels are filled back). ``"seeded"``: the components are first
+        grown over the contour band, each band pixel joining the same-class instance that
+        reaches it with the mean centre nearest its predicted centre (within ``eps``), and
+        the band pixels that no instance takes (objects lying wholly inside the band, which
+        the paper's derivation loses) become instances of their own; split, merge,
+        min-area and fill-back then run as in the paper's derivation on the grown
+        instances. See :func:`~panoptool.postprocess.kernels.grow_seeds`.
+    band_eps : with ``derivation="seeded"``: a band pixel joins an instance only if its
+        predicted centre lies within this many pixels of the instance's mean centre; band
+        pixels that point farther, to a common centre of their own, become an instance.
+        ``None``: ``eps``; ``0``: no limit (only band regions that no instance reaches
+        become instances; better where the offsets in the band are poor).
     """
 
     contour_threshold: float = 0.5
@@ -41,6 +57,8 @@ class PostprocessConfig:
     min_samples: int = 100
     cell: float = 4.0
     fill_contours: bool = True
+    derivation: str = "paper"
+    band_eps: float | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.contour_threshold < 1.0:
@@ -56,6 +74,12 @@ class PostprocessConfig:
             raise ConfigError(f"min_samples must be >= 1, got {self.min_samples}")
         if not 0 < self.cell <= self.eps:
             raise ConfigError(f"cell must lie in (0, eps={self.eps}], got {self.cell}")
+        if self.derivation not in DERIVATIONS:
+            raise ConfigError(f"derivation must be one of {', '.join(DERIVATIONS)}, got "
+                              f"{self.derivation!r}")
+        if self.band_eps is not None and not self.band_eps >= 0:
+            raise ConfigError(f"band_eps must be >= 0 pixels (0 = no limit), got "
+                              f"{self.band_eps}")
         for name in ("split", "merge", "fill_contours"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -65,8 +89,15 @@ class PostprocessConfig:
         return dataclasses.asdict(self)
 
     @property
+    def band_limit(self) -> float:
+        """The seeded growth's centre radius in pixels (``inf``: no limit)."""
+        radius = self.eps if self.band_eps is None else self.band_eps
+        return float(radius) if radius > 0 else float("inf")
+
+    @property
     def steps(self) -> list[str]:
         """Names of the refinement steps that are on, in the order they run."""
-        return [name for name, on in (("split", self.split), ("merge", self.merge),
+        grow = [("grow", self.derivation == "seeded")]
+        return [name for name, on in (*grow, ("split", self.split), ("merge", self.merge),
                                       ("min_area", self.min_area > 0),
                                       ("fill_contours", self.fill_contours)) if on]

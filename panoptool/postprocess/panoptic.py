@@ -27,7 +27,7 @@ from ..labels import (CLASS_NAMES, IGNORE, IS_THING_TRAIN, LABELS, NUM_CLASSES,
 from .config import PostprocessConfig
 from . import kernels
 from .instances import check_maps, fill_contours, gather_instances, thing_components
-from .refine import merge_instances, remove_small, split_instances
+from .refine import merge_instances, merge_new_instances, remove_small, split_instances
 
 #: int32 lookup table train id -> label id for stuff classes (their segment ids); 0 for
 #: things and ignore.
@@ -116,6 +116,8 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
     instance_ids = np.zeros((h, w), dtype=np.int32)
     if n:
         kernels.scatter(instance_ids.reshape(-1), pixels.index, labels)
+    if config.derivation == "seeded" and len(pixels):
+        labels, stats, n = _grow(instance_ids, labels, pixels, stats, n, config)
     if n and config.fill_contours:
         todo = np.flatnonzero(pixels.contour & (labels == 0))
         if fill_contours(instance_ids, pixels.index[todo], train_ids, stats.classes()):
@@ -123,6 +125,90 @@ def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndar
             labels[todo] = got
             stats = stats.add_pixels(pixels, todo, np.zeros(len(todo), dtype=np.intp), got)
     return stats, n, instance_ids, class_areas
+
+
+def _grow(instance_ids: np.ndarray, labels: np.ndarray, pixels, stats, n: int,
+          config: PostprocessConfig):
+    """The seeded derivation's growth step, after the refinement.
+
+    1. The contour pixels without an instance join the same-class instance whose mean
+       centre is nearest their predicted centre among those that reach them through
+       contour pixels, if within ``band_eps`` (default ``eps``; :func:`kernels.grow_seeds`).
+    2. The groups that none takes (objects lying wholly in the band, and pieces of
+       objects cut off by another one) become new instances, which pass the refinement
+       steps: merge with any same-class instance whose centre is within ``eps`` (a cut-off
+       piece joins its body, :func:`merge_new_instances`; if merge is on), a support test
+       (at least ``min_samples`` of their predicted centres within ``eps`` of their mean:
+       the evidence the split asks of a cluster) and min-area.
+    3. With ``fill_contours``, the contour pixels still without an instance (the groups
+       that failed) join the instance that reaches them with the nearest centre, without
+       a limit; groups that no instance reaches stay void.
+
+    ``instance_ids`` (int32 (H, W)) is updated. Returns (labels, stats, n).
+    """
+    todo = np.flatnonzero(pixels.contour & (labels == 0))
+    if todo.size == 0:
+        return labels, stats, n
+    labels, stats, n_new = _grow_pass(instance_ids, labels, pixels, stats, n, todo,
+                                      config.band_limit ** 2)
+    if n_new > n:
+        if config.merge:
+            labels, stats = merge_new_instances(labels, stats, n + 1, eps=config.eps)
+        labels, stats = _drop_incoherent(labels, pixels, stats, todo, n, config)
+        if config.min_area > 0:  # only new instances can be small here
+            labels, stats = remove_small(labels, pixels, stats, min_area=config.min_area,
+                                         eps=config.eps)
+        labels, stats = stats.compacted(labels)
+        kernels.scatter(instance_ids.reshape(-1), pixels.index, labels)
+    n = len(stats) - 1
+    rest = todo[labels[todo] == 0]
+    if config.fill_contours and rest.size and n:
+        labels, stats, n_new = _grow_pass(instance_ids, labels, pixels, stats, n, rest, np.inf)
+        if n_new > n:  # groups no instance reaches: void, as in the paper's fill-back
+            unreached = rest[labels[rest] > n]
+            instance_ids.ravel()[pixels.index[unreached]] = 0
+            labels[unreached] = 0
+            stats = stats.extended(n)
+    return labels, stats, n
+
+
+def _grow_pass(instance_ids, labels, pixels, stats, n, todo, limit2):
+    """One :func:`kernels.grow_seeds` pass over the thing pixels at positions ``todo``
+    (label 0); returns (labels, stats, n_new) with rows for the new groups."""
+    mean_y, mean_x = stats.centres()
+    got, n_new = kernels.grow_seeds(instance_ids.reshape(-1), pixels.shape[1],
+                                    pixels.index[todo], pixels.train_ids, stats.classes(),
+                                    pixels.centre_y[todo], pixels.centre_x[todo], mean_y, mean_x,
+                                    limit2, n)
+    labels = labels.copy()
+    labels[todo] = got
+    stats = stats.extended(n_new).add_pixels(pixels, todo, np.zeros(len(todo), dtype=np.intp),
+                                             labels[todo])
+    return labels, stats, n_new
+
+
+def _drop_incoherent(labels: np.ndarray, pixels, stats, todo: np.ndarray, n: int,
+                     config: PostprocessConfig):
+    """Keep a new instance (label > n, its pixels among ``todo``) only if at least
+    ``min_samples`` of its pixels' predicted centres lie within ``eps`` of its mean centre
+    (the evidence the split asks of a cluster: a DBSCAN core); the others lose their pixels
+    (the fill-back gives them to their neighbours)."""
+    new = todo[labels[todo] > n]
+    if new.size == 0:
+        return labels, stats
+    mean_y, mean_x = stats.centres()
+    lab = labels[new]
+    close = np.hypot(pixels.centre_y[new] - mean_y[lab],
+                     pixels.centre_x[new] - mean_x[lab]) < config.eps
+    support = np.bincount(lab[close], minlength=len(stats))
+    weak = (support < config.min_samples)[lab]
+    if not weak.any():
+        return labels, stats
+    drop = new[weak]
+    stats = stats.add_pixels(pixels, drop, labels[drop], np.zeros(len(drop), dtype=np.intp))
+    labels = labels.copy()
+    labels[drop] = 0
+    return labels, stats
 
 
 def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
