@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import formats
-from .dataset import Sample, list_samples, read_image
+from .dataset import Sample, list_images, read_image
 from .errors import ConfigError
 from .io import read_json, remove_stale_temporaries, write_json
 
@@ -99,8 +99,21 @@ class _Images(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int):
-        from .data_torch import normalize
-        return i, torch.from_numpy(normalize(read_image(self.samples[i])))
+        from .data_torch import BadSample, normalize
+        from .errors import PanoptoolError
+        try:
+            return i, torch.from_numpy(normalize(read_image(self.samples[i])))
+        except PanoptoolError as exc:  # returned, not raised: see data_torch.BadSample
+            return i, BadSample.of(exc, self.samples[i].image_path)
+
+
+def _worker_init(_: int) -> None:
+    from .guard import die_with_parent, quiet_third_party
+    die_with_parent(_PARENT[0])
+    quiet_third_party()
+
+
+_PARENT = [os.getpid()]
 
 
 def _collate(items):
@@ -141,9 +154,14 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, amp: bool = False,
     return maps_from_outputs(outputs)
 
 
-def infer(config: InferConfig, *, overwrite: bool = False,
-          show_progress: bool = True) -> InferSummary:
+def infer(config: InferConfig, *, overwrite: bool = False, show_progress: bool = True,
+          on_bad_image: str = "stop") -> InferSummary:
     """Write the prediction maps of every image of ``config.split``.
+
+    The split may lack ground truth (images found through ``leftImg8bit/``); ``out`` may
+    hold maps of other splits made with the same checkpoint (``config.json`` lists them all).
+    ``on_bad_image``: ``stop`` ends on an unreadable image with one line naming it; ``skip``
+    logs it and goes on (no maps for it).
 
     Raises
     ------
@@ -161,37 +179,56 @@ def infer(config: InferConfig, *, overwrite: bool = False,
         torch.set_num_threads(config.threads or default_workers())
     channels_last = device.type == "cpu" if config.channels_last is None else \
         config.channels_last
-    samples = list_samples(config.root, config.split, need_images=True)
+    from .data_torch import check_on_bad_image
+    from .guard import output_lock
+    from .runner import console
+    check_on_bad_image(on_bad_image)
+    samples = list_images(config.root, config.split)
     model, ckpt = load_model(config.checkpoint, device, channels_last)
     out = Path(config.out)
     settings = {**dataclasses.asdict(config), "checkpoint_iteration": int(ckpt["iteration"]),
                 "network": json.loads(ckpt["network"])}
     config_path = out / formats.CONFIG_JSON
-    if config_path.is_file() and not overwrite:
-        old = read_json(config_path).get("settings", {})
-        keys = ("checkpoint", "checkpoint_iteration", "split", "network")
+    splits = [config.split]
+    if config_path.is_file():
+        old = read_json(config_path)
+        old = old.get("settings", {}) if isinstance(old, dict) else {}
+        keys = ("checkpoint", "checkpoint_iteration", "network")
         if any(old.get(k) != settings[k] for k in keys):
-            raise ConfigError(f"{out} holds maps of another checkpoint or split; pass "
-                              f"--overwrite to replace them or choose another --out")
-    if (out / config.split).is_dir():
-        remove_stale_temporaries(out / config.split)
+            if not overwrite:
+                raise ConfigError(f"{out} holds maps of another checkpoint; pass "
+                                  f"--overwrite to replace them or choose another --out")
+        else:
+            splits = sorted({*old.get("splits", [old.get("split")]), config.split} - {None})
+    settings["splits"] = splits
+    lock = contextlib.ExitStack()  # released at the end; the kernel frees it on a kill
+    lock.enter_context(output_lock(out, "infer"))
+    remove_stale_temporaries(out)
     todo = [s for s in samples if overwrite
             or not formats.maps_path(out, config.split, s.stem).is_file()]
     workers = config.workers or (1 if device.type == "cpu"
                                  else max(1, min(8, default_workers() // 2)))
+    _PARENT[0] = os.getpid()
     loader = torch.utils.data.DataLoader(_Images(todo), batch_size=config.batch,
                                          num_workers=workers if todo else 0,
-                                         collate_fn=_collate,
+                                         collate_fn=_collate, worker_init_fn=_worker_init,
                                          pin_memory=device.type == "cuda")
     progress = make_progress() if show_progress else contextlib.nullcontext()
     done = 0
     t0 = time.perf_counter()
-    with progress:
+    bad_images = 0
+    with lock, progress:
         task = progress.add_task(f"infer {config.split}", total=len(todo), rate="") \
             if show_progress else None
         for items in loader:
             groups: dict[tuple, list] = {}
             for i, image in items:
+                if not isinstance(image, torch.Tensor):  # a BadSample
+                    if on_bad_image == "stop":
+                        raise image.error()
+                    console.print(f"skipped (--on-bad-image skip): {image.line()}")
+                    bad_images += 1
+                    continue
                 groups.setdefault(tuple(image.shape), []).append((i, image))
             for group in groups.values():
                 images = torch.stack([im for _, im in group]).to(device, non_blocking=True)
@@ -203,6 +240,7 @@ def infer(config: InferConfig, *, overwrite: bool = False,
             if task is not None:
                 rate = done / max(time.perf_counter() - t0, 1e-9)
                 progress.update(task, completed=done, rate=f"{rate:.2f} img/s")
-    write_json(config_path, formats.stage_config("infer", settings, json.loads(ckpt["config"])))
+        write_json(config_path, formats.stage_config("infer", settings,
+                                                     json.loads(ckpt["config"])))
     return InferSummary(images=len(samples), skipped=len(samples) - len(todo),
                         seconds=time.perf_counter() - start, out=str(out))

@@ -8,6 +8,7 @@ Every reader raises :class:`~panoptool.errors.InputError` naming the file on any
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -36,29 +37,91 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+#: errno -> what it means for an output file, in the words of the message.
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for this file system or process limit",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "exists and is not a folder",
+    errno.EISDIR: "is a folder",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EIO: "input/output error on the device",
+}
+
+
+def output_error(path: PathLike | None, exc: OSError) -> OutputError:
+    """The :class:`OutputError` for an ``OSError`` met while writing ``path``: one line that
+    names the path and says what went wrong (ENOSPC, EDQUOT, EFBIG, EROFS, EACCES ...).
+
+    >>> import errno
+    >>> str(output_error("out/a.png", OSError(errno.ENOSPC, "No space left on device")))
+    'out/a.png: cannot write: no space left on the device (ENOSPC)'
+    """
+    code = exc.errno
+    problem = _WRITE_PROBLEMS.get(code) or (exc.strerror or str(exc) or type(exc).__name__)
+    name = errno.errorcode.get(code, "") if code is not None else ""
+    where = exc.filename if path is None else path
+    return OutputError(f"{os.fspath(where) if where is not None else '?'}: cannot write: "
+                       f"{problem}" +
+                       (f" ({name})" if name else ""))
+
+
+@contextlib.contextmanager
+def writing(path: PathLike) -> Iterator[None]:
+    """Turn any ``OSError`` raised in the block into :func:`output_error` naming ``path``.
+
+    The one place where a failed write becomes a message; every writer of this module, the
+    folder creation of every stage and the checkpoint writer go through it.
+    """
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise output_error(path, exc) from None
+
+
+def make_folder(folder: PathLike) -> Path:
+    """``mkdir -p folder``, with a one-line :class:`OutputError` naming it on failure."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{folder}: cannot create folder: exists and is not a folder") \
+            from None
+    except OSError as exc:
+        raise output_error(folder, exc) from None
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
     The temporary name keeps the suffix of ``path`` (encoders pick the format from it) and
     starts with ``.tmp-``, so a crashed run leaves only hidden debris, never a partial file
-    under the final name. On error the temporary file is removed and the error re-raised.
+    under the final name. On error the temporary file is removed and the error re-raised;
+    an ``OSError`` (disk full, read-only folder, quota, file size limit ...) is re-raised as
+    a one-line :class:`OutputError` naming ``path``.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{path.parent}: cannot create folder ({exc.strerror})") from exc
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="".join(path.suffixes) or None,
-                               dir=path.parent)
+    make_folder(path.parent)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="".join(path.suffixes) or None,
+                                   dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp_path, path)
+        with writing(path):
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
+            os.replace(tmp_path, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
 

@@ -6,7 +6,8 @@ import os
 
 import click
 
-from panoptool_cli.options import amp_option, device_option, overwrite_option, root_option
+from panoptool_cli.options import (amp_option, device_option, on_bad_image_option,
+                                   overwrite_option, root_option)
 
 
 # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other
@@ -32,14 +33,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
               help="Torch CPU threads; 0 = all cores.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Image-loading worker processes; 0 = auto (1 on CPU, up to 8 on CUDA).")
+@on_bad_image_option
 @overwrite_option
-def command(checkpoint, root, split, out, device, amp, batch, threads, workers, overwrite):
+def command(checkpoint, root, split, out, device, amp, batch, threads, workers, on_bad_image,
+            overwrite):
     """Write full-resolution prediction maps for every image of a split.
 
     \b
     Each <stem>_maps.npz holds train_ids (uint8 argmax), confidence (softmax probability of
     the argmax), contour_prob (sigmoid) and offset_yx (2, H, W; pixels from the pixel to its
     predicted instance centre): what `panoptool postprocess --maps OUT` reads.
+    A split without ground truth (Cityscapes' test split) is found through its images; a
+    second split can be added to an existing OUT (same checkpoint).
     """
     from panoptool.dataset import resolve_root
     from panoptool.inference import InferConfig, infer
@@ -48,7 +53,7 @@ def command(checkpoint, root, split, out, device, amp, batch, threads, workers, 
     config = InferConfig(checkpoint=checkpoint, root=str(resolve_root(root)), split=split,
                          out=out, device=device, amp=amp, batch=batch, threads=threads,
                          workers=workers)
-    summary = infer(config, overwrite=overwrite)
+    summary = infer(config, overwrite=overwrite, on_bad_image=on_bad_image)
     console.print(f"infer: {summary.images - summary.skipped} images written, "
                   f"{summary.skipped} already there, {summary.ms_per_image:.0f} ms/image, "
                   f"maps in {summary.out}")
