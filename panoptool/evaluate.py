@@ -626,6 +626,15 @@ def write_report(result: EvaluationResult, out_dir: PathLike,
         raise ConfigError(f"unknown report format(s) {unknown}; choose from "
                           f"{', '.join(OUTPUT_FORMATS)}")
     out_dir = Path(out_dir)
+    from .guard import output_lock
+    from .io import remove_stale_temporaries
+    with output_lock(out_dir, "report"):
+        remove_stale_temporaries(out_dir)
+        return _write_report_files(result, out_dir, formats_)
+
+
+def _write_report_files(result: EvaluationResult, out_dir: Path,
+                        formats_: tuple[str, ...] | list[str]) -> list[Path]:
     written = []
     if "json" in formats_:
         write_json(out_dir / "metrics.json", result.metrics)

@@ -556,15 +556,27 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     InputError, ConfigError
         On missing data/targets, unreadable or mismatching checkpoints, bad settings.
     """
-    from .data_torch import (Augment, StreamBatchSampler, TrainDataset, check_on_bad_image,
-                             make_loader)
-    from .runner import console, default_workers, make_progress
+    from .data_torch import check_on_bad_image
+    from .guard import output_lock
 
     check_on_bad_image(on_bad_image)
-
     dist = setup_distributed(config.device)
     out = Path(config.out)
     ckpt_path = checkpoint_path(out)
+    lock = contextlib.ExitStack()  # the run folder's lock, held by the main process
+    if dist.main:
+        lock.enter_context(output_lock(out, "train"))
+    with lock:
+        return _train(config, dist, out, ckpt_path, resume=resume, overwrite=overwrite,
+                      stop_after=stop_after, show_progress=show_progress,
+                      on_bad_image=on_bad_image, allow_partial=allow_partial)
+
+
+def _train(config: TrainConfig, dist, out: Path, ckpt_path: Path, *, resume: bool,
+           overwrite: bool, stop_after: int | None, show_progress: bool, on_bad_image: str,
+           allow_partial: bool) -> TrainSummary:
+    from .data_torch import Augment, StreamBatchSampler, TrainDataset, make_loader
+    from .runner import console, default_workers, make_progress
     if ckpt_path.exists() and not (resume or overwrite):
         raise OutputError(f"{out}: holds a training run (checkpoints/{LAST}); pass --resume to "
                           f"continue it or --overwrite to start again")
