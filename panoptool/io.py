@@ -62,7 +62,9 @@ def output_error(path: PathLike | None, exc: OSError) -> OutputError:
     'out/a.png: cannot write: no space left on the device (ENOSPC)'
     """
     code = exc.errno
-    problem = _WRITE_PROBLEMS.get(code) or (exc.strerror or str(exc) or type(exc).__name__)
+    problem = _WRITE_PROBLEMS.get(code) or exc.strerror or (
+        f"incomplete write ({exc}): disk full or a file size limit?" if code is None
+        else str(exc))
     name = errno.errorcode.get(code, "") if code is not None else ""
     where = exc.filename if path is None else path
     return OutputError(f"{os.fspath(where) if where is not None else '?'}: cannot write: "
@@ -222,7 +224,8 @@ def write_png(path: PathLike, image: np.ndarray, *, compression: int = 1,
         ok, buf = cv2.imencode(".png", image, options)
         if not ok:
             raise OutputError(f"{path}: PNG encoding failed for array {image.shape} {image.dtype}")
-        buf.tofile(tmp)
+        with open(tmp, "wb") as fh:  # Python's file object: a short write is an OSError
+            fh.write(memoryview(buf))
 
 
 def read_json(path: PathLike) -> Any:

@@ -57,9 +57,9 @@ class LazyGroup(click.Group):
         except PanoptoolError as exc:
             click.echo(f"panoptool: error: {exc}", err=True)
             ctx.exit(1)
-        except OSError as exc:  # a write that bypassed panoptool.io: still one line
-            from panoptool.io import output_error
-            click.echo(f"panoptool: error: {output_error(exc.filename, exc)}", err=True)
+        except OSError as exc:  # a file operation that bypassed panoptool.io: still one line
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            click.echo(f"panoptool: error: {where}{exc.strerror or exc}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("panoptool: interrupted; finished files are kept, run again to resume",
