@@ -227,9 +227,24 @@ def instance_txt_path(results_root: PathLike, stem: str) -> Path:
     return Path(results_root) / INSTANCE_DIR / f"{stem}_pred.txt"
 
 
+def sanitized_name(name: str) -> str:
+    """``name`` without whitespace, for file names written into ``_pred.txt`` (whose fields
+    are separated by whitespace): every whitespace character and ``%`` become ``%XX``
+    (their UTF-8 bytes in hex), so different names stay different and the text is readable.
+
+    >>> sanitized_name("são paulo_000000_000000")
+    'são%20paulo_000000_000000'
+    >>> sanitized_name("frankfurt_000000_000294")
+    'frankfurt_000000_000294'
+    """
+    return "".join("".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+                   if ch.isspace() or ch == "%" else ch for ch in name)
+
+
 def instance_mask_relpath(stem: str, k: int) -> str:
-    """Mask path as written in ``_pred.txt``, relative to the ``instance/`` folder."""
-    return f"{MASKS_SUBDIR}/{stem}_{k:03d}.png"
+    """Mask path as written in ``_pred.txt``, relative to the ``instance/`` folder; never
+    contains whitespace (:func:`sanitized_name`), so the official parser reads it."""
+    return f"{MASKS_SUBDIR}/{sanitized_name(stem)}_{k:03d}.png"
 
 
 def panoptic_png_path(results_root: PathLike, stem: str) -> Path:

@@ -368,3 +368,40 @@ def test_infer_on_a_split_without_ground_truth_and_a_second_split(tiny_run, tmp_
     assert len(list((out / "train").rglob("*_maps.npz"))) == 2
     settings = json.loads((out / "config.json").read_text())["settings"]
     assert settings["splits"] == ["test", "train"]
+
+
+# --- 5. stems and cities with whitespace --------------------------------------------------------
+
+def _rename_city(root: Path, old: str, new: str) -> None:
+    for top in ("leftImg8bit", "gtFine"):
+        folder = root / top / "val" / old
+        for f in folder.iterdir():
+            f.rename(folder / f.name.replace(old, new, 1))
+        folder.rename(folder.parent / new)
+
+
+def test_a_city_with_a_space_runs_end_to_end_and_equals_the_official_ap(make_synth, tmp_path):
+    from panoptool.official import official_instance
+    root = tmp_path / "root"
+    shutil.copytree(make_synth(n=2, height=64, width=128, seed=3), root)
+    for city in {p.name for p in (root / "gtFine" / "val").iterdir()}:
+        _rename_city(root, city, "são paulo")
+        break
+    stems = sorted(p.name for p in (root / "gtFine" / "val" / "são paulo").iterdir())
+    assert stems[0].startswith("são paulo_000000_")
+    targets, res, rep = tmp_path / "targets", tmp_path / "res", tmp_path / "rep"
+    assert run_cli("make-targets", "--root", str(root), "--split", "val", "--out",
+                   str(targets), "--workers", "1")[0] == 0
+    assert run_cli("postprocess", "--oracle", "--root", str(root), "--dataset-split", "val",
+                   "--targets", str(targets), "--out", str(res), "--workers", "1")[0] == 0
+    txts = sorted((res / "instance").glob("são paulo_*_pred.txt"))
+    assert txts
+    for txt in txts:
+        for line in txt.read_text().splitlines():
+            assert len(line.split()) == 3 and line.startswith("masks/são%20paulo_"), line
+    code, output = run_cli("report", "--root", str(root), "--split", "val", "--results",
+                           str(res), "--out", str(rep), "--workers", "1")
+    assert code == 0, output
+    ours = json.loads((rep / "metrics.json").read_text())
+    theirs = official_instance(root, "val", res, tmp_path / "official")
+    assert ours["AP"] == pytest.approx(100 * theirs["averages"]["allAp"], abs=1e-6)
