@@ -27,7 +27,8 @@ import pandas as pd
 from . import formats
 from .dataset import list_samples, resolve_root
 from .errors import ConfigError, InputError
-from .io import PNG_SIGNATURE, decode_png, read_json, read_png, safe_join, write_json, write_text
+from .io import (PNG_SIGNATURE, check_png_size, decode_png, read_json, read_png, safe_join,
+                 write_json, write_text)
 from .labels import CLASS_NAMES, KNOWN_LABEL_ID, LABEL_TO_TRAIN, NUM_CLASSES
 from .metrics import gt as gtm
 from .metrics import instance, panoptic, semantic
@@ -309,7 +310,8 @@ def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: Pat
     return gt
 
 
-def read_result_png(path: PathLike, kind: str) -> np.ndarray:
+def read_result_png(path: PathLike, kind: str,
+                    shape: tuple[int, int] | None = None) -> np.ndarray:
     """Decode a result PNG as cityscapesscripts (PIL) sees it, with the fastest decoder.
 
     Parameters
@@ -318,6 +320,8 @@ def read_result_png(path: PathLike, kind: str) -> np.ndarray:
     kind : ``semantic`` (palette PNGs give their indices, like ``np.array(Image.open())``),
         ``mask`` (palette PNGs give PIL's ``convert("L")``) or ``panoptic`` (palette PNGs
         are refused: the official code cannot read them either).
+    shape : (H, W) of the ground truth: a PNG whose header announces another size is refused
+        before it is decoded (a result file holds exactly the pixels of its ground truth).
 
     Returns
     -------
@@ -331,6 +335,7 @@ def read_result_png(path: PathLike, kind: str) -> np.ndarray:
         raise InputError(path, "file not found") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror})") from None
+    check_png_size(data, path, expected=shape)
     if len(data) >= 33 and data.startswith(PNG_SIGNATURE) and data[25] == 3:  # palette
         if kind == "panoptic":
             raise InputError(path, "palette PNG; a panoptic result must be RGB")
@@ -341,7 +346,7 @@ def read_result_png(path: PathLike, kind: str) -> np.ndarray:
                 return np.array(img.convert("L") if kind == "mask" else img)
         except Exception as exc:  # PIL raises many types
             raise InputError(path, f"cannot decode image ({exc})") from None
-    return decode_png(data, path)
+    return decode_png(data, path, expected=shape)
 
 
 def _check_size(path: PathLike, array: np.ndarray, shape: tuple[int, int]) -> None:
@@ -352,7 +357,7 @@ def _check_size(path: PathLike, array: np.ndarray, shape: tuple[int, int]) -> No
 
 def semantic_stats(gt: gtm.GroundTruth, path: PathLike) -> semantic.SemanticStats:
     """Read a ``*_pred_labelIds.png`` and return its statistics."""
-    pred = read_result_png(path, "semantic")
+    pred = read_result_png(path, "semantic", gt.shape)
     if pred.ndim != 2:
         raise InputError(path, f"expected a single-channel label-id PNG, got {pred.shape[2]} "
                                f"channels")
@@ -426,7 +431,7 @@ def read_instance_list(txt_path: PathLike, results_dir: PathLike) -> list[tuple[
 
 
 def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    mask = read_result_png(path, "mask")
+    mask = read_result_png(path, "mask", shape)
     _check_size(path, mask, shape)
     if mask.ndim == 3:
         if mask.shape[2] >= 3:  # as PIL's convert("L"): ITU-R 601-2 luma, rounded
@@ -474,7 +479,7 @@ def _id_lookup() -> np.ndarray:
 def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...],
                    categories: tuple[int, ...]) -> panoptic.PanopticStats:
     """Read a panoptic PNG and return its statistics against the converted ground truth."""
-    rgb = read_result_png(png_path, "panoptic")
+    rgb = read_result_png(png_path, "panoptic", gt.shape)
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
         raise InputError(png_path, f"expected an 8-bit RGB PNG, got shape {rgb.shape} "
                                    f"dtype {rgb.dtype}")

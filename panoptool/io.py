@@ -138,17 +138,58 @@ PNG8_DECODER = "pyspng (libspng)" if _spng is not None else "OpenCV"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def decode_png(data: bytes | np.ndarray, path: PathLike) -> np.ndarray:
+#: The most pixels panoptool decodes from one image file (16384 x 16384); the size is read
+#: from the PNG header (IHDR) before anything is decoded, so a small file that would expand
+#: to gigabytes (a decompression bomb) is refused without being decoded.
+MAX_PIXELS = 1 << 28
+
+
+def png_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """``(height, width)`` from a PNG's IHDR chunk, or None if ``data`` is not a PNG.
+
+    >>> png_size(PNG_SIGNATURE + b"\\x00\\x00\\x00\\rIHDR" + (640).to_bytes(4, "big")
+    ...          + (480).to_bytes(4, "big") + b"\\x08\\x00\\x00\\x00\\x00")
+    (480, 640)
+    """
+    head = bytes(data[:24]) if isinstance(data, bytes) else data[:24].tobytes()
+    if len(head) < 24 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
+def check_png_size(data: bytes | np.ndarray, path: PathLike, *,
+                   expected: tuple[int, int] | None = None,
+                   max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a PNG whose header announces more than ``max_pixels`` pixels, or (``expected``
+    = (H, W) given) another size than ``expected``, before it is decoded."""
+    size = png_size(data)
+    if size is None:
+        return
+    h, w = size
+    if expected is not None and (h, w) != tuple(expected):
+        raise InputError(path, f"size {w}x{h} (from the PNG header) differs from the ground "
+                               f"truth ({expected[1]}x{expected[0]}); not decoded")
+    if h * w > max_pixels:
+        raise InputError(path, f"PNG header announces {w}x{h} = {h * w} pixels, more than "
+                               f"the limit of {max_pixels}; not decoded")
+
+
+def decode_png(data: bytes | np.ndarray, path: PathLike, *,
+               expected: tuple[int, int] | None = None) -> np.ndarray:
     """Decode the bytes of an image file (``path`` only names it in errors): 8-bit PNGs
     without a palette through libspng when it is installed, anything else (and whatever
     libspng cannot read) through OpenCV. Colour comes back in RGB(A) order.
 
+    The size is checked from the PNG header first (:func:`check_png_size`: at most
+    :data:`MAX_PIXELS`, and exactly ``expected`` = (H, W) if given).
+
     Raises
     ------
     InputError
-        If the bytes are not a decodable image.
+        If the bytes are not a decodable image or the header announces a size refused.
     """
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    check_png_size(buf, path, expected=expected)
     head = buf[:26].tobytes()
     if (_spng is not None and len(head) == 26 and head.startswith(PNG_SIGNATURE)
             and head[24] == 8 and head[25] in (0, 2, 4, 6)):  # 8 bit; grey, RGB, +alpha
@@ -190,7 +231,7 @@ def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    image = decode_png(np.fromfile(path, dtype=np.uint8), path)
+    image = decode_png(np.fromfile(path, dtype=np.uint8), path)  # size checked from header
     if dtype is not None and image.dtype != np.dtype(dtype):
         raise InputError(path, f"expected dtype {np.dtype(dtype).name}, got {image.dtype.name}")
     n_channels = 1 if image.ndim == 2 else image.shape[2]
@@ -274,11 +315,48 @@ def save_npz(path: PathLike, *, compressed: bool = False, compresslevel: int | N
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
-def load_npz(path: PathLike, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Read an ``.npz`` file into a dict; ``keys`` that must be present are checked."""
+def npz_shapes(path: PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{name: (shape, dtype)}`` of the arrays of an ``.npz``, read from the ``.npy``
+    headers only (nothing is decompressed beyond them).
+
+    Raises
+    ------
+    InputError
+        If the file is not a readable ``.npz``.
+    """
+    path = Path(path)
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in zf.namelist():
+                with zf.open(name) as fh:
+                    major, _ = np.lib.format.read_magic(fh)
+                    read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(fh)
+                out[name[:-4] if name.endswith(".npy") else name] = (tuple(shape), dtype)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
+        raise InputError(path, f"cannot read .npz ({type(exc).__name__}: {exc})") from None
+    return out
+
+
+def load_npz(path: PathLike, keys: tuple[str, ...] = (), *,
+             max_elements: int = 4 * MAX_PIXELS) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` file into a dict; ``keys`` that must be present are checked.
+
+    Array sizes are checked from the headers (:func:`npz_shapes`) before anything is
+    loaded: an array of more than ``max_elements`` elements is refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
+    for name, (shape, _) in npz_shapes(path).items():
+        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if n > max_elements:
+            raise InputError(path, f"array {name} of shape {shape} ({n} elements) is larger "
+                                   f"than the limit of {max_elements}; not loaded")
     try:
         with np.load(path, allow_pickle=False) as data:
             out = {k: data[k] for k in data.files}

@@ -405,3 +405,59 @@ def test_a_city_with_a_space_runs_end_to_end_and_equals_the_official_ap(make_syn
     ours = json.loads((rep / "metrics.json").read_text())
     theirs = official_instance(root, "val", res, tmp_path / "official")
     assert ours["AP"] == pytest.approx(100 * theirs["averages"]["allAp"], abs=1e-6)
+
+
+# --- 6. decompression bombs ------------------------------------------------------------------
+
+def _bomb_png(path: Path, height: int, width: int) -> None:
+    """A valid-header PNG of height x width whose pixel data is never decodable in full
+    memory limits: a single zlib stream of zeros, written row by row."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    body = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(io.PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body)
+                     + chunk(b"IEND", b""))
+
+
+def test_png_bomb_is_refused_from_its_header(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.png"
+    _bomb_png(bomb, 20000, 20000)  # 400 Mpx, ~400 KB on disk
+    assert bomb.stat().st_size < 1 << 20
+    decoded = []
+    monkeypatch.setattr(io.cv2, "imdecode", lambda *a: decoded.append(1))
+    with pytest.raises(InputError, match="more than the limit"):
+        io.read_png(bomb)
+    from panoptool.evaluate import read_result_png
+    small = tmp_path / "small.png"
+    _bomb_png(small, 64, 128)
+    with pytest.raises(InputError, match=r"size 128x64 \(from the PNG header\) differs"):
+        read_result_png(small, "semantic", (32, 64))
+    assert not decoded  # refused before any decoding
+
+
+def test_npz_arrays_larger_than_the_image_are_refused_unloaded(tmp_path, monkeypatch):
+    from panoptool import formats
+    h, w = 8, 16
+    arrays = dict(train_ids=np.zeros((h, w), np.uint8), confidence=np.ones((h, w), np.float16),
+                  contour_prob=np.zeros((h, w), np.float16),
+                  offset_yx=np.zeros((2, h, w), np.float16))
+    big = tmp_path / "x_maps.npz"
+    np.savez_compressed(big, **arrays, junk=np.zeros((1000, 1000), np.uint8))
+    loaded = []
+    monkeypatch.setattr(io.np, "load", lambda *a, **k: loaded.append(1))
+    with pytest.raises(InputError, match="larger than the maps of a 16x8 image; not loaded"):
+        formats.read_maps(big)
+    wrong = tmp_path / "y_maps.npz"
+    np.savez_compressed(wrong, **{**arrays, "offset_yx": np.zeros((2, 4 * h, w), np.float16)})
+    with pytest.raises(InputError, match="offset_yx must have shape"):
+        formats.read_maps(wrong)
+    with pytest.raises(InputError, match="larger than the limit of 100"):
+        io.load_npz(big, max_elements=100)
+    assert not loaded
