@@ -84,6 +84,8 @@ class EvaluationResult:
     results_dir: str
     results_config: dict | None = None
     settings: dict = field(default_factory=dict)
+    #: with ``subset``: "N of M images" (images with predictions of the split's images)
+    subset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,11 +135,17 @@ def _match_stem(name: str, stems: set[str]) -> str | None:
 def _index_files(folder: Path, pattern: str, stems: set[str], what: str,
                  skip: Path | None = None) -> dict[str, Path]:
     found: dict[str, Path] = {}
+    inside = folder.parent.resolve()  # the results folder
     for path in sorted(folder.rglob(pattern)):
         if path.name.startswith(".") or not path.is_file():
             continue
         if skip is not None and skip in path.parents:
             continue
+        if path.is_symlink():  # as masks and panoptic PNGs: links must stay inside
+            target = path.resolve()
+            if inside not in target.parents:
+                raise InputError(path, f"symbolic link to {target}, outside the results "
+                                       f"folder {inside}")
         stem = _match_stem(path.name, stems)
         if stem is None:
             raise InputError(path, f"{what} result for an image that has no ground truth in "
@@ -175,14 +183,22 @@ def _panoptic_annotations(results_dir: Path, stems: list[str]) -> dict[str, tupl
         if image_id in out:
             raise InputError(json_path, f"image {image_id} is annotated twice")
         file_name = ann.get("file_name") or f"{image_id}_panoptic.png"
+        if not isinstance(file_name, str):
+            raise InputError(json_path, f"image {image_id}: file_name must be a string, got "
+                                        f"{type(file_name).__name__}")
         png = safe_join(png_dir, str(file_name), source=json_path)
         ids, cats = [], []
         for seg in ann["segments_info"]:
             try:
-                seg_id, cat = int(seg["id"]), int(seg["category_id"])
-            except (KeyError, TypeError, ValueError):
+                seg_id, cat = seg["id"], seg["category_id"]
+            except (KeyError, TypeError):
                 raise InputError(json_path, f"image {image_id}: a segment lacks an integer id "
                                             f"or category_id") from None
+            for key, value in (("id", seg_id), ("category_id", cat)):
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise InputError(json_path, f"image {image_id}: segment {key} must be an "
+                                                f"integer, got {type(value).__name__} "
+                                                f"{value!r}")
             if not (0 <= cat < 256 and panoptic.IS_CATEGORY[cat]):
                 raise InputError(json_path, f"image {image_id}: segment {seg_id} has unknown "
                                             f"category_id {cat}")
@@ -219,9 +235,30 @@ def find_parts(results_dir: PathLike) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def _predicted_stems(results_dir: Path, parts: tuple[str, ...], stems: set[str]) -> set[str]:
+    """Stems of the split that have a result file in some part of ``results_dir``."""
+    found: set[str] = set()
+    if "semantic" in parts:
+        found |= set(_index_files(results_dir / formats.SEMANTIC_DIR, "*.png", stems,
+                                  "semantic"))
+    if "instance" in parts:
+        found |= set(_index_files(results_dir / formats.INSTANCE_DIR, "*.txt", stems,
+                                  "instance"))
+    if "panoptic" in parts:
+        data = read_json(formats.panoptic_json_path(results_dir))
+        if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+            found |= {str(a.get("image_id")) for a in data["annotations"]
+                      if isinstance(a, dict)} & stems
+    return found
+
+
 def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
-              cache_dir: PathLike | None) -> tuple[list[ImageJob], tuple[str, ...]]:
+              cache_dir: PathLike | None, *, subset: bool = False,
+              ) -> tuple[list[ImageJob], tuple[str, ...]]:
     """One :class:`ImageJob` per ground-truth image, with its result files.
+
+    With ``subset`` only the images that have a result in some part are planned (each of
+    them must then have a result in every part present).
 
     Raises
     ------
@@ -237,6 +274,11 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
         raise InputError(results_dir, "no results: expected semantic/, instance/ or "
                                       "panoptic.json")
     samples = list_samples(root, split)
+    if subset:
+        predicted = _predicted_stems(results_dir, parts, {s.stem for s in samples})
+        samples = [s for s in samples if s.stem in predicted]
+        if not samples:
+            raise InputError(results_dir, f"no result for any image of split {split!r}")
     stems = [s.stem for s in samples]
     stem_set = set(stems)
     semantic_files = instance_files = pan = None
@@ -565,7 +607,8 @@ def default_cache_dir(root: PathLike) -> Path:
 
 
 def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: int = 0,
-             cache: bool | PathLike = True, show_progress: bool = True) -> EvaluationResult:
+             cache: bool | PathLike = True, show_progress: bool = True,
+             subset: bool = False) -> EvaluationResult:
     """Evaluate every part of a results folder against a split's ground truth.
 
     Parameters
@@ -577,6 +620,10 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     cache : True = cache ground-truth statistics in ``<root>/.panoptool_cache``; a path =
         that folder; False = no cache. A cache that cannot be written is skipped.
     show_progress : show a progress bar on stderr.
+    subset : evaluate only the images that have predictions (default: every image of the
+        split, as the official evaluators); the result then says "subset: N of M images"
+        (``subset`` in metrics.json, a ``subset`` column in per_class.csv, a line in
+        summary.md).
 
     Returns
     -------
@@ -588,19 +635,27 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     cache_dir = None
     if config.cache:
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir(root)
-    jobs, parts = plan_jobs(root, split, results_dir, cache_dir)
+    jobs, parts = plan_jobs(root, split, results_dir, cache_dir, subset=subset)
     total = ImageStats()
     chunksize = max(1, min(8, len(jobs) // (4 * max(1, workers or 2))))
     for stats in run_parallel(evaluate_image, jobs, workers=workers, description="report",
                               chunksize=chunksize, show_progress=show_progress):
         total = total + stats
     metrics, table = summarize(total, len(jobs))
+    subset_text = None
+    settings = asdict(config)
+    if subset:
+        subset_text = f"{len(jobs)} of {len(list_samples(root, split))} images"
+        metrics["subset"] = subset_text
+        table.insert(0, "subset", subset_text)
+        settings["subset"] = True
     results_dir = Path(results_dir)
     cfg_path = results_dir / formats.CONFIG_JSON
     results_config = read_json(cfg_path) if cfg_path.is_file() else None
     return EvaluationResult(metrics=metrics, per_class=table, parts=parts, root=str(root),
                             split=split, results_dir=str(results_dir),
-                            results_config=results_config, settings=asdict(config))
+                            results_config=results_config, settings=settings,
+                            subset=subset_text)
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -612,7 +667,9 @@ def summary_markdown(result: EvaluationResult) -> str:
              f"Split `{result.split}` of `{result.root}`, {result.metrics['n_images']} images; "
              f"parts evaluated: {', '.join(result.parts)}. Metrics equal to cityscapesscripts' "
              f"evaluators, in percent.", "",
-             to_markdown([{k: (float(v) if k != 'n_images' else v) for k, v in shown.items()}]),
+             *([f"subset: {result.subset}", ""] if result.subset else []),
+             to_markdown([{k: (float(v) if k not in ('n_images', 'subset') else v)
+                           for k, v in shown.items()}]),
              "", "## Per class", "",
              to_markdown(result.per_class.drop(columns=["train_id"]).dropna(axis=1, how="all")),
              ""]

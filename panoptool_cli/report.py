@@ -70,8 +70,12 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
                    "make-targets.dilation, train.neck) or a setting name only one stage has "
                    "(min_area). Default: every setting whose value differs between the runs "
                    "that have it.")
+@click.option("--subset", is_flag=True,
+              help="Evaluate only the images that have predictions (default: every image of "
+                   "the split, as the official evaluators); every output then says "
+                   "'subset: N of M images'.")
 def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir, compare,
-            columns, settings):
+            columns, settings, subset):
     """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators, or an
     ablation table of several runs.
 
@@ -92,13 +96,14 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
 
     formats_ = _formats(format_, ",".join(OUTPUT_FORMATS), OUTPUT_FORMATS)
     cache = False if no_cache else (cache_dir if cache_dir else True)
-    result = evaluate(root, split, results_dir, workers=workers, cache=cache)
+    result = evaluate(root, split, results_dir, workers=workers, cache=cache, subset=subset)
     out = out or Path("reports") / results_dir.resolve().name
     written = write_report(result, out, formats_)
     shown = [{"metric": k, "value": v} for k, v in result.metrics.items()
-             if v is not None and k != "n_images"]
-    stdout.print(_rich_table(pd.DataFrame(shown), f"{results_dir.name}: {split}, "
-                                                  f"{result.metrics['n_images']} images"))
+             if v is not None and k not in ("n_images", "subset")]
+    scope = f"subset: {result.subset}" if result.subset else \
+        f"{result.metrics['n_images']} images"
+    stdout.print(_rich_table(pd.DataFrame(shown), f"{results_dir.name}: {split}, {scope}"))
     per_class = result.per_class.drop(columns=["train_id"]).dropna(axis=1, how="all")
     stdout.print(_rich_table(per_class, "per class"))
     click.echo(f"written: {', '.join(str(p) for p in written)}", err=True)

@@ -461,3 +461,80 @@ def test_npz_arrays_larger_than_the_image_are_refused_unloaded(tmp_path, monkeyp
     with pytest.raises(InputError, match="larger than the limit of 100"):
         io.load_npz(big, max_elements=100)
     assert not loaded
+
+
+# --- 7. results: symlinks, panoptic.json types, report --subset -------------------------------
+
+@pytest.fixture()
+def results(synth_root, tmp_path):
+    from official import make_results
+    out = tmp_path / "res"
+    make_results(synth_root, "val", out, scenario="noisy", seed=5)
+    return synth_root, out
+
+
+def test_semantic_png_symlinked_outside_is_refused(results, tmp_path):
+    root, res = results
+    png = sorted((res / "semantic").glob("*.png"))[0]
+    outside = tmp_path / "outside.png"
+    shutil.move(png, outside)
+    png.symlink_to(outside)
+    code, output = run_cli("report", "--root", str(root), "--split", "val", "--results",
+                           str(res), "--out", str(tmp_path / "rep"), "--no-cache")
+    line = one_error_line(output)
+    assert code == 1 and str(png) in line and "outside the results folder" in line
+    png.unlink()
+    png.symlink_to(Path("..") / "semantic_store.png")  # a link that stays inside: accepted
+    shutil.move(outside, res / "semantic_store.png")
+    code, output = run_cli("report", "--root", str(root), "--split", "val", "--results",
+                           str(res), "--out", str(tmp_path / "rep"), "--no-cache")
+    assert code == 0, output
+
+
+def test_panoptic_json_value_types_are_checked(results, tmp_path):
+    root, res = results
+    path = res / "panoptic.json"
+    data = json.loads(path.read_text())
+    seg = data["annotations"][0]["segments_info"][0]
+    seg["category_id"] = str(seg["category_id"])
+    path.write_text(json.dumps(data))
+    code, output = run_cli("report", "--root", str(root), "--split", "val", "--results",
+                           str(res), "--out", str(tmp_path / "rep"), "--no-cache")
+    line = one_error_line(output)
+    assert code == 1 and str(path) in line and "category_id must be an integer, got str" in line
+
+
+def test_report_subset_evaluates_only_predicted_images(results, tmp_path):
+    from panoptool.evaluate import evaluate
+    root, res = results
+    stems = sorted(p.name[: -len("_pred_labelIds.png")] for p in (res / "semantic").glob("*"))
+    drop = stems[0]
+    # the same results without image `drop`, and a dataset root without it
+    sub = tmp_path / "sub"
+    shutil.copytree(res, sub)
+    for f in list(sub.rglob(f"{drop}*")):
+        f.unlink()
+    data = json.loads((sub / "panoptic.json").read_text())
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != drop]
+    (sub / "panoptic.json").write_text(json.dumps(data))
+    code, output = run_cli("report", "--root", str(root), "--split", "val", "--results",
+                           str(sub), "--out", str(tmp_path / "r0"), "--no-cache")
+    assert code == 1 and f"no semantic result for image {drop}" in one_error_line(output)
+    code, output = run_cli("report", "--root", str(root), "--split", "val", "--results",
+                           str(sub), "--out", str(tmp_path / "r1"), "--no-cache", "--subset")
+    assert code == 0, output
+    n = len(stems)
+    assert f"subset: {n - 1} of {n} images" in " ".join(output.split())
+    metrics = json.loads((tmp_path / "r1" / "metrics.json").read_text())
+    assert metrics["subset"] == f"{n - 1} of {n} images" and metrics["n_images"] == n - 1
+    assert f"subset: {n - 1} of {n} images" in (tmp_path / "r1" / "summary.md").read_text()
+    assert f"{n - 1} of {n} images" in (tmp_path / "r1" / "per_class.csv").read_text()
+    small = tmp_path / "small_root"
+    shutil.copytree(root, small, ignore=shutil.ignore_patterns(f"{drop}*", ".panoptool_cache"))
+    expected = evaluate(small, "val", sub, workers=1, cache=False, show_progress=False)
+    for key, value in expected.metrics.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-9) if value is not None \
+            else metrics[key] is None, key
+    # default unchanged: no subset key
+    full = evaluate(root, "val", res, workers=1, cache=False, show_progress=False)
+    assert "subset" not in full.metrics and full.subset is None
