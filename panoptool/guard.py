@@ -95,8 +95,10 @@ def quiet_third_party() -> None:
         cv2.setLogLevel(2)  # 0 silent, 1 fatal, 2 error, 3 warning, 4 info
     except (ImportError, AttributeError):  # pragma: no cover - cv2 is a dependency
         pass
+    import warnings
     for name in ("numba", "llvmlite", "PIL"):
         logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", module=name)  # performance/deprecation notes
 
 
 @contextlib.contextmanager
@@ -150,6 +152,52 @@ def output_lock(folder: PathLike, stage: str) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+
+
+class CapturedStderr:
+    """What a C library wrote to file descriptor 2 inside :func:`capture_c_stderr`."""
+
+    text: str = ""
+
+
+_CAPTURE_FD: list[int] = []
+
+
+@contextlib.contextmanager
+def capture_c_stderr() -> Iterator[CapturedStderr]:
+    """Catch what C code (libpng inside OpenCV: "libpng error: IDAT: ...") writes to file
+    descriptor 2 during the block, instead of letting it reach the user's terminal.
+
+    The text is kept (``.text``) so that the caller can put it into its own one-line error
+    when the call failed, and drop it when the call succeeded. Uses one unlinked temporary
+    file per process; a few system calls per use.
+    """
+    import sys
+    import tempfile
+    captured = CapturedStderr()
+    try:
+        if not _CAPTURE_FD:
+            fh = tempfile.TemporaryFile()
+            _CAPTURE_FD.append(os.dup(fh.fileno()))
+            fh.close()
+        sink = _CAPTURE_FD[0]
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded, closed)
+        yield captured
+        return
+    try:
+        os.lseek(sink, 0, os.SEEK_SET)
+        os.ftruncate(sink, 0)
+        os.dup2(sink, 2)
+        yield captured
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        size = os.lseek(sink, 0, os.SEEK_CUR)
+        if size:
+            os.lseek(sink, 0, os.SEEK_SET)
+            captured.text = os.read(sink, min(size, 4096)).decode("utf-8", "replace").strip()
 
 
 def _read_holder(path: Path) -> str:

@@ -199,9 +199,13 @@ def decode_png(data: bytes | np.ndarray, path: PathLike, *,
             pass
         else:
             return image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    from .guard import capture_c_stderr
+    with capture_c_stderr() as noise:  # libpng prints its errors itself; keep them for ours
+        image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if image is None:
-        raise InputError(path, "cannot decode image (corrupt or not an image)")
+        detail = noise.text.splitlines()[-1] if noise.text else ""
+        raise InputError(path, "cannot decode image (corrupt or not an image"
+                               + (f"; {detail[:160]}" if detail else "") + ")")
     if image.ndim == 3 and image.shape[2] >= 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3
                              else cv2.COLOR_BGRA2RGBA)
