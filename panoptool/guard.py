@@ -92,7 +92,11 @@ def quiet_third_party() -> None:
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         import cv2
-        cv2.setLogLevel(2)  # 0 silent, 1 fatal, 2 error, 3 warning, 4 info
+        if hasattr(cv2, "setLogLevel"):
+            cv2.setLogLevel(2)  # 0 silent, 1 fatal, 2 error, 3 warning, 4 info
+        else:
+            import cv2.utils.logging as cv_logging
+            cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
     except (ImportError, AttributeError):  # pragma: no cover - cv2 is a dependency
         pass
     import warnings

@@ -203,7 +203,9 @@ def decode_png(data: bytes | np.ndarray, path: PathLike, *,
     with capture_c_stderr() as noise:  # libpng prints its errors itself; keep them for ours
         image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if image is None:
-        detail = noise.text.splitlines()[-1] if noise.text else ""
+        lines = [ln for ln in noise.text.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "error" in ln.lower()]
+        detail = (errors or lines or [""])[-1]
         raise InputError(path, "cannot decode image (corrupt or not an image"
                                + (f"; {detail[:160]}" if detail else "") + ")")
     if image.ndim == 3 and image.shape[2] >= 3:

@@ -314,7 +314,7 @@ def safe_torch_load(path: PathLike, what: str = "checkpoint"):
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
+    first = text.splitlines()[0].split(". ")[0] if text else ""
     return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
 
 
