@@ -265,9 +265,8 @@ class StreamBatchSampler:
 
 
 def _worker_init(_: int) -> None:
-    from .guard import die_with_parent, quiet_third_party
-    die_with_parent(_PARENT_PID)
-    quiet_third_party()
+    from .guard import worker_initializer
+    worker_initializer(_PARENT_PID)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 

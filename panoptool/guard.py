@@ -74,9 +74,16 @@ def _watch_parent(parent: int, interval: float = 0.5) -> None:
 
 
 def worker_initializer(parent_pid: int) -> None:
-    """Initializer of panoptool's worker processes: :func:`die_with_parent` and quiet
-    third-party libraries (picklable, for ``ProcessPoolExecutor(initializer=...)``)."""
+    """Initializer of panoptool's worker processes (picklable, for
+    ``ProcessPoolExecutor(initializer=...)`` and DataLoader ``worker_init_fn``):
+    :func:`die_with_parent`, SIGINT ignored and quiet third-party libraries.
+
+    Ctrl-C reaches the whole process group; only the parent acts on it (it stops handing
+    out work, lets the running items finish their atomic writes, checkpoints, and exits),
+    so workers neither die mid-item nor make the parent see a broken pool or data queue.
+    """
     die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_third_party()
 
 

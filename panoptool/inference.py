@@ -108,9 +108,8 @@ class _Images(torch.utils.data.Dataset):
 
 
 def _worker_init(_: int) -> None:
-    from .guard import die_with_parent, quiet_third_party
-    die_with_parent(_PARENT[0])
-    quiet_third_party()
+    from .guard import worker_initializer
+    worker_initializer(_PARENT[0])
 
 
 _PARENT = [os.getpid()]
