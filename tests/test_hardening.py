@@ -250,8 +250,6 @@ def test_infer_bad_image_stop_and_skip(tiny_run, tmp_path, workers):
 def test_train_bad_image_writes_last_pt_and_skip_goes_on(tiny_run, tmp_path):
     root, targets, _ = tiny_run
     copy, bad = _corrupt_copy(root, tmp_path, "train")
-    shutil.copy(root / "gtFine" / "train" / bad.parent.name /
-                bad.name.replace("_leftImg8bit.png", "_gtFine_labelIds.png"), tmp_path / "x")
     args = ["train", "--root", str(copy), "--targets", str(targets), "--batch", "1",
             "--crop", "64x128", "--workers", "0", "--threads", "1", "--device", "cpu",
             "--neck", "shared", "--iters", "6", "--save-every", "100"]
@@ -260,8 +258,7 @@ def test_train_bad_image_writes_last_pt_and_skip_goes_on(tiny_run, tmp_path):
     assert code == 1 and str(bad) in line
     from panoptool.training import load_checkpoint
     ckpt = load_checkpoint(tmp_path / "r1" / "checkpoints" / "last.pt")
-    done = ckpt["iteration"]
-    assert done >= 1 or True  # 0 when the very first sample was the bad one
+    done = ckpt["iteration"]  # 0 when the very first sample was the bad one
     # every iteration finished before the bad sample is in last.pt: resume starts there
     rows = (tmp_path / "r1" / "metrics.csv").read_text().splitlines()[1:]
     assert len(rows) == done
