@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .dataset import Sample, list_samples, read_image
-from .errors import InputError
+from .errors import InputError, PanoptoolError
 from .formats import decode_offsets, read_targets, target_paths
 from .labels import IGNORE
 
@@ -125,6 +125,52 @@ def augment_sample(image: np.ndarray, targets: dict[str, np.ndarray], crop: tupl
             "offset_valid": offset_valid, "pixel_valid": valid}
 
 
+@dataclass(frozen=True)
+class BadSample:
+    """What a dataset returns instead of a sample it cannot read: the file and the problem.
+
+    Returned (not raised) so that the error crosses the DataLoader's worker boundary intact
+    (torch re-raises worker exceptions as a RuntimeError carrying a traceback) and the
+    training / inference loop decides whether to stop or skip (``--on-bad-image``).
+    """
+
+    path: str | None
+    problem: str
+
+    @classmethod
+    def of(cls, exc: PanoptoolError, fallback: PathLike) -> "BadSample":
+        path = getattr(exc, "path", None)
+        problem = getattr(exc, "problem", None)
+        if problem is None:
+            return cls(str(fallback), str(exc))
+        return cls(path, problem)
+
+    def error(self) -> InputError:
+        return InputError(self.path, self.problem)
+
+    def line(self) -> str:
+        return str(self.error())
+
+
+ON_BAD_IMAGE = ("stop", "skip")
+
+
+def check_on_bad_image(value: str) -> str:
+    """Validate an ``--on-bad-image`` value (``stop`` or ``skip``)."""
+    from .errors import ConfigError
+    if value not in ON_BAD_IMAGE:
+        raise ConfigError(f"--on-bad-image must be stop or skip, got {value!r}")
+    return value
+
+
+def collate_samples(samples: list) -> tuple[dict[str, torch.Tensor] | None, list[BadSample]]:
+    """Collate the readable samples of a batch; return ``(batch or None, bad samples)``."""
+    bad = [s for s in samples if isinstance(s, BadSample)]
+    good = [s for s in samples if not isinstance(s, BadSample)]
+    batch = torch.utils.data.default_collate(good) if good else None
+    return batch, bad
+
+
 class TrainDataset(torch.utils.data.Dataset):
     """Images of a split with their targets, augmented; indexed by ``(image index, seed)``
     pairs from :class:`StreamBatchSampler`.
@@ -158,7 +204,14 @@ class TrainDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor] | BadSample:
+        """The augmented sample, or a :class:`BadSample` naming the file it cannot read."""
+        try:
+            return self._load(item)
+        except PanoptoolError as exc:
+            return BadSample.of(exc, self.samples[item[0]].image_path)
+
+    def _load(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, seed = item
         sample = self.samples[index]
         image = read_image(sample)
@@ -212,16 +265,25 @@ class StreamBatchSampler:
 
 
 def _worker_init(_: int) -> None:
+    from .guard import worker_initializer
+    worker_initializer(_PARENT_PID)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+
+
+#: pid of the process that builds the loaders (the workers' parent), read by forked workers.
+_PARENT_PID = os.getpid()
 
 
 def make_loader(dataset: TrainDataset, sampler: StreamBatchSampler, workers: int,
                 pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """A DataLoader over the stream; ``workers`` = 0 loads in this process."""
+    global _PARENT_PID
+    _PARENT_PID = os.getpid()
     kwargs = {}
     if workers > 0:
         kwargs = {"worker_init_fn": _worker_init, "prefetch_factor": 2,
                   "persistent_workers": False}
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                       pin_memory=pin_memory, **kwargs)
+                                       pin_memory=pin_memory, collate_fn=collate_samples,
+                                       **kwargs)

@@ -50,13 +50,14 @@ class Sample:
         return self.root / "gtFine" / self.split / self.city / f"{self.stem}{INSTANCE_SUFFIX}"
 
 
-def resolve_root(root: PathLike | None) -> Path:
+def resolve_root(root: PathLike | None, *, need_gt: bool = True) -> Path:
     """The dataset root: ``root`` if given, else ``$CITYSCAPES_DATASET``.
 
     Raises
     ------
     InputError
-        If neither is set, the folder does not exist or it has no ``gtFine/`` folder.
+        If neither is set, the folder does not exist or it has no ``gtFine/`` folder
+        (``need_gt``; else no ``gtFine/`` and no ``leftImg8bit/`` folder).
     """
     if root is None:
         env = os.environ.get(ENV_ROOT)
@@ -66,9 +67,34 @@ def resolve_root(root: PathLike | None) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "dataset root not found")
-    if not (root / "gtFine").is_dir():
+    if not (root / "gtFine").is_dir() and (need_gt or not (root / "leftImg8bit").is_dir()):
         raise InputError(root, "not a Cityscapes root: it has no gtFine/ folder")
     return root
+
+
+def list_images(root: PathLike | None, split: str) -> list[Sample]:
+    """The images of a split, with or without ground truth (Cityscapes' test split).
+
+    Where ``gtFine/<split>/`` holds label files the samples are those of
+    :func:`list_samples` (``need_images=True``); otherwise they are found through
+    ``leftImg8bit/<split>/<city>/*_leftImg8bit.png``.
+
+    Raises
+    ------
+    InputError
+        If the split has neither ground truth nor images.
+    """
+    root = resolve_root(root, need_gt=False)
+    if any((root / "gtFine" / split).glob(f"*/*{LABEL_SUFFIX}")):
+        return list_samples(root, split, need_images=True)
+    image_dir = root / "leftImg8bit" / split
+    samples = [Sample(root, split, p.parent.name, p.name[: -len(IMAGE_SUFFIX)])
+               for p in image_dir.glob(f"*/*{IMAGE_SUFFIX}") if not p.name.startswith(".")]
+    if not samples:
+        raise InputError(image_dir, f"split {split!r} has no ground truth and no "
+                                    f"*{IMAGE_SUFFIX} images")
+    samples.sort(key=lambda s: s.stem)
+    return samples
 
 
 def list_samples(root: PathLike | None, split: str, *, need_images: bool = False) -> list[Sample]:

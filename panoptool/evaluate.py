@@ -33,7 +33,8 @@ import numpy as np
 from . import coco_instances, formats
 from .dataset import list_samples, resolve_root
 from .errors import ConfigError, InputError
-from .io import PNG_SIGNATURE, decode_png, read_json, read_png, safe_join, write_json, write_text
+from .io import (PNG_SIGNATURE, check_png_size, decode_png, read_json, read_png, safe_join,
+                 write_json, write_text)
 from .labels import CLASS_NAMES, KNOWN_LABEL_ID, LABEL_TO_TRAIN, NUM_CLASSES
 from .metrics import gt as gtm
 from .metrics import boundary as bmetrics
@@ -107,6 +108,10 @@ class PerClassTable:
     def __getitem__(self, col: str) -> np.ndarray:
         return self.columns[col]
 
+    def insert_first(self, col: str, value) -> None:
+        """A constant column placed before the others (as ``DataFrame.insert(0, ...)``)."""
+        self.columns = {col: np.array([value] * self.n_rows, dtype=object), **self.columns}
+
     @property
     def loc(self) -> "_Loc":
         return _Loc(self)
@@ -149,6 +154,8 @@ class EvaluationResult:
     results_dir: str
     results_config: dict | None = None
     settings: dict = field(default_factory=dict)
+    #: with ``subset``: "N of M images" (images with predictions of the split's images)
+    subset: str | None = None
 
     @functools.cached_property
     def per_class(self) -> "pd.DataFrame":
@@ -210,11 +217,17 @@ def _match_stem(name: str, stems: set[str]) -> str | None:
 def _index_files(folder: Path, pattern: str, stems: set[str], what: str,
                  skip: Path | None = None) -> dict[str, Path]:
     found: dict[str, Path] = {}
+    inside = folder.parent.resolve()  # the results folder
     for path in sorted(folder.rglob(pattern)):
         if path.name.startswith(".") or not path.is_file():
             continue
         if skip is not None and skip in path.parents:
             continue
+        if path.is_symlink():  # as masks and panoptic PNGs: links must stay inside
+            target = path.resolve()
+            if inside not in target.parents:
+                raise InputError(path, f"symbolic link to {target}, outside the results "
+                                       f"folder {inside}")
         stem = _match_stem(path.name, stems)
         if stem is None:
             raise InputError(path, f"{what} result for an image that has no ground truth in "
@@ -252,14 +265,22 @@ def _panoptic_annotations(results_dir: Path, stems: list[str]) -> dict[str, tupl
         if image_id in out:
             raise InputError(json_path, f"image {image_id} is annotated twice")
         file_name = ann.get("file_name") or f"{image_id}_panoptic.png"
+        if not isinstance(file_name, str):
+            raise InputError(json_path, f"image {image_id}: file_name must be a string, got "
+                                        f"{type(file_name).__name__}")
         png = safe_join(png_dir, str(file_name), source=json_path)
         ids, cats = [], []
         for seg in ann["segments_info"]:
             try:
-                seg_id, cat = int(seg["id"]), int(seg["category_id"])
-            except (KeyError, TypeError, ValueError):
+                seg_id, cat = seg["id"], seg["category_id"]
+            except (KeyError, TypeError):
                 raise InputError(json_path, f"image {image_id}: a segment lacks an integer id "
                                             f"or category_id") from None
+            for key, value in (("id", seg_id), ("category_id", cat)):
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise InputError(json_path, f"image {image_id}: segment {key} must be an "
+                                                f"integer, got {type(value).__name__} "
+                                                f"{value!r}")
             if not (0 <= cat < 256 and panoptic.IS_CATEGORY[cat]):
                 raise InputError(json_path, f"image {image_id}: segment {seg_id} has unknown "
                                             f"category_id {cat}")
@@ -298,15 +319,36 @@ def find_parts(results_dir: PathLike) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def _predicted_stems(results_dir: Path, parts: tuple[str, ...], stems: set[str]) -> set[str]:
+    """Stems of the split that have a result file in some part of ``results_dir``."""
+    found: set[str] = set()
+    if "semantic" in parts:
+        found |= set(_index_files(results_dir / formats.SEMANTIC_DIR, "*.png", stems,
+                                  "semantic"))
+    if "instance" in parts and (results_dir / formats.INSTANCE_DIR).is_dir():
+        found |= set(_index_files(results_dir / formats.INSTANCE_DIR, "*.txt", stems,
+                                  "instance"))
+    if "panoptic" in parts:
+        data = read_json(formats.panoptic_json_path(results_dir))
+        if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+            found |= {str(a.get("image_id")) for a in data["annotations"]
+                      if isinstance(a, dict)} & stems
+    return found
+
+
 def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
               cache_dir: PathLike | None, instances: PathLike | None = None,
-              coco_gt: PathLike | None = None, coco_ap: bool = False
+              coco_gt: PathLike | None = None, coco_ap: bool = False, *,
+              subset: bool = False
               ) -> tuple[list[ImageJob], tuple[str, ...]]:
     """One :class:`ImageJob` per ground-truth image, with its result files.
 
     Instances come from ``instances`` (a COCO results JSON) if given, else from the folder's
     ``instances.json`` if it has one, else from ``instance/*.txt``; ``coco_gt`` maps the
     JSON's image ids and category ids (:func:`coco_instances.read_image_id_map`).
+
+    With ``subset`` only the images that have a result in some part are planned (each of
+    them must then have a result in every part present).
 
     Raises
     ------
@@ -326,6 +368,11 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
         raise InputError(results_dir, "no results: expected semantic/, instance/ or "
                                       "panoptic.json")
     samples = list_samples(root, split)
+    if subset:
+        predicted = _predicted_stems(results_dir, parts, {s.stem for s in samples})
+        samples = [s for s in samples if s.stem in predicted]
+        if not samples:
+            raise InputError(results_dir, f"no result for any image of split {split!r}")
     stems = [s.stem for s in samples]
     stem_set = set(stems)
     semantic_files = instance_files = pan = None
@@ -409,7 +456,8 @@ def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: Pat
     return gt
 
 
-def read_result_png(path: PathLike, kind: str) -> np.ndarray:
+def read_result_png(path: PathLike, kind: str,
+                    shape: tuple[int, int] | None = None) -> np.ndarray:
     """Decode a result PNG as cityscapesscripts (PIL) sees it, with the fastest decoder.
 
     Parameters
@@ -418,6 +466,8 @@ def read_result_png(path: PathLike, kind: str) -> np.ndarray:
     kind : ``semantic`` (palette PNGs give their indices, like ``np.array(Image.open())``),
         ``mask`` (palette PNGs give PIL's ``convert("L")``) or ``panoptic`` (palette PNGs
         are refused: the official code cannot read them either).
+    shape : (H, W) of the ground truth: a PNG whose header announces another size is refused
+        before it is decoded (a result file holds exactly the pixels of its ground truth).
 
     Returns
     -------
@@ -431,6 +481,7 @@ def read_result_png(path: PathLike, kind: str) -> np.ndarray:
         raise InputError(path, "file not found") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror})") from None
+    check_png_size(data, path, expected=shape)
     if len(data) >= 33 and data.startswith(PNG_SIGNATURE) and data[25] == 3:  # palette
         if kind == "panoptic":
             raise InputError(path, "palette PNG; a panoptic result must be RGB")
@@ -441,7 +492,7 @@ def read_result_png(path: PathLike, kind: str) -> np.ndarray:
                 return np.array(img.convert("L") if kind == "mask" else img)
         except Exception as exc:  # PIL raises many types
             raise InputError(path, f"cannot decode image ({exc})") from None
-    return decode_png(data, path)
+    return decode_png(data, path, expected=shape)
 
 
 def _check_size(path: PathLike, array: np.ndarray, shape: tuple[int, int]) -> None:
@@ -457,7 +508,7 @@ def semantic_stats(gt: gtm.GroundTruth, path: PathLike,
     ``keep``, if given, receives the decoded prediction as ``keep["label_ids"]`` (uint8
     (H, W)), so that the boundary metrics do not decode it again.
     """
-    pred = read_result_png(path, "semantic")
+    pred = read_result_png(path, "semantic", gt.shape)
     if pred.ndim != 2:
         raise InputError(path, f"expected a single-channel label-id PNG, got {pred.shape[2]} "
                                f"channels")
@@ -533,7 +584,7 @@ def read_instance_list(txt_path: PathLike, results_dir: PathLike) -> list[tuple[
 
 
 def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    mask = read_result_png(path, "mask")
+    mask = read_result_png(path, "mask", shape)
     _check_size(path, mask, shape)
     if mask.ndim == 3:
         if mask.shape[2] >= 3:  # as PIL's convert("L"): ITU-R 601-2 luma, rounded
@@ -592,7 +643,7 @@ def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...]
     ``keep``, if given, receives what the boundary metrics need: ``pred_index`` (uint16
     (H, W), k on the k-th listed segment, 0 on VOID), ``seg_counts`` and ``pan_gt``.
     """
-    rgb = read_result_png(png_path, "panoptic")
+    rgb = read_result_png(png_path, "panoptic", gt.shape)
     if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
         raise InputError(png_path, f"expected an 8-bit RGB PNG, got shape {rgb.shape} "
                                    f"dtype {rgb.dtype}")
@@ -726,7 +777,8 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
              instances: PathLike | None = None, coco_gt: PathLike | None = None,
              coco_ap: bool = True, coco_backend: str = "pycocotools",
              boundary: bool = False,
-             boundary_ratio: float = bmetrics.DEFAULT_RATIO) -> EvaluationResult:
+             boundary_ratio: float = bmetrics.DEFAULT_RATIO,
+             subset: bool = False) -> EvaluationResult:
     """Evaluate every part of a results folder against a split's ground truth.
 
     Parameters
@@ -747,6 +799,10 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     boundary : also Boundary IoU (semantic part) and Boundary PQ (panoptic part), in the
         ``boundary_*`` keys and per-class columns.
     boundary_ratio : boundary width as a fraction of the image diagonal.
+    subset : evaluate only the images that have predictions (default: every image of the
+        split, as the official evaluators); the result then says "subset: N of M images"
+        (``subset`` in metrics.json, a ``subset`` column in per_class.csv, a line in
+        summary.md).
 
     Returns
     -------
@@ -762,7 +818,8 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     cache_dir = None
     if config.cache:
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir(root)
-    jobs, parts = plan_jobs(root, split, results_dir, cache_dir, instances, coco_gt, coco_ap)
+    jobs, parts = plan_jobs(root, split, results_dir, cache_dir, instances, coco_gt, coco_ap,
+                            subset=subset)
     if jobs and (jobs[0].instance_json is not None or jobs[0].coco_ap):
         coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
     if config.boundary and ("semantic" in parts or "panoptic" in parts):
@@ -775,17 +832,24 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     metrics, table = summarize(total, len(jobs))
     if total.coco is not None:
         metrics.update(total.coco.compute(coco_backend))
+    subset_text = None
+    settings = asdict(config)
+    if subset:
+        subset_text = f"{len(jobs)} of {len(list_samples(root, split))} images"
+        metrics["subset"] = subset_text
+        table.insert_first("subset", subset_text)
+        settings["subset"] = True
     results_dir = Path(results_dir)
     cfg_path = results_dir / formats.CONFIG_JSON
     results_config = read_json(cfg_path) if cfg_path.is_file() else None
-    settings = asdict(config)
     if "instance" in parts:
         settings.update(instances=str(instances) if instances else None,
                         coco_gt=str(coco_gt) if coco_gt else None, coco_ap=coco_ap,
                         coco_backend=coco_backend)
     return EvaluationResult(metrics=metrics, per_class_table=table, parts=parts,
                             root=str(root), split=split, results_dir=str(results_dir),
-                            results_config=results_config, settings=settings)
+                            results_config=results_config, settings=settings,
+                            subset=subset_text)
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -797,7 +861,9 @@ def summary_markdown(result: EvaluationResult) -> str:
              f"Split `{result.split}` of `{result.root}`, {result.metrics['n_images']} images; "
              f"parts evaluated: {', '.join(result.parts)}. Metrics equal to cityscapesscripts' "
              f"evaluators, in percent.", "",
-             to_markdown([{k: (float(v) if k != 'n_images' else v) for k, v in shown.items()}]),
+             *([f"subset: {result.subset}", ""] if result.subset else []),
+             to_markdown([{k: (float(v) if k not in ('n_images', 'subset') else v)
+                           for k, v in shown.items()}]),
              "", "## Per class", "",
              to_markdown(result.per_class.drop(columns=["train_id"]).dropna(axis=1, how="all")),
              ""]
@@ -816,6 +882,15 @@ def write_report(result: EvaluationResult, out_dir: PathLike,
         raise ConfigError(f"unknown report format(s) {unknown}; choose from "
                           f"{', '.join(OUTPUT_FORMATS)}")
     out_dir = Path(out_dir)
+    from .guard import output_lock
+    from .io import remove_stale_temporaries
+    with output_lock(out_dir, "report"):
+        remove_stale_temporaries(out_dir)
+        return _write_report_files(result, out_dir, formats_)
+
+
+def _write_report_files(result: EvaluationResult, out_dir: Path,
+                        formats_: tuple[str, ...] | list[str]) -> list[Path]:
     written = []
     if "json" in formats_:
         write_json(out_dir / "metrics.json", result.metrics)

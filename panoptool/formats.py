@@ -186,8 +186,26 @@ def read_maps(path: PathLike) -> dict[str, np.ndarray]:
         On a missing key, a wrong shape or dtype, NaN/inf values, probabilities outside
         [0, 1] or train ids that are neither 0..18 nor 255.
     """
+    from .io import MAX_PIXELS, npz_shapes
     from .labels import NUM_CLASSES, IGNORE
 
+    # shapes from the headers first: nothing larger than its train_ids map is ever loaded
+    headers = npz_shapes(path)
+    if "train_ids" in headers:
+        shape = headers["train_ids"][0]
+        if len(shape) != 2 or shape[0] * shape[1] > MAX_PIXELS:
+            raise InputError(path, f"train_ids must be 2-d (H, W) with at most {MAX_PIXELS} "
+                                   f"pixels, got shape {shape}; not loaded")
+        h, w = shape
+        for key, want in (("confidence", (h, w)), ("contour_prob", (h, w)),
+                          ("offset_yx", (2, h, w))):
+            if key in headers and headers[key][0] != want:
+                raise InputError(path, f"{key} must have shape {want}, got "
+                                       f"{headers[key][0]}; not loaded")
+        for key, (arr_shape, _) in headers.items():
+            if int(np.prod(arr_shape, dtype=np.int64)) > 2 * h * w:
+                raise InputError(path, f"array {key} of shape {arr_shape} is larger than the "
+                                       f"maps of a {w}x{h} image; not loaded")
     maps = load_npz(path, keys=MAPS_KEYS)
     tid = maps["train_ids"]
     if tid.ndim != 2:
@@ -227,9 +245,24 @@ def instance_txt_path(results_root: PathLike, stem: str) -> Path:
     return Path(results_root) / INSTANCE_DIR / f"{stem}_pred.txt"
 
 
+def sanitized_name(name: str) -> str:
+    """``name`` without whitespace, for file names written into ``_pred.txt`` (whose fields
+    are separated by whitespace): every whitespace character and ``%`` become ``%XX``
+    (their UTF-8 bytes in hex), so different names stay different and the text is readable.
+
+    >>> sanitized_name("são paulo_000000_000000")
+    'são%20paulo_000000_000000'
+    >>> sanitized_name("frankfurt_000000_000294")
+    'frankfurt_000000_000294'
+    """
+    return "".join("".join(f"%{b:02X}" for b in ch.encode("utf-8"))
+                   if ch.isspace() or ch == "%" else ch for ch in name)
+
+
 def instance_mask_relpath(stem: str, k: int) -> str:
-    """Mask path as written in ``_pred.txt``, relative to the ``instance/`` folder."""
-    return f"{MASKS_SUBDIR}/{stem}_{k:03d}.png"
+    """Mask path as written in ``_pred.txt``, relative to the ``instance/`` folder; never
+    contains whitespace (:func:`sanitized_name`), so the official parser reads it."""
+    return f"{MASKS_SUBDIR}/{sanitized_name(stem)}_{k:03d}.png"
 
 
 def panoptic_png_path(results_root: PathLike, stem: str) -> Path:

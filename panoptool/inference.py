@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import formats
-from .dataset import Sample, list_samples, read_image
+from .dataset import Sample, list_images, read_image
 from .errors import ConfigError, InputError
 from .io import read_json, remove_stale_temporaries, write_json
 
@@ -113,8 +113,20 @@ class _Images(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int):
-        from .data_torch import normalize
-        return i, torch.from_numpy(normalize(read_image(self.samples[i])))
+        from .data_torch import BadSample, normalize
+        from .errors import PanoptoolError
+        try:
+            return i, torch.from_numpy(normalize(read_image(self.samples[i])))
+        except PanoptoolError as exc:  # returned, not raised: see data_torch.BadSample
+            return i, BadSample.of(exc, self.samples[i].image_path)
+
+
+def _worker_init(_: int) -> None:
+    from .guard import worker_initializer
+    worker_initializer(_PARENT[0])
+
+
+_PARENT = [os.getpid()]
 
 
 def _collate(items):
@@ -155,13 +167,18 @@ def predict(model: torch.nn.Module, images: torch.Tensor, *, amp: bool = False,
     return maps_from_outputs(outputs)
 
 
-def infer(config: InferConfig, *, overwrite: bool = False,
-          show_progress: bool = True) -> InferSummary:
+def infer(config: InferConfig, *, overwrite: bool = False, show_progress: bool = True,
+          on_bad_image: str = "stop") -> InferSummary:
     """Write the prediction maps of every image of ``config.split``.
 
+    The split may lack ground truth (images found through ``leftImg8bit/``); ``out`` may
+    hold maps of other splits made with the same checkpoint (``config.json`` lists them all).
+    ``on_bad_image``: ``stop`` ends on an unreadable image with one line naming it; ``skip``
+    logs it and goes on (no maps for it).
+
     Under torchrun (``WORLD_SIZE`` > 1) this process writes its shard of the images (see
-    :mod:`panoptool.sharding`) and the summary counts that shard; rank 0 writes
-    ``config.json`` once every process has finished.
+    :mod:`panoptool.sharding`) and the summary counts that shard; rank 0 holds the output
+    lock, removes stale temporaries and writes ``config.json`` once every process has finished.
 
     Raises
     ------
@@ -171,18 +188,63 @@ def infer(config: InferConfig, *, overwrite: bool = False,
     ConfigError
         If ``out`` holds maps of another checkpoint and ``overwrite`` is False.
     """
+    from .data_torch import check_on_bad_image
     from .sharding import process_group, shard_from_env
 
+    check_on_bad_image(on_bad_image)
     shard = shard_from_env()
     with process_group(shard) as barrier:
         return _infer(config, shard, barrier, overwrite=overwrite,
-                      show_progress=show_progress and shard.main)
+                      show_progress=show_progress and shard.main, on_bad_image=on_bad_image)
 
 
-def _infer(config: InferConfig, shard, barrier, *, overwrite: bool,
-           show_progress: bool) -> InferSummary:
+def _load_runner(config: InferConfig, device: torch.device, channels_last: bool,
+                 threads: int):
+    """(run, iteration, network, upstream): ``run`` maps a batch of normalised images to
+    their maps, with the checkpoint's network or an exported ``--model``."""
     from .labels import NUM_CLASSES
-    from .runner import default_workers, make_progress
+
+    if config.model:
+        from .onnx_backend import load_backend
+        backend = load_backend(config.model, threads=threads, n_classes=NUM_CLASSES)
+        meta = backend.metadata
+        upstream = json.loads(meta["config"]) if meta.get("config") else None
+
+        def run(images: torch.Tensor) -> list[dict[str, np.ndarray]]:
+            return backend(images.numpy())
+        return run, int(meta["checkpoint_iteration"]), json.loads(meta["network"]), upstream
+    model, ckpt = load_model(config.checkpoint, device, channels_last)
+    network = json.loads(ckpt["network"])
+    if network.get("num_classes", NUM_CLASSES) != NUM_CLASSES:
+        raise InputError(config.checkpoint, f"network predicts {network['num_classes']} "
+                                            f"classes, the label table has {NUM_CLASSES}")
+
+    def run(images: torch.Tensor) -> list[dict[str, np.ndarray]]:
+        return predict(model, images, amp=config.amp, channels_last=channels_last)
+    return run, int(ckpt["iteration"]), network, json.loads(ckpt["config"])
+
+
+def _splits_of(out: Path, settings: dict, split: str, overwrite: bool) -> list[str]:
+    """The splits ``out/config.json`` will list; refuses maps of another network."""
+    config_path = out / formats.CONFIG_JSON
+    if not config_path.is_file():
+        return [split]
+    old = read_json(config_path)
+    old = old.get("settings", {}) if isinstance(old, dict) else {}
+    keys = ("checkpoint", "checkpoint_iteration", "network")
+    if any(old.get(k) != settings[k] for k in keys) or \
+            old.get("model", "") != settings["model"]:
+        if not overwrite:
+            raise ConfigError(f"{out} holds maps of another checkpoint; pass --overwrite to "
+                              f"replace them or choose another --out")
+        return [split]
+    return sorted({*old.get("splits", [old.get("split")]), split} - {None})
+
+
+def _infer(config: InferConfig, shard, barrier, *, overwrite: bool, show_progress: bool,
+           on_bad_image: str) -> InferSummary:
+    from .guard import output_lock
+    from .runner import console, default_workers, make_progress
     from .training import resolve_device
 
     start = time.perf_counter()
@@ -195,58 +257,42 @@ def _infer(config: InferConfig, shard, barrier, *, overwrite: bool,
         torch.set_num_threads(threads)
     channels_last = device.type == "cpu" if config.channels_last is None else \
         config.channels_last
-    samples = list_samples(config.root, config.split, need_images=True)
-    if config.model:
-        from .onnx_backend import load_backend
-        backend = load_backend(config.model, threads=threads, n_classes=NUM_CLASSES)
-        meta = backend.metadata
-        iteration, network = int(meta["checkpoint_iteration"]), json.loads(meta["network"])
-        upstream = json.loads(meta["config"]) if meta.get("config") else None
-
-        def run(images: torch.Tensor) -> list[dict[str, np.ndarray]]:
-            return backend(images.numpy())
-    else:
-        model, ckpt = load_model(config.checkpoint, device, channels_last)
-        iteration, network = int(ckpt["iteration"]), json.loads(ckpt["network"])
-        upstream = json.loads(ckpt["config"])
-        if network.get("num_classes", NUM_CLASSES) != NUM_CLASSES:
-            raise InputError(config.checkpoint, f"network predicts {network['num_classes']} "
-                                                f"classes, the label table has {NUM_CLASSES}")
-
-        def run(images: torch.Tensor) -> list[dict[str, np.ndarray]]:
-            return predict(model, images, amp=config.amp, channels_last=channels_last)
+    samples = list_images(config.root, config.split)
+    run, iteration, network, upstream = _load_runner(config, device, channels_last, threads)
     out = Path(config.out)
     settings = {**dataclasses.asdict(config), "checkpoint_iteration": iteration,
                 "network": network}
     config_path = out / formats.CONFIG_JSON
-    if config_path.is_file() and not overwrite:
-        old = read_json(config_path).get("settings", {})
-        keys = ("checkpoint", "checkpoint_iteration", "split", "network")
-        if any(old.get(k) != settings[k] for k in keys) or \
-                old.get("model", "") != settings["model"]:
-            raise ConfigError(f"{out} holds maps of another checkpoint or split; pass "
-                              f"--overwrite to replace them or choose another --out")
-    if shard.main and (out / config.split).is_dir():
-        remove_stale_temporaries(out / config.split)
+    settings["splits"] = _splits_of(out, settings, config.split, overwrite)
+    lock = contextlib.ExitStack()  # released at the end; the kernel frees it on a kill
+    if shard.main:
+        lock.enter_context(output_lock(out, "infer"))
+        remove_stale_temporaries(out)
     barrier()  # no process writes before the debris of an interrupted run is gone
     mine = shard.take(samples)
     todo = [s for s in mine if overwrite
             or not formats.maps_path(out, config.split, s.stem).is_file()]
     workers = config.workers or (1 if device.type == "cpu"
                                  else max(1, min(8, default_workers() // 2)))
+    _PARENT[0] = os.getpid()
     loader = torch.utils.data.DataLoader(_Images(todo), batch_size=config.batch,
                                          num_workers=workers if todo else 0,
-                                         collate_fn=_collate,
+                                         collate_fn=_collate, worker_init_fn=_worker_init,
                                          pin_memory=device.type == "cuda")
     progress = make_progress() if show_progress else contextlib.nullcontext()
     done = 0
     t0 = time.perf_counter()
-    with progress:
+    with lock, progress:
         task = progress.add_task(f"infer {config.split}", total=len(todo), rate="") \
             if show_progress else None
         for items in loader:
             groups: dict[tuple, list] = {}
             for i, image in items:
+                if not isinstance(image, torch.Tensor):  # a BadSample
+                    if on_bad_image == "stop":
+                        raise image.error()
+                    console.print(f"skipped (--on-bad-image skip): {image.line()}")
+                    continue
                 groups.setdefault(tuple(image.shape), []).append((i, image))
             for group in groups.values():
                 images = torch.stack([im for _, im in group]).to(device, non_blocking=True)
@@ -257,8 +303,8 @@ def _infer(config: InferConfig, shard, barrier, *, overwrite: bool,
             if task is not None:
                 rate = done / max(time.perf_counter() - t0, 1e-9)
                 progress.update(task, completed=done, rate=f"{rate:.2f} img/s")
-    barrier()  # every shard is written
-    if shard.main:
-        write_json(config_path, formats.stage_config("infer", settings, upstream))
+        barrier()  # every shard is written
+        if shard.main:
+            write_json(config_path, formats.stage_config("infer", settings, upstream))
     return InferSummary(images=len(mine), skipped=len(mine) - len(todo),
                         seconds=time.perf_counter() - start, out=str(out))

@@ -8,6 +8,7 @@ Every reader raises :class:`~panoptool.errors.InputError` naming the file on any
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -36,29 +37,93 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+#: errno -> what it means for an output file, in the words of the message.
+_WRITE_PROBLEMS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for this file system or process limit",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "exists and is not a folder",
+    errno.EISDIR: "is a folder",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EIO: "input/output error on the device",
+}
+
+
+def output_error(path: PathLike | None, exc: OSError) -> OutputError:
+    """The :class:`OutputError` for an ``OSError`` met while writing ``path``: one line that
+    names the path and says what went wrong (ENOSPC, EDQUOT, EFBIG, EROFS, EACCES ...).
+
+    >>> import errno
+    >>> str(output_error("out/a.png", OSError(errno.ENOSPC, "No space left on device")))
+    'out/a.png: cannot write: no space left on the device (ENOSPC)'
+    """
+    code = exc.errno
+    problem = _WRITE_PROBLEMS.get(code) or exc.strerror or (
+        f"incomplete write ({exc}): disk full or a file size limit?" if code is None
+        else str(exc))
+    name = errno.errorcode.get(code, "") if code is not None else ""
+    where = exc.filename if path is None else path
+    return OutputError(f"{os.fspath(where) if where is not None else '?'}: cannot write: "
+                       f"{problem}" +
+                       (f" ({name})" if name else ""))
+
+
+@contextlib.contextmanager
+def writing(path: PathLike) -> Iterator[None]:
+    """Turn any ``OSError`` raised in the block into :func:`output_error` naming ``path``.
+
+    The one place where a failed write becomes a message; every writer of this module, the
+    folder creation of every stage and the checkpoint writer go through it.
+    """
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise output_error(path, exc) from None
+
+
+def make_folder(folder: PathLike) -> Path:
+    """``mkdir -p folder``, with a one-line :class:`OutputError` naming it on failure."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{folder}: cannot create folder: exists and is not a folder") \
+            from None
+    except OSError as exc:
+        raise output_error(folder, exc) from None
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
 
     The temporary name keeps the suffix of ``path`` (encoders pick the format from it) and
     starts with ``.tmp-``, so a crashed run leaves only hidden debris, never a partial file
-    under the final name. On error the temporary file is removed and the error re-raised.
+    under the final name. On error the temporary file is removed and the error re-raised;
+    an ``OSError`` (disk full, read-only folder, quota, file size limit ...) is re-raised as
+    a one-line :class:`OutputError` naming ``path``.
     """
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{path.parent}: cannot create folder ({exc.strerror})") from exc
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="".join(path.suffixes) or None,
-                               dir=path.parent)
+    make_folder(path.parent)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="".join(path.suffixes) or None,
+                                   dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp_path, path)
+        with writing(path):
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
+            os.replace(tmp_path, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
 
@@ -73,17 +138,58 @@ PNG8_DECODER = "pyspng (libspng)" if _spng is not None else "OpenCV"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def decode_png(data: bytes | np.ndarray, path: PathLike) -> np.ndarray:
+#: The most pixels panoptool decodes from one image file (16384 x 16384); the size is read
+#: from the PNG header (IHDR) before anything is decoded, so a small file that would expand
+#: to gigabytes (a decompression bomb) is refused without being decoded.
+MAX_PIXELS = 1 << 28
+
+
+def png_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """``(height, width)`` from a PNG's IHDR chunk, or None if ``data`` is not a PNG.
+
+    >>> png_size(PNG_SIGNATURE + b"\\x00\\x00\\x00\\rIHDR" + (640).to_bytes(4, "big")
+    ...          + (480).to_bytes(4, "big") + b"\\x08\\x00\\x00\\x00\\x00")
+    (480, 640)
+    """
+    head = bytes(data[:24]) if isinstance(data, bytes) else data[:24].tobytes()
+    if len(head) < 24 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
+def check_png_size(data: bytes | np.ndarray, path: PathLike, *,
+                   expected: tuple[int, int] | None = None,
+                   max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a PNG whose header announces more than ``max_pixels`` pixels, or (``expected``
+    = (H, W) given) another size than ``expected``, before it is decoded."""
+    size = png_size(data)
+    if size is None:
+        return
+    h, w = size
+    if expected is not None and (h, w) != tuple(expected):
+        raise InputError(path, f"size {w}x{h} (from the PNG header) differs from the ground "
+                               f"truth ({expected[1]}x{expected[0]}); not decoded")
+    if h * w > max_pixels:
+        raise InputError(path, f"PNG header announces {w}x{h} = {h * w} pixels, more than "
+                               f"the limit of {max_pixels}; not decoded")
+
+
+def decode_png(data: bytes | np.ndarray, path: PathLike, *,
+               expected: tuple[int, int] | None = None) -> np.ndarray:
     """Decode the bytes of an image file (``path`` only names it in errors): 8-bit PNGs
     without a palette through libspng when it is installed, anything else (and whatever
     libspng cannot read) through OpenCV. Colour comes back in RGB(A) order.
 
+    The size is checked from the PNG header first (:func:`check_png_size`: at most
+    :data:`MAX_PIXELS`, and exactly ``expected`` = (H, W) if given).
+
     Raises
     ------
     InputError
-        If the bytes are not a decodable image.
+        If the bytes are not a decodable image or the header announces a size refused.
     """
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    check_png_size(buf, path, expected=expected)
     head = buf[:26].tobytes()
     if (_spng is not None and len(head) == 26 and head.startswith(PNG_SIGNATURE)
             and head[24] == 8 and head[25] in (0, 2, 4, 6)):  # 8 bit; grey, RGB, +alpha
@@ -93,9 +199,15 @@ def decode_png(data: bytes | np.ndarray, path: PathLike) -> np.ndarray:
             pass
         else:
             return image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    from .guard import capture_c_stderr
+    with capture_c_stderr() as noise:  # libpng prints its errors itself; keep them for ours
+        image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if image is None:
-        raise InputError(path, "cannot decode image (corrupt or not an image)")
+        lines = [ln for ln in noise.text.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "error" in ln.lower()]
+        detail = (errors or lines or [""])[-1]
+        raise InputError(path, "cannot decode image (corrupt or not an image"
+                               + (f"; {detail[:160]}" if detail else "") + ")")
     if image.ndim == 3 and image.shape[2] >= 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB if image.shape[2] == 3
                              else cv2.COLOR_BGRA2RGBA)
@@ -125,7 +237,7 @@ def read_png(path: PathLike, *, dtype: np.dtype | type | None = None,
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    image = decode_png(np.fromfile(path, dtype=np.uint8), path)
+    image = decode_png(np.fromfile(path, dtype=np.uint8), path)  # size checked from header
     if dtype is not None and image.dtype != np.dtype(dtype):
         raise InputError(path, f"expected dtype {np.dtype(dtype).name}, got {image.dtype.name}")
     n_channels = 1 if image.ndim == 2 else image.shape[2]
@@ -159,7 +271,8 @@ def write_png(path: PathLike, image: np.ndarray, *, compression: int = 1,
         ok, buf = cv2.imencode(".png", image, options)
         if not ok:
             raise OutputError(f"{path}: PNG encoding failed for array {image.shape} {image.dtype}")
-        buf.tofile(tmp)
+        with open(tmp, "wb") as fh:  # Python's file object: a short write is an OSError
+            fh.write(memoryview(buf))
 
 
 def read_json(path: PathLike) -> Any:
@@ -208,11 +321,48 @@ def save_npz(path: PathLike, *, compressed: bool = False, compresslevel: int | N
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
-def load_npz(path: PathLike, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Read an ``.npz`` file into a dict; ``keys`` that must be present are checked."""
+def npz_shapes(path: PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{name: (shape, dtype)}`` of the arrays of an ``.npz``, read from the ``.npy``
+    headers only (nothing is decompressed beyond them).
+
+    Raises
+    ------
+    InputError
+        If the file is not a readable ``.npz``.
+    """
+    path = Path(path)
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in zf.namelist():
+                with zf.open(name) as fh:
+                    major, _ = np.lib.format.read_magic(fh)
+                    read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(fh)
+                out[name[:-4] if name.endswith(".npy") else name] = (tuple(shape), dtype)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
+        raise InputError(path, f"cannot read .npz ({type(exc).__name__}: {exc})") from None
+    return out
+
+
+def load_npz(path: PathLike, keys: tuple[str, ...] = (), *,
+             max_elements: int = 4 * MAX_PIXELS) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` file into a dict; ``keys`` that must be present are checked.
+
+    Array sizes are checked from the headers (:func:`npz_shapes`) before anything is
+    loaded: an array of more than ``max_elements`` elements is refused.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
+    for name, (shape, _) in npz_shapes(path).items():
+        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if n > max_elements:
+            raise InputError(path, f"array {name} of shape {shape} ({n} elements) is larger "
+                                   f"than the limit of {max_elements}; not loaded")
     try:
         with np.load(path, allow_pickle=False) as data:
             out = {k: data[k] for k in data.files}

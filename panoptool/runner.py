@@ -68,8 +68,10 @@ def run_parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | N
     """Apply ``func`` to every item, yielding results in the order of ``items``.
 
     With one worker everything runs in this process (easy to debug and profile); otherwise in
-    a pool of worker processes. ``func`` must be picklable (a module-level function or a
-    ``functools.partial`` of one). An exception in a worker is re-raised here, with its type.
+    a pool of worker processes, each of which dies with this process
+    (:func:`panoptool.guard.die_with_parent`). ``func`` must be picklable (a module-level
+    function or a ``functools.partial`` of one). An exception in a worker is re-raised here,
+    with its type.
     """
     keep_freed_memory()
     n_workers = min(resolve_workers(workers), max(1, len(items)))
@@ -81,7 +83,11 @@ def run_parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | N
             results = map(func, items)
             pool = None
         else:
-            pool = ProcessPoolExecutor(max_workers=n_workers)
+            from .guard import worker_initializer
+            # workers die with this process (PR_SET_PDEATHSIG): a SIGKILL, the OOM killer
+            # or a scheduler's time limit never leaves orphans writing outputs
+            pool = ProcessPoolExecutor(max_workers=n_workers, initializer=worker_initializer,
+                                       initargs=(os.getpid(),))
             results = pool.map(func, items, chunksize=chunksize)
         try:
             for done, result in enumerate(results, start=1):

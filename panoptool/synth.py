@@ -521,10 +521,16 @@ def make_dataset(out_root: PathLike, config: SynthConfig, workers: int | None = 
     """
     from .runner import run_parallel
 
+    from .guard import output_lock
+    from .io import remove_stale_temporaries
+
     out_root = Path(out_root)
     func = partial(_write_one, out_root=str(out_root), config=config)
-    stems = list(run_parallel(func, list(range(config.n)), workers=workers,
-                              description=f"synth {config.split}", show_progress=show_progress))
-    write_json(out_root / config_filename(config.split),
-               stage_config("synth", dataclasses.asdict(config)))
+    with output_lock(out_root, "synth"):
+        remove_stale_temporaries(out_root)
+        stems = list(run_parallel(func, list(range(config.n)), workers=workers,
+                                  description=f"synth {config.split}",
+                                  show_progress=show_progress))
+        write_json(out_root / config_filename(config.split),
+                   stage_config("synth", dataclasses.asdict(config)))
     return stems

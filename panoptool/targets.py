@@ -410,6 +410,7 @@ def make_targets(root: PathLike | None, split: str, out: PathLike,
     ConfigError
         If ``out`` holds targets made with other settings and ``overwrite`` is False.
     """
+    from .guard import output_lock
     from .runner import run_parallel
     from .synth import config_filename
 
@@ -418,26 +419,27 @@ def make_targets(root: PathLike | None, split: str, out: PathLike,
     samples = list_samples(root, split)
     out = Path(out)
     config_path = out / formats.CONFIG_JSON
-    previous = _check_previous_config(config_path, config, overwrite)
-    splits = sorted(set(previous.get("splits", [])) | {split}) if not overwrite else [split]
     upstream_path = root / config_filename(split)
     upstream = read_json(upstream_path) if upstream_path.is_file() else None
-    settings = {**dataclasses.asdict(config), "root": str(root.resolve()), "split": split,
-                "splits": splits}
-    write_json(config_path, formats.stage_config("make-targets", settings, upstream))
-    if (out / split).is_dir():
-        remove_stale_temporaries(out / split)
+    with output_lock(out, "make-targets"):  # held from the check of config.json on
+        previous = _check_previous_config(config_path, config, overwrite)
+        splits = sorted(set(previous.get("splits", [])) | {split}) if not overwrite \
+            else [split]
+        settings = {**dataclasses.asdict(config), "root": str(root.resolve()), "split": split,
+                    "splits": splits}
+        write_json(config_path, formats.stage_config("make-targets", settings, upstream))
+        remove_stale_temporaries(out)  # debris of a killed run, at the top of out and below
 
-    todo = [s for s in samples if overwrite or not is_done(out, split, s.stem)]
-    summary = TargetSummary(out=str(out), split=split, images=len(samples),
-                            skipped=len(samples) - len(todo))
-    func = partial(_process, out=str(out), config=config)
-    for n_inst, n_contour, n_pixels in run_parallel(func, todo, workers=workers,
-                                                    description=f"make-targets {split}",
-                                                    show_progress=show_progress):
-        summary.done += 1
-        summary.instances += n_inst
-        summary.contour_pixels += n_contour
-        summary.pixels += n_pixels
+        todo = [s for s in samples if overwrite or not is_done(out, split, s.stem)]
+        summary = TargetSummary(out=str(out), split=split, images=len(samples),
+                                skipped=len(samples) - len(todo))
+        func = partial(_process, out=str(out), config=config)
+        for n_inst, n_contour, n_pixels in run_parallel(func, todo, workers=workers,
+                                                        description=f"make-targets {split}",
+                                                        show_progress=show_progress):
+            summary.done += 1
+            summary.instances += n_inst
+            summary.contour_pixels += n_contour
+            summary.pixels += n_pixels
     summary.seconds = time.perf_counter() - start
     return summary

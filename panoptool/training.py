@@ -32,7 +32,6 @@ import os
 import pickle
 import signal
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import torch
 
 from . import formats
 from .errors import ConfigError, InputError, OutputError
-from .io import atomic_path, read_json, write_json
+from .io import atomic_path, read_json, write_json, writing
 from .losses import CONTOUR_TERMS, LossConfig, total_loss
 from .model import NetworkConfig, PanopticContourNet, load_torchvision_weights
 from .model.resnet import ARCHS
@@ -243,7 +242,8 @@ def checkpoint_path(out: PathLike) -> Path:
 def save_checkpoint(path: PathLike, state: dict) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename (atomic)."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as fh:  # Python's file object: a failed write is an OSError
+            torch.save(state, fh)
 
 
 def load_checkpoint(path: PathLike) -> dict:
@@ -257,13 +257,7 @@ def load_checkpoint(path: PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-            OSError, KeyError, AttributeError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(path, f"cannot read checkpoint (truncated or not a torch file: "
-                               f"{first[:200]})") from None
+    ckpt = safe_torch_load(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise InputError(path, "not a panoptool checkpoint (no 'format' = "
                                f"{CHECKPOINT_FORMAT!r} entry)")
@@ -273,7 +267,61 @@ def load_checkpoint(path: PathLike) -> dict:
     for key in ("network", "model", "config", "iteration"):
         if key not in ckpt:
             raise InputError(path, f"checkpoint lacks {key!r}")
+    types = {"network": str, "config": str, "model": dict, "iteration": int}
+    for key, kind in types.items():
+        if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
+            raise InputError(path, f"checkpoint entry {key!r} is a {type(ckpt[key]).__name__}, "
+                                   f"expected {kind.__name__}")
+    for key in ("network", "config"):
+        try:
+            json.loads(ckpt[key])
+        except ValueError:
+            raise InputError(path, f"checkpoint entry {key!r} is not valid JSON") from None
     return ckpt
+
+
+def safe_torch_load(path: PathLike, what: str = "checkpoint"):
+    """``torch.load(path, weights_only=True)`` with every failure as one :class:`InputError`.
+
+    A file whose pickle would import or call anything (``os.system``, a class of some
+    module) is refused by torch's weights-only unpickler; the message says so and that
+    panoptool never loads such files. Any other failure (truncated, garbage, not a torch
+    file: torch raises RuntimeError, EOFError, IndexError, struct.error, UnicodeDecodeError
+    ... depending on the bytes) is "cannot read <what>" with the first line of the cause.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "GLOBAL" in text or "Unsupported global" in text:  # it names what it would import
+            culprit = _refused_global(text)
+            raise InputError(path, f"refused to load this {what}: loading it would run code"
+                                   f"{culprit}; panoptool loads only plain tensors and never "
+                                   f"runs code from a file")\
+                from None
+        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+        raise InputError(path, f"cannot read {what}: not a torch file or truncated "
+                               f"(UnpicklingError: {detail[0][:160] if detail else ''})") \
+            from None
+    except MemoryError:
+        raise InputError(path, f"cannot read {what}: it claims more memory than available "
+                               f"(corrupt?)") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to parse the file is bad input
+        raise InputError(path, f"cannot read {what}: not a torch file or truncated "
+                               f"({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0].split(". ")[0] if text else ""
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
+
+
+def _refused_global(text: str) -> str:
+    import re
+    m = re.search(r"GLOBAL\s+([\w.]+)", text)
+    return f" (it imports {m.group(1)})" if m else ""
 
 
 def network_of(ckpt: dict, path: PathLike) -> NetworkConfig:
@@ -483,7 +531,8 @@ def _pick_workers(workers: int, world: int) -> int:
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
-          stop_after: int | None = None, show_progress: bool = True) -> TrainSummary:
+          stop_after: int | None = None, show_progress: bool = True,
+          on_bad_image: str = "stop", allow_partial: bool = False) -> TrainSummary:
     """Train the network (see the module docstring).
 
     Parameters
@@ -494,6 +543,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     stop_after : stop cleanly (checkpoint written) after this iteration, as a kill would,
         without changing the schedule (for tests and for splitting a run).
     show_progress : rich progress bar on stderr (main process only).
+    on_bad_image : ``stop`` (default): an image or target that cannot be read ends the run
+        with one line naming it; ``skip``: the sample is left out of its batch (a batch with
+        no readable sample is an iteration without a step), the file is logged, training
+        goes on. Either way ``last.pt`` is written before the run ends on an error.
+    allow_partial : accept ``--init-weights`` that match under half of the encoder's tensors.
 
     Raises
     ------
@@ -502,12 +556,27 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     InputError, ConfigError
         On missing data/targets, unreadable or mismatching checkpoints, bad settings.
     """
-    from .data_torch import Augment, StreamBatchSampler, TrainDataset, make_loader
-    from .runner import console, default_workers, make_progress
+    from .data_torch import check_on_bad_image
+    from .guard import output_lock
 
+    check_on_bad_image(on_bad_image)
     dist = setup_distributed(config.device)
     out = Path(config.out)
     ckpt_path = checkpoint_path(out)
+    lock = contextlib.ExitStack()  # the run folder's lock, held by the main process
+    if dist.main:
+        lock.enter_context(output_lock(out, "train"))
+    with lock:
+        return _train(config, dist, out, ckpt_path, resume=resume, overwrite=overwrite,
+                      stop_after=stop_after, show_progress=show_progress,
+                      on_bad_image=on_bad_image, allow_partial=allow_partial)
+
+
+def _train(config: TrainConfig, dist, out: Path, ckpt_path: Path, *, resume: bool,
+           overwrite: bool, stop_after: int | None, show_progress: bool, on_bad_image: str,
+           allow_partial: bool) -> TrainSummary:
+    from .data_torch import Augment, StreamBatchSampler, TrainDataset, make_loader
+    from .runner import console, default_workers, make_progress
     if ckpt_path.exists() and not (resume or overwrite):
         raise OutputError(f"{out}: holds a training run (checkpoints/{LAST}); pass --resume to "
                           f"continue it or --overwrite to start again")
@@ -538,7 +607,7 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
         _check_resume(ckpt, config, ckpt_path)
         _load_weights(model, ckpt["model"], ckpt_path, config.network_config())
     elif config.init_weights:
-        report = _load_init_weights(model, config.init_weights)
+        report = _load_init_weights(model, config.init_weights, allow_partial)
         if dist.main:
             console.print(f"init weights {config.init_weights}: {report.summary()}")
     model.to(dist.device, memory_format=memory_format)
@@ -570,6 +639,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     columns = _metric_columns(config)
     metrics_path = out / "metrics.csv"
     if dist.main:
+        from .io import make_folder, remove_stale_temporaries
+        make_folder(out)
+        remove_stale_temporaries(out)
         if overwrite and not resume:
             for p in (metrics_path, ckpt_path, out / "summary.json"):
                 p.unlink(missing_ok=True)
@@ -608,7 +680,8 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     last_save_iter, last_save_time = iteration, start_time
 
     progress = make_progress() if dist.main and show_progress else contextlib.nullcontext()
-    csv_file = open(metrics_path, "a", newline="", encoding="utf-8") if dist.main else None
+    with writing(metrics_path):
+        csv_file = open(metrics_path, "a", newline="", encoding="utf-8") if dist.main else None
     writer = csv.DictWriter(csv_file, columns) if csv_file else None
     batches = iter(loader)
     try:
@@ -619,10 +692,19 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 lr = schedule.rate()
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                batch = {k: v.to(dist.device, non_blocking=True)
-                         for k, v in next(batches).items()}
-                terms = _step(net, optimizer, scaler, batch, loss_config, amp=config.amp,
-                              memory_format=memory_format, iteration=iteration)
+                raw, bad = next(batches)
+                for sample in bad:
+                    if on_bad_image == "stop":
+                        raise sample.error()
+                    if dist.main:
+                        console.print(f"skipped (--on-bad-image skip): {sample.line()}")
+                if raw is None:  # nothing readable in this batch: an iteration without a step
+                    terms = {k: torch.tensor(float("nan")) for k in columns
+                             if k not in ("iter", "lr", "time")}
+                else:
+                    batch = {k: v.to(dist.device, non_blocking=True) for k, v in raw.items()}
+                    terms = _step(net, optimizer, scaler, batch, loss_config, amp=config.amp,
+                                  memory_format=memory_format, iteration=iteration)
                 iteration += 1
                 now = time.perf_counter()
                 elapsed = start_elapsed + (now - start_time)
@@ -631,10 +713,11 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                     torch.distributed.all_reduce(values)
                     values /= dist.world
                 last_terms = dict(zip(terms, values.tolist()))
-                if writer:
-                    writer.writerow({"iter": iteration, **last_terms, "lr": lr,
-                                     "time": round(elapsed, 3)})
-                    csv_file.flush()
+                if writer and raw is not None:
+                    with writing(metrics_path):
+                        writer.writerow({"iter": iteration, **last_terms, "lr": lr,
+                                         "time": round(elapsed, 3)})
+                        csv_file.flush()
                 fitted = fitter.update(iteration, now, elapsed)
                 if dist.world > 1:  # every process must agree on the length
                     t = torch.tensor([-1.0 if fitted is None else float(fitted)],
@@ -669,6 +752,13 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
                 if stop:
                     stopped = stop
                     break
+    except Exception:
+        # any error (an unreadable image, a full disk, a NaN loss ...): keep what was
+        # trained, so that --resume loses at most the iteration that failed
+        if iteration > last_save_iter:
+            with contextlib.suppress(Exception):
+                save()
+        raise
     finally:
         del batches
         if csv_file:
@@ -705,18 +795,20 @@ def _step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler, batch:
     return terms
 
 
-def _load_init_weights(model: PanopticContourNet, path: PathLike):
+def _load_init_weights(model: PanopticContourNet, path: PathLike, allow_partial: bool = False):
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "--init-weights file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
-        raise InputError(path, f"cannot read weights ({type(exc).__name__}: "
-                               f"{str(exc)[:200]})") from None
+    state = safe_torch_load(path, "--init-weights file")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
         raise InputError(path, f"expected a state dict, got {type(state).__name__}")
-    return load_torchvision_weights(model.encoder, state, source=str(path))
+    report = load_torchvision_weights(model.encoder, state, source=str(path))
+    n_own = len(report.loaded) + len(report.missing)
+    if not allow_partial and 2 * len(report.loaded) < n_own:
+        raise InputError(path, f"matches only {len(report.loaded)} of the {n_own} encoder "
+                               f"tensors (under half: weights of another network?); pass "
+                               f"--allow-partial to train from it anyway")
+    return report

@@ -6,7 +6,8 @@ import os
 
 import click
 
-from panoptool_cli.options import amp_option, device_option, overwrite_option, root_option
+from panoptool_cli.options import (amp_option, device_option, on_bad_image_option,
+                                   overwrite_option, root_option)
 
 
 # OpenMP threads that sleep instead of spinning while they wait: on a CPU shared with other
@@ -35,8 +36,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
               help="Torch CPU threads; 0 = all cores.")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Image-loading worker processes; 0 = auto (1 on CPU, up to 8 on CUDA).")
+@on_bad_image_option
 @overwrite_option
 def command(checkpoint, model, root, split, out, device, amp, batch, threads, workers,
+            on_bad_image,
             overwrite):
     """Write full-resolution prediction maps for every image of a split.
 
@@ -49,6 +52,8 @@ def command(checkpoint, model, root, split, out, device, amp, batch, threads, wo
     Several processes or machines: `torchrun --nproc-per-node N [--nnodes M ...]
     -m panoptool_cli.main infer ...` gives each process every N*M-th image; the maps
     equal those of one process and rank 0 writes OUT/config.json at the end.
+    A split without ground truth (Cityscapes' test split) is found through its images; a
+    second split can be added to an existing OUT (same checkpoint).
     """
     from panoptool.dataset import resolve_root
     from panoptool.inference import InferConfig, infer
@@ -58,7 +63,7 @@ def command(checkpoint, model, root, split, out, device, amp, batch, threads, wo
     config = InferConfig(checkpoint=checkpoint, root=str(resolve_root(root)), split=split,
                          out=out, device=device, amp=amp, batch=batch, threads=threads,
                          workers=workers, model=model)
-    summary = infer(config, overwrite=overwrite)
+    summary = infer(config, overwrite=overwrite, on_bad_image=on_bad_image)
     shard = shard_from_env()
     where = f" (rank {shard.rank} of {shard.world})" if shard.world > 1 else ""
     console.print(f"infer{where}: {summary.images - summary.skipped} images written, "

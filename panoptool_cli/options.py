@@ -28,3 +28,8 @@ device_option = click.option(
 
 amp_option = click.option(
     "--amp", is_flag=True, help="Mixed precision (float16 on CUDA, bfloat16 on CPU).")
+
+on_bad_image_option = click.option(
+    "--on-bad-image", type=click.Choice(["stop", "skip"]), default="stop", show_default=True,
+    help="An image (or its targets) that cannot be read: stop with one line naming the "
+         "file, or skip it (logged on stderr) and go on.")

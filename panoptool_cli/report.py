@@ -128,9 +128,13 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
 @click.option("--contour-nms/--no-contour-nms", default=True, show_default=True,
               help="Contour score: thin contour_prob by non-maximum suppression across the "
                    "contour before thresholding (as the edge benchmarks' scoring does).")
+@click.option("--subset", is_flag=True,
+              help="Evaluate only the images that have predictions (default: every image of "
+                   "the split, as the official evaluators); every output then says "
+                   "'subset: N of M images'.")
 def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir, compare,
             columns, settings, instances, coco_gt, coco_ap, coco_backend, boundary,
-            boundary_ratio, maps_dir, contour_tolerance, contour_nms):
+            boundary_ratio, maps_dir, contour_tolerance, contour_nms, subset):
     """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators, or an
     ablation table of several runs.
 
@@ -159,19 +163,23 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
         result = evaluate(root, split, results_dir, workers=workers, cache=cache,
                           instances=instances, coco_gt=coco_gt, coco_ap=coco_ap,
                           coco_backend=coco_backend, boundary=boundary,
-                          boundary_ratio=boundary_ratio)
+                          boundary_ratio=boundary_ratio, subset=subset)
     if maps_dir:
         result = _score_contours(result, root, split, maps_dir, workers, contour_tolerance,
                                  contour_nms)
     source = results_dir or maps_dir
     out = out or Path("reports") / source.resolve().name
     written = write_report(result, out, formats_)
-    shown = {k: v for k, v in result.metrics.items() if v is not None and k != "n_images"}
+    shown = {k: v for k, v in result.metrics.items()
+             if v is not None and k not in ("n_images", "subset")}
+    scope = f"subset: {result.subset}" if getattr(result, "subset", None) else \
+        f"{result.metrics['n_images']} images"
     stdout.print(_rich_columns({"metric": list(shown), "value": list(shown.values())},
-                               f"{source.name}: {split}, {result.metrics['n_images']} images"))
+                               f"{source.name}: {split}, {scope}"))
     # the per-class table without the columns of parts not evaluated (all NaN)
     per_class = {k: v.tolist() for k, v in result.per_class_table.columns.items()
-                 if k != "train_id" and not (v.dtype.kind == "f" and np.isnan(v).all())}
+                 if k not in ("train_id", "subset")
+                 and not (v.dtype.kind == "f" and np.isnan(v).all())}
     extra = [c for c in per_class if c.startswith("boundary_")]
     if len(per_class) > 1 + len(extra):  # not for a contour score alone
         stdout.print(_rich_columns({k: v for k, v in per_class.items() if k not in extra},

@@ -7,7 +7,8 @@ import os
 import click
 
 from panoptool.errors import ConfigError
-from panoptool_cli.options import amp_option, device_option, overwrite_option, root_option
+from panoptool_cli.options import (amp_option, device_option, on_bad_image_option,
+                                   overwrite_option, root_option)
 
 
 def _pair(text: str, sep: str, kind, name: str) -> tuple:
@@ -79,16 +80,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
               help="Seed of the initial weights and of the data order/augmentation.")
 @click.option("--init-weights", type=click.Path(dir_okay=False, path_type=str), default="",
               help="Local torchvision ResNet state dict (.pth) for the encoder (ImageNet).")
+@click.option("--allow-partial", is_flag=True,
+              help="Train from --init-weights even if they match under half of the "
+                   "encoder's tensors (refused by default: usually the wrong file).")
 @click.option("--save-every", type=click.IntRange(min=1), default=500, show_default=True,
               help="Write checkpoints/last.pt every N iterations (and every 10 minutes).")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from checkpoints/last.pt (same settings).")
+@on_bad_image_option
 @overwrite_option
 def command(root, targets, out, split, backbone, neck, iters, max_minutes, batch, lr,
             warmup_iters, crop, scale_range, flip, contour_loss, lambdas, semantic_top_k,
             offset_scale, device,
-            amp, workers, threads, channels_last, seed, init_weights, save_every, resume,
-            overwrite):
+            amp, workers, threads, channels_last, seed, init_weights, allow_partial, save_every,
+            resume, on_bad_image, overwrite):
     """Train the network on a split's images and make-targets targets.
 
     \b
@@ -97,7 +102,8 @@ def command(root, targets, out, split, backbone, neck, iters, max_minutes, batch
     Several GPUs/machines: the same command under torchrun, e.g.
       torchrun --nproc-per-node 4 -m panoptool_cli.main train ...
 
-    Ctrl-C writes checkpoints/last.pt and stops; --resume continues exactly there.
+    Ctrl-C writes checkpoints/last.pt and stops; --resume continues exactly there. An
+    error (an unreadable image, a full disk) also writes last.pt before the run ends.
     """
     from panoptool.dataset import resolve_root
     from panoptool.runner import console
@@ -120,7 +126,8 @@ def command(root, targets, out, split, backbone, neck, iters, max_minutes, batch
         device=device, amp=amp, workers=workers,
         threads=threads, channels_last=channels_last, seed=seed, init_weights=init_weights,
         save_every=save_every)
-    summary = train(config, resume=resume, overwrite=overwrite)
+    summary = train(config, resume=resume, overwrite=overwrite, on_bad_image=on_bad_image,
+                    allow_partial=allow_partial)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun only the first process reports
     terms_text = ", ".join(f"{k} {v:.4g}" for k, v in summary.last_terms.items())

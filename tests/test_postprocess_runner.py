@@ -87,8 +87,14 @@ def test_refuses_finished_results_resumes_and_overwrites(maps_dir, tmp_path):
     out = tmp_path / "res"
     assert invoke("--maps", str(maps), "--out", str(out), "--workers", "1").exit_code == 0
     first = result_bytes(out)
+    # the same settings again: a no-op that says so (files untouched)
     r = invoke("--maps", str(maps), "--out", str(out))
+    assert r.exit_code == 0 and "nothing to do" in r.output, r.output
+    assert result_bytes(out) == first
+    # other settings into the finished folder: refused
+    r = invoke("--maps", str(maps), "--out", str(out), "--min-area", "7")
     assert r.exit_code == 1 and "already holds results" in r.output and "--overwrite" in r.output
+    assert result_bytes(out) == first
     # an interrupted run: panoptic.json and one image missing -> resumed, same files
     formats.panoptic_json_path(out).unlink()
     stem = formats.stem_of_maps(formats.find_maps(maps)[0])

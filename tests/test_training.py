@@ -201,7 +201,7 @@ def test_init_weights_loads_encoder(tiny, tmp_path):
     assert torch.allclose(w["encoder.conv1.weight"], state["conv1.weight"], atol=1e-6)
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"garbage")
-    with pytest.raises(InputError, match="cannot read weights"):
+    with pytest.raises(InputError, match="cannot read --init-weights file"):
         train(config_for(tiny, tmp_path / "j", iters=1, init_weights=str(bad)),
               show_progress=False)
 

@@ -70,8 +70,12 @@ class PostprocessSummary:
     skipped: int = 0
     instances: int = 0
     seconds: float = 0.0
+    already_done: bool = False
 
     def line(self) -> str:
+        if self.already_done:
+            return (f"postprocess: {self.out} already holds finished results of these "
+                    f"{self.images} image(s) with the same settings; nothing to do")
         return (f"postprocess: {self.done} image(s) written, {self.skipped} already done, "
                 f"{self.instances} instance(s), {self.seconds:.1f} s -> {self.out}")
 
@@ -279,6 +283,7 @@ def assemble_instances_json(out: PathLike, stems: list[str]) -> list[dict]:
 
 def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
          workers: int | None, overwrite: bool, show_progress: bool) -> PostprocessSummary:
+    from ..guard import output_lock
     from ..runner import run_parallel
 
     start = time.perf_counter()
@@ -288,21 +293,31 @@ def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
             raise InputError(item, f"same image {stem!r} as {seen[stem]}; results would "
                                    f"overwrite each other")
         seen[stem] = item
-    prepare_output(out, config_json, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / formats.CONFIG_JSON, config_json)
-    summary = PostprocessSummary(out=str(out), images=len(items))
-    todo = [item for stem, item in zip(stems, items) if not is_done(out, stem)]
-    if todo and config_json["settings"].get("instance_format", "both") != "cityscapes":
-        coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
-    summary.skipped = len(items) - len(todo)
-    for _, n_instances in run_parallel(func, todo, workers=workers, description="postprocess",
-                                       show_progress=show_progress):
-        summary.done += 1
-        summary.instances += n_instances
-    assemble_panoptic_json(out, sorted(stems))
-    if config_json["settings"].get("instance_format", "both") != "cityscapes":
-        assemble_instances_json(out, sorted(stems))
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: exists and is not a folder")
+    with output_lock(out, "postprocess"):
+        remove_stale_temporaries(out)
+        if not overwrite and _finished_with(out, config_json, stems):
+            summary = PostprocessSummary(out=str(out), images=len(items), skipped=len(items),
+                                         already_done=True)
+            summary.seconds = time.perf_counter() - start
+            return summary
+        prepare_output(out, config_json, overwrite)
+        write_json(out / formats.CONFIG_JSON, config_json)
+        summary = PostprocessSummary(out=str(out), images=len(items))
+        todo = [item for stem, item in zip(stems, items) if not is_done(out, stem)]
+        coco = config_json["settings"].get("instance_format", "both") != "cityscapes"
+        if todo and coco:
+            coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
+        summary.skipped = len(items) - len(todo)
+        for _, n_instances in run_parallel(func, todo, workers=workers,
+                                           description="postprocess",
+                                           show_progress=show_progress):
+            summary.done += 1
+            summary.instances += n_instances
+        assemble_panoptic_json(out, sorted(stems))
+        if coco:
+            assemble_instances_json(out, sorted(stems))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -312,6 +327,19 @@ def _check_format(instance_format: str) -> str:
         raise ConfigError(f"instance format must be one of {', '.join(INSTANCE_FORMATS)}, "
                           f"got {instance_format!r}")
     return instance_format
+def _finished_with(out: Path, config_json: dict, stems: list[str]) -> bool:
+    """True if ``out`` holds finished results (``panoptic.json``) of these settings and of
+    exactly these images: re-running is then a no-op."""
+    config_path = out / formats.CONFIG_JSON
+    if not (formats.panoptic_json_path(out).is_file() and config_path.is_file()):
+        return False
+    try:
+        old = read_json(config_path)
+    except InputError:
+        return False
+    if not isinstance(old, dict) or _comparable(old) != _comparable(config_json):
+        return False
+    return all(is_done(out, stem) for stem in stems)
 
 
 def postprocess_maps(maps: PathLike, out: PathLike,
