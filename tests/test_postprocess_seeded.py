@@ -329,3 +329,23 @@ def test_a_piece_cut_off_by_another_object_joins_its_body():
     assert alone.instance_ids[10, 18] != alone.instance_ids[10, 5]
     paper = derive_panoptic(tid, conf, prob, off, dataclasses.replace(PAPER, merge=True))
     assert paper.instance_ids[4:16, 17:20].max() == 0
+
+
+def test_cli_band_eps_defaults_to_no_limit_on_maps_and_is_kept_off_for_paper(tmp_path):
+    from panoptool import formats
+    from panoptool.io import write_json
+
+    maps = tmp_path / "maps"
+    tid, conf, prob, off = random_maps(3, 64, 128)
+    formats.write_maps(formats.maps_path(maps, "val", "city_000000_000019"), train_ids=tid,
+                       confidence=conf, contour_prob=prob, offset_yx=off)
+    write_json(maps / "config.json", formats.stage_config("infer", {"model": "test"}))
+    got = {}
+    for name, extra in (("paper", []), ("seeded", ["--derivation", "seeded"]),
+                        ("limit", ["--derivation", "seeded", "--band-eps", "3"])):
+        out = tmp_path / name
+        r = CliRunner().invoke(cli, ["postprocess", "--maps", str(maps), "--out", str(out),
+                                     "--workers", "1", *extra], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        got[name] = json.loads((out / "config.json").read_text())["settings"]["band_eps"]
+    assert got == {"paper": None, "seeded": 0.0, "limit": 3.0}
