@@ -89,7 +89,7 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
 
     if min_area is None:
         min_area = 0 if oracle else PostprocessConfig.min_area
-    if band_eps is None and not oracle:
+    if band_eps is None and not oracle and derivation == "seeded":
         band_eps = 0.0
     config = PostprocessConfig(contour_threshold=contour_threshold,
                                connectivity=int(connectivity), split=split_, merge=merge,

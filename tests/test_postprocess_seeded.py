@@ -329,3 +329,44 @@ def test_a_piece_cut_off_by_another_object_joins_its_body():
     assert alone.instance_ids[10, 18] != alone.instance_ids[10, 5]
     paper = derive_panoptic(tid, conf, prob, off, dataclasses.replace(PAPER, merge=True))
     assert paper.instance_ids[4:16, 17:20].max() == 0
+
+
+def test_cli_band_eps_defaults_to_no_limit_on_maps_and_is_kept_off_for_paper(tmp_path):
+    from panoptool import formats
+    from panoptool.io import write_json
+
+    maps = tmp_path / "maps"
+    tid, conf, prob, off = random_maps(3, 64, 128)
+    formats.write_maps(formats.maps_path(maps, "val", "city_000000_000019"), train_ids=tid,
+                       confidence=conf, contour_prob=prob, offset_yx=off)
+    write_json(maps / "config.json", formats.stage_config("infer", {"model": "test"}))
+    got = {}
+    for name, extra in (("paper", []), ("seeded", ["--derivation", "seeded"]),
+                        ("limit", ["--derivation", "seeded", "--band-eps", "3"])):
+        out = tmp_path / name
+        r = CliRunner().invoke(cli, ["postprocess", "--maps", str(maps), "--out", str(out),
+                                     "--workers", "1", *extra], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        got[name] = json.loads((out / "config.json").read_text())["settings"]["band_eps"]
+    assert got == {"paper": None, "seeded": 0.0, "limit": 3.0}
+
+
+def test_band_pixels_beyond_band_eps_still_go_to_the_nearest_centre():
+    """Band pixels that point 1 px beside their car's centre, with band_eps 0.5: the first
+    growth takes none of them, their group has no support (its mean lies between the cars),
+    and the unlimited second growth gives each car its own band pixels (a geodesic fill
+    would split the off-centre band in the middle)."""
+    h, w = 30, 50
+    tid = np.full((h, w), ROAD, np.uint8)
+    tid[5:25, 0:40] = CAR
+    truth = np.zeros((h, w), np.int32)
+    truth[5:25, 0:20] = 1
+    truth[5:25, 20:40] = 2
+    prob = np.zeros((h, w), np.float32)
+    prob[5:25, 17:21] = 0.9
+    off = centred_offsets(truth)
+    band = prob > 0.5
+    off[1][band] += 1.0
+    res = derive_panoptic(tid, np.ones((h, w), np.float32), prob, off,
+                          dataclasses.replace(SEEDED, band_eps=0.5))
+    assert masks_of(res) == truth_masks(truth)
