@@ -31,6 +31,8 @@ STAGES = {
     "postprocess": "postprocess",
     "report": "report",
     "model": "model",
+    "scale": "scale",
+    "mutation": "mutation",
 }
 
 
