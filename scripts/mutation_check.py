@@ -2,7 +2,7 @@
 """Mutation check of the evaluator: every rule change below must make a test fail.
 
 Each mutation replaces one exact piece of text (found exactly once) in one module of
-``panoptool/metrics/`` (two in ``panoptool/evaluate.py``'s readers) by a plausible wrong rule.
+``panoptool/metrics/`` (three in ``panoptool/evaluate.py``'s readers) by a plausible wrong rule.
 For each, a copy of the package with that one change is tested, first with the rule-edge
 tests (``tests/test_metrics_rule_edges.py``, a few seconds), and only if those pass with the
 other metric tests. A mutation that no test kills is a hole in the suite; the check then exits
@@ -148,6 +148,9 @@ MUTATIONS = (
     Mutation("pred_txt_first_line_wins", EVA, "entries[mask] = (label_id, conf)",
              "entries.setdefault(mask, (label_id, conf))",
              "a mask listed twice keeps its first line (official: the last)"),
+    Mutation("pred_label_rounded", EVA, "label_id = int(float(tokens[1]))",
+             "label_id = round(float(tokens[1]))",
+             "a label id written as 26.7 is rounded (official: int(float()), truncated)"),
 )
 
 

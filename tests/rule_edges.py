@@ -10,7 +10,8 @@ just missed or just passed. The rules, as read in cityscapesscripts:
   lies on VOID plus the crowd region of *its own* category; crowd segments are never false
   negatives; instance ids >= 1000 are segments, < 1000 of a thing class are crowd; labels
   ignored in evaluation (also the one encoded in instance id 1000, ego vehicle) are VOID; a
-  predicted segment may have id 0 when it is listed.
+  predicted segment may have id 0 when it is listed; a predicted segment's ``iscrowd`` is not
+  read.
 * instance (``evalInstanceLevelSemanticLabeling``): valid instances have id >= 1000 and at
   least 100 pixels; a match needs IoU > t (t = 0.50 ... 0.95 as ``np.arange`` makes them);
   the best-scored match is the true positive, the others false positives; an unmatched
@@ -20,7 +21,8 @@ just missed or just passed. The rules, as read in cityscapesscripts:
   confidence (ties share it), closed at (recall 0, precision 1); AP is 0 for a class with
   ground truth but no prediction anywhere, NaN without valid ground truth; masks are read
   through PIL's ``convert("L")`` (an RGB pixel (1, 0, 0) is not part of a mask); a mask listed
-  twice in ``_pred.txt`` counts once, with its last line's values.
+  twice in ``_pred.txt`` (also as ``./masks/...``) counts once, with its last line's values;
+  a label id is read as ``int(float(text))`` (26.7 is car).
 * semantic (``evalPixelLevelSemanticLabeling``): predictions on ignored ground truth are no
   false positives; predictions of ignored ids on evaluated ground truth are false negatives;
   a class absent from the ground truth but predicted has IoU 0; iIoU counts instances with
@@ -79,6 +81,7 @@ class Scene:
     instances: list = field(default_factory=list)  # (mask or rgb mask, label, conf, name)
     pan: np.ndarray = field(default_factory=lambda: np.zeros((H, W), np.int64))
     segments: dict = field(default_factory=dict)  # predicted segment id -> category id
+    crowd_flagged: set = field(default_factory=set)  # predicted ids written with iscrowd 1
 
     def gt(self, inst_id: int, mask: np.ndarray) -> np.ndarray:
         assert not (self.inst[mask] != ROAD).any(), f"{self.stem}: {inst_id} overlaps"
@@ -112,7 +115,7 @@ def write_scene(root: Path, results: Path, scene: Scene) -> dict:
     txt.parent.mkdir(parents=True, exist_ok=True)
     txt.write_text("".join(line + "\n" for line in lines))
     present = set(np.unique(scene.pan).tolist())
-    segments = [{"id": int(i), "category_id": int(c), "iscrowd": 0}
+    segments = [{"id": int(i), "category_id": int(c), "iscrowd": int(i in scene.crowd_flagged)}
                 for i, c in scene.segments.items() if i in present]
     write_png(formats.panoptic_png_path(results, scene.stem),
               formats.panoptic_id_to_rgb(scene.pan))
@@ -162,6 +165,7 @@ def scene_panoptic() -> Scene:
         s.segment(20 + k, CAR, _straddle(100 + 5 * k, rows))
         s.segment(30 + k, CAR, _straddle(192 + 5 * k, rows))
         s.segment(40 + k, PERSON, _straddle(220 + 5 * k, rows))
+    s.crowd_flagged = {10, 40}  # a prediction's iscrowd is not read (official: neither)
     # 25 % VOID + 30 % car crowd: 55 % ignored in all (each alone is under half)
     s.segment(50, CAR, rect(0, 90, 5, 5) | rect(0, 130, 6, 5) | rect(60, 90, 9, 5))
     # on ego vehicle id 1 and id 1000 (both VOID here), 60 % of 100 px
@@ -216,7 +220,7 @@ def scene_instance() -> Scene:
     rgb[rect(50, 0, 3, 50)] = (1, 0, 0)          # luma 0: not part of the mask
     rgb[rect(53, 0, 1, 30)] = (2, 1, 0)          # luma 1: part of it (an FP pixel row)
     s.instance(rgb, CAR, 0.6)
-    s.instance(cars[26004], "26.0", 0.7)         # label written as a float
+    s.instance(cars[26004], "26.7", 0.7)         # label written as a float: int(float())
     s.instance(bicycle, BICYCLE, 0.9)            # 99 px: bicycle has no valid instance
     s.instance(motorcycle, MOTORCYCLE, 0.9)      # 100 px: valid
     # duplicates: best score is the TP
@@ -242,10 +246,10 @@ def scene_instance() -> Scene:
     s.instance(persons[2], PERSON, 0.7)
     s.instance(rect(100, 125, 10, 20), PERSON, 0.7)
     s.instance(np.zeros((H, W), bool), PERSON, 0.99)  # empty mask: dropped
-    # a mask listed twice: its last line counts (first as person, then as car)
+    # a mask listed twice (once as ./masks/...): its last line counts (person, then car)
     twice = formats.instance_mask_relpath(s.stem, 100)
     s.instance(rect(40, 230, 10, 10), PERSON, 0.95, name=twice)
-    s.instance(rect(40, 230, 10, 10), CAR, 0.25, name=twice)
+    s.instance(rect(40, 230, 10, 10), CAR, 0.25, name=f"./{twice}")
 
     # semantic: car 26002 half as road (iIoU), caravan as car (FP), ego 1000 as car (no FP)
     sem = _label_of(s.inst)
