@@ -308,24 +308,27 @@ def run(config: BenchConfig) -> BenchSection:
         growth = {key: median(stage, big, key) - median(stage, small, key)
                   for key in ("tree_pss_mib", "tree_rss_mib", "max_rss_mib")}
         streamed = stream[f"{stage}_rss_end"] - stream[f"{stage}_rss_at"]
-        flat = (growth["tree_pss_mib"] <= TOLERANCE_MIB and growth["max_rss_mib"]
-                <= TOLERANCE_MIB and streamed <= STREAM_TOLERANCE_MIB)
-        flat_all &= flat
+        verdicts = {"images stream": streamed <= STREAM_TOLERANCE_MIB,
+                    "largest process flat": growth["max_rss_mib"] <= TOLERANCE_MIB,
+                    "tree flat": growth["tree_pss_mib"] <= TOLERANCE_MIB}
+        flat_all &= all(verdicts.values())
         checks = {n: found[(stage, n)][0]["check"] for n in counts}
+        verdict = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in verdicts.items())
+        rows[-1]["verdict"] = verdict
+        rows[-2]["verdict"] = ""
         notes.append(
             f"{stage}, {big} vs {small} images (medians): tree PSS {growth['tree_pss_mib']:+.1f} "
             f"MiB, RSS sum {growth['tree_rss_mib']:+.1f} MiB, largest process "
             f"{growth['max_rss_mib']:+.1f} MiB, i.e. "
-            f"{1024 * growth['tree_pss_mib'] / (big - small):.1f} KiB per extra image; one "
-            f"process over all {big} images: RSS after the last image "
-            f"{streamed:+.1f} MiB against after image {small} -> "
-            f"{'flat' if flat else 'NOT FLAT'}; sanity {checks}")
+            f"{1024 * growth['tree_pss_mib'] / (big - small):.1f} KiB (PSS) per extra image; "
+            f"one process over all {big} images: RSS after the last image {streamed:+.1f} MiB "
+            f"against after image {small} -> {verdict}; sanity {checks}")
     notes += [
-        f"verdict: {'flat' if flat_all else 'NOT FLAT'} = the {big}-image peak exceeds the "
-        f"{small}-image peak by at most {TOLERANCE_MIB:.0f} MiB (tree PSS and largest "
-        f"process, medians of {repeats} runs) and, in one process over all {big} images, "
-        f"RSS after the last image exceeds RSS after image {small} by at most "
-        f"{STREAM_TOLERANCE_MIB:.0f} MiB (nothing per image stays in memory)",
+        f"overall: {'flat' if flat_all else 'NOT FLAT'}; 'images stream' = in one process "
+        f"over all {big} images, RSS after the last image exceeds RSS after image {small} by "
+        f"at most {STREAM_TOLERANCE_MIB:.0f} MiB (nothing per image stays in memory); "
+        f"'largest process flat' and 'tree flat' = the {big}-image peak exceeds the "
+        f"{small}-image peak by at most {TOLERANCE_MIB:.0f} MiB (medians of {repeats} runs)",
         f"tree = the measuring process and its {workers} workers, sampled every "
         f"{1000 * SAMPLE_S:.0f} ms; PSS splits the pages workers share with their parent "
         f"(the RSS sum counts them once per process); largest process = max ru_maxrss of "
