@@ -332,7 +332,9 @@ def run(config: BenchConfig) -> BenchSection:
         f"tree = the measuring process and its {workers} workers, sampled every "
         f"{1000 * SAMPLE_S:.0f} ms; PSS splits the pages workers share with their parent "
         f"(the RSS sum counts them once per process); largest process = max ru_maxrss of "
-        f"the process and its reaped workers",
+        f"the process and its reaped workers; the pool's PSS used to grow with the length of "
+        f"a run (the workers' garbage collector copied the inherited objects' pages), which "
+        f"gc.freeze() before the pool forks prevents (runner.run_parallel)",
         "each measurement is a fresh process: postprocess of the maps into a new folder, then "
         "report of those results with an empty ground-truth cache",
         f"data preparation (synth + maps of {big} images, a warm-up run that fills "
