@@ -36,6 +36,8 @@ STAGES = {
     "model": "model",
     "export": "export",
     "predict": "predict",
+    "scale": "scale",
+    "mutation": "mutation",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -75,6 +76,11 @@ def run_parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | N
     """
     keep_freed_memory()
     n_workers = min(resolve_workers(workers), max(1, len(items)))
+    if n_workers > 1:
+        # forked workers share this process's pages until they write them; frozen objects
+        # are never visited by the workers' garbage collector, so it does not copy them all
+        # (without this the pool's memory grows with the length of the run)
+        gc.freeze()
     with make_progress() as progress:
         task = progress.add_task(description, total=len(items), rate="",
                                  visible=show_progress)
@@ -98,3 +104,4 @@ def run_parallel(func: Callable[[T], R], items: Sequence[T], *, workers: int | N
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+                gc.unfreeze()

@@ -257,18 +257,34 @@ def _differences(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3]) or "settings"
 
 
-def assemble_panoptic_json(out: PathLike, stems: list[str]) -> dict:
-    """Write ``panoptic.json`` from the per-image sidecars, in ``stems`` order."""
-    annotations, images = [], []
-    for stem in stems:
+def assemble_panoptic_json(out: PathLike, stems: list[str]) -> None:
+    """Write ``panoptic.json`` from the per-image sidecars, in ``stems`` order, atomically.
+
+    The file is written entry by entry (each sidecar is read twice: once for ``images``, once
+    for ``annotations``), so memory does not grow with the number of images; the bytes are
+    those of ``json.dump`` of the whole object (``write_json(..., indent=None)``).
+    """
+    import json
+
+    from ..io import atomic_path
+
+    def image(stem: str) -> dict:
         ann = read_json(sidecar_path(out, stem))
-        images.append({"id": stem, "file_name": f"{stem}_leftImg8bit.png",
-                       "width": ann.get("width"), "height": ann.get("height")})
-        annotations.append({"image_id": ann["image_id"], "file_name": ann["file_name"],
-                            "segments_info": ann["segments_info"]})
-    data = {"images": images, "annotations": annotations, "categories": coco_categories()}
-    write_json(formats.panoptic_json_path(out), data, indent=None)
-    return data
+        return {"id": stem, "file_name": f"{stem}_leftImg8bit.png",
+                "width": ann.get("width"), "height": ann.get("height")}
+
+    def annotation(stem: str) -> dict:
+        ann = read_json(sidecar_path(out, stem))
+        return {"image_id": ann["image_id"], "file_name": ann["file_name"],
+                "segments_info": ann["segments_info"]}
+
+    with atomic_path(formats.panoptic_json_path(out)) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for key, entry in (("images", image), ("annotations", annotation)):
+                fh.write(f'{{"{key}": [' if key == "images" else f'], "{key}": [')
+                for k, stem in enumerate(stems):
+                    fh.write((", " if k else "") + json.dumps(entry(stem)))
+            fh.write('], "categories": ' + json.dumps(coco_categories()) + "}\n")
 
 
 def assemble_instances_json(out: PathLike, stems: list[str]) -> list[dict]:
