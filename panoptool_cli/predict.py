@@ -6,7 +6,8 @@ import os
 
 import click
 
-from panoptool_cli.options import amp_option, device_option, overwrite_option, workers_option
+from panoptool_cli.options import (amp_option, derivation_options, device_option,
+                                   overwrite_option, workers_option)
 
 # see panoptool_cli/infer.py: sleeping OpenMP threads on a shared CPU; before torch's import
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -49,30 +50,15 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
               help="Remove instances smaller than this (pixels); their pixels go to the "
                    "same-class instance whose centre their offsets point to (within "
                    "--eps), else become void; 0 = off.")
-@click.option("--split/--no-split", "split_", default=True, show_default=True,
-              help="Split instances whose predicted centres form several clusters.")
-@click.option("--merge/--no-merge", default=True, show_default=True,
-              help="Join same-class instances whose mean predicted centres are closer "
-                   "than --eps.")
-@click.option("--eps", type=float, default=20.0, show_default=True,
-              help="Clustering radius in pixels (split and merge).")
-@click.option("--min-samples", type=click.IntRange(min=1), default=100, show_default=True,
-              help="DBSCAN min_samples (pixels) for the split.")
-@click.option("--cell", type=float, default=4.0, show_default=True,
-              help="Grid cell (pixels) on which predicted centres are clustered.")
-@click.option("--contour-threshold", type=float, default=0.5, show_default=True,
-              help="Pixels with contour probability above this separate instances.")
-@click.option("--connectivity", type=click.Choice(["4", "8"]), default="4",
-              show_default=True, help="Neighbourhood of the connected components.")
-@click.option("--fill-contours/--no-fill-contours", default=True, show_default=True,
-              help="Give contour pixels back to the nearest instance of their class.")
+@derivation_options
 @device_option
 @amp_option
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto",
               show_default=True,
               help="What runs a --checkpoint: torch, or onnxruntime on the model exported once "
-                   "into ~/.cache/panoptool/onnx ($PANOPTOOL_CACHE) (the CPU default: 1.1-1.4x faster than torch on "
-                   "2 cores). auto = onnxruntime on the CPU, torch on a GPU or with --amp.")
+                   "into ~/.cache/panoptool/onnx ($PANOPTOOL_CACHE; the CPU default: 1.1-1.4x "
+                   "faster than torch on 2 cores). auto = onnxruntime on the CPU, torch on a GPU "
+                   "or with --amp.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Frames per forward pass (consecutive frames of one size).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
@@ -83,7 +69,8 @@ def _formats(ctx, param, value: str) -> tuple[str, ...]:
 @overwrite_option
 def command(inputs, checkpoint, model, out, formats, save_maps, scale_areas, min_area, split_,
             merge, eps, min_samples, cell, contour_threshold, connectivity, fill_contours,
-            device, amp, backend, batch, threads, workers, loaders, overwrite) -> None:
+            derivation, band_eps, device, amp, backend, batch, threads, workers, loaders,
+            overwrite) -> None:
     """Panoptic results for INPUT... : image files, folders (searched recursively for
     png/jpg/jpeg/bmp/tif/tiff/webp) and video files (anything OpenCV reads), mixed.
 
@@ -105,7 +92,8 @@ def command(inputs, checkpoint, model, out, formats, save_maps, scale_areas, min
     post = PostprocessConfig(contour_threshold=contour_threshold,
                              connectivity=int(connectivity), split=split_, merge=merge,
                              min_area=min_area, eps=eps, min_samples=min_samples, cell=cell,
-                             fill_contours=fill_contours)
+                             fill_contours=fill_contours, derivation=derivation,
+                             band_eps=band_eps)
     config = PredictConfig(inputs=tuple(inputs), out=out, checkpoint=checkpoint, model=model,
                            postprocess=post, scale_areas=scale_areas, formats=formats,
                            save_maps=save_maps, device=device, amp=amp, backend=backend,

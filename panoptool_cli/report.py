@@ -205,7 +205,8 @@ def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
         _, table = summarize(ImageStats(), stats.n_images)
         cfg = maps_dir / CONFIG_JSON
         result = EvaluationResult(
-            metrics={"n_images": stats.n_images}, per_class_table=PerClassTable({k: table[k] for k in ("train_id", "class")}),
+            metrics={"n_images": stats.n_images},
+            per_class_table=PerClassTable({k: table[k] for k in ("train_id", "class")}),
             parts=(), root=str(resolve_root(root)), split=split, results_dir=str(maps_dir),
             results_config=read_json(cfg) if cfg.is_file() else None,
             settings={"split": split, "workers": workers})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -217,3 +218,25 @@ def test_oracle_runs_without_min_area_unless_asked(make_synth, tmp_path):
                    "--out", str(out), "--workers", "1", *extra)
         assert r.exit_code == 0, r.output
         assert read_json(out / "config.json")["settings"]["min_area"] == expected
+
+
+def test_derivation_options_default_to_the_config_and_are_shared():
+    """postprocess and predict take the same derivation options, whose defaults are
+    PostprocessConfig's (one definition: panoptool_cli.options.derivation_options)."""
+    import dataclasses
+
+    from panoptool.postprocess import PostprocessConfig
+    from panoptool_cli.postprocess import command as post_cmd
+    from panoptool_cli.predict import command as pred_cmd
+
+    def options(cmd):
+        return {p.name: p.default for p in cmd.params if isinstance(p, click.Option)}
+
+    post, pred = options(post_cmd), options(pred_cmd)
+    defaults = {f.name: f.default for f in dataclasses.fields(PostprocessConfig)}
+    names = {"split_": "split", "connectivity": "connectivity"}
+    for opt in ("split_", "merge", "eps", "min_samples", "cell", "contour_threshold",
+                "connectivity", "fill_contours", "derivation", "band_eps"):
+        assert post[opt] == pred[opt], opt
+        want = defaults[names.get(opt, opt)]
+        assert (int(post[opt]) if opt == "connectivity" else post[opt]) == want, opt
