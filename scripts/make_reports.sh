@@ -38,3 +38,10 @@ PANOPTOOL="$PT" scripts/oracle_figure.sh "$WORK/oracle" "$REPORTS/oracle_1024x20
 # 4. the speed of every stage at 1024x2048, and the report figure over 100 images
 "$PT" bench --out "$REPORTS/bench.md" $BENCH_ARGS
 "$PT" bench --stage report --n 100 --out "$REPORTS/bench.md" $BENCH_ARGS
+
+# 5. the derivation figure of issue 14 (paper's vs seeded, on the oracle) at both sizes
+PANOPTOOL="$PT" scripts/derivation_figure.sh "$WORK/derivation" \
+    "$REPORTS/derivation_oracle_1024x2048.md"
+N=30 HEIGHT=256 WIDTH=512 SEED=1000 PP="--eps 5 --cell 1 --min-samples 6" \
+    PANOPTOOL="$PT" scripts/derivation_figure.sh "$WORK/derivation-256" \
+    "$REPORTS/derivation_oracle_256x512.md"
