@@ -317,6 +317,19 @@ GROW_BUCKETS = 1024
 
 
 @_jit_inline
+def _neighbour4(q, step, width, size):
+    """The ``step``-th 4-neighbour of flat pixel ``q`` (0 up, 1 left, 2 right, 3 down, the order
+    of every growth loop here), or -1 where it lies off the image."""
+    if step == 0:
+        return q - width if q >= width else -1
+    if step == 1:
+        return q - 1 if q % width > 0 else -1
+    if step == 2:
+        return q + 1 if q % width < width - 1 else -1
+    return q + width if q < size - width else -1
+
+
+@_jit_inline
 def _offer(flat, q, label, want_class, train_ids, centre_y, centre_x, mean_y, mean_x, limit2,
            head, tail, nxt, item, lab, offered, n_entries, cur):
     """Queue pending target pixel q for ``label`` if q has the label's class, its predicted
@@ -403,26 +416,12 @@ def grow_seeds(flat, width, targets, train_ids, classes, centre_y, centre_x, mea
     # seeds: the instance pixels next to a target, queue that target
     for p in range(m):
         q = targets[p]
-        col = q % width
         for step in range(4):
-            if step == 0:
-                if q < width:
-                    continue
-                r = q - width
-            elif step == 1:
-                if col == 0:
-                    continue
-                r = q - 1
-            elif step == 2:
-                if col == width - 1:
-                    continue
-                r = q + 1
-            else:
-                if q >= size_img - width:
-                    continue
-                r = q + width
-            label = flat[r]
-            if label > 0 and classes[label] == train_ids[q]:
+            r = _neighbour4(q, step, width, size_img)
+            if r < 0:
+                continue
+            label = _neighbour_label(flat, r, train_ids[q], classes)
+            if label > 0:
                 counter, cur = _offer(flat, q, label, train_ids[q], train_ids, centre_y,
                                       centre_x, mean_y, mean_x, limit2, head, tail, nxt,
                                       item, lab, offered, counter, cur)
@@ -472,25 +471,9 @@ def grow_seeds(flat, width, targets, train_ids, classes, centre_y, centre_x, mea
         while top > 0:
             top -= 1
             q = stack[top]
-            col = q % width
             for step in range(4):
-                if step == 0:
-                    if q < width:
-                        continue
-                    r = q - width
-                elif step == 1:
-                    if col == 0:
-                        continue
-                    r = q - 1
-                elif step == 2:
-                    if col == width - 1:
-                        continue
-                    r = q + 1
-                else:
-                    if q >= size_img - width:
-                        continue
-                    r = q + width
-                if flat[r] < 0 and train_ids[r] == want:
+                r = _neighbour4(q, step, width, size_img)
+                if r >= 0 and flat[r] < 0 and train_ids[r] == want:
                     flat[r] = n_new
                     stack[top] = r
                     top += 1
