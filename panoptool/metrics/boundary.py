@@ -48,6 +48,7 @@ import numpy as np
 
 from ..labels import LABEL_TO_TRAIN, NUM_CLASSES
 from .gt import GroundTruth
+from . import panoptic
 from .panoptic import PanopticGroundTruth, PanopticStats
 
 #: Default ratio of the boundary width to the image diagonal (the paper's 2 %).
@@ -241,19 +242,8 @@ def panoptic_update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np
     PanopticStats whose ``iou`` sums ``min(mask IoU, boundary IoU)`` of the matches.
     """
     n_pred = len(pred_categories)
-    n_gt = len(pan_gt.ids)
-    inter = np.zeros((n_gt + 1, n_pred + 1), dtype=np.int64)  # row 0 = VOID ground truth
-    np.add.at(inter, pan_gt.segment_to_gt, seg_counts)
-    pred_area = inter.sum(axis=0)[1:]
-    void_inter = inter[0, 1:]
-    g_inter = inter[1:, 1:]
-
-    stats = PanopticStats(n_images=1)
-    same_cat = pan_gt.categories[:, None] == pred_categories[None, :]
-    cand = (g_inter > 0) & same_cat & ~pan_gt.iscrowd[:, None]
-    gi, pi = np.nonzero(cand)
-    union = pred_area[pi] + pan_gt.areas[gi] - g_inter[gi, pi] - void_inter[pi]
-    iou = g_inter[gi, pi] / union
+    overlap = panoptic.overlaps(pan_gt, seg_counts, n_pred)
+    gi, pi, iou = panoptic.candidate_matches(pan_gt, pred_categories, overlap)
     keep = iou > 0.5  # min(mask, boundary) > 0.5 needs mask IoU > 0.5
     gi, pi, iou = gi[keep], pi[keep], iou[keep]
     if len(gi):
@@ -263,26 +253,7 @@ def panoptic_update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np
         iou = np.minimum(iou, bi / b_union)
         hit = iou > 0.5
         gi, pi, iou = gi[hit], pi[hit], iou[hit]
-    cats = pan_gt.categories[gi]
-    np.add.at(stats.iou, cats, iou)
-    np.add.at(stats.tp, cats, 1)
-    gt_matched = np.zeros(n_gt, dtype=bool)
-    gt_matched[gi] = True
-    pred_matched = np.zeros(n_pred, dtype=bool)
-    pred_matched[pi] = True
-    np.add.at(stats.fn, pan_gt.categories[~gt_matched & ~pan_gt.iscrowd], 1)
-    crowd_row = np.full(256, -1, dtype=np.int64)
-    for g in np.flatnonzero(~gt_matched & pan_gt.iscrowd):
-        crowd_row[pan_gt.categories[g]] = g
-    for p in np.flatnonzero(~pred_matched):
-        ignored = int(void_inter[p])
-        row = crowd_row[pred_categories[p]]
-        if row >= 0:
-            ignored += int(g_inter[row, p])
-        if ignored / pred_area[p] > 0.5:
-            continue
-        stats.fp[pred_categories[p]] += 1
-    return stats
+    return panoptic.count_matches(pan_gt, pred_categories, overlap, gi, pi, iou)
 
 
 def _boundary_counts(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np.ndarray,

@@ -186,21 +186,50 @@ def update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np.ndarray 
     n_pred = len(pred_categories)
     if seg_counts is None:
         seg_counts = segment_prediction_counts(gt, pred_index, n_pred)
+    overlap = overlaps(pan_gt, seg_counts, n_pred)
+    gi, pi, iou = candidate_matches(pan_gt, pred_categories, overlap)
+    hit = iou > 0.5
+    return count_matches(pan_gt, pred_categories, overlap, gi[hit], pi[hit], iou[hit])
+
+
+def overlaps(pan_gt: PanopticGroundTruth, seg_counts: np.ndarray, n_pred: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel overlaps of one image's ground-truth and predicted segments.
+
+    Returns
+    -------
+    g_inter : int64 (G, P), pixels of ground-truth segment g predicted as segment p.
+    void_inter : int64 (P,), pixels of each predicted segment on VOID.
+    pred_area : int64 (P,), pixels of each predicted segment.
+    """
     n_gt = len(pan_gt.ids)
     inter = np.zeros((n_gt + 1, n_pred + 1), dtype=np.int64)  # row 0 = VOID ground truth
     np.add.at(inter, pan_gt.segment_to_gt, seg_counts)
-    pred_area = inter.sum(axis=0)[1:]
-    void_inter = inter[0, 1:]
-    g_inter = inter[1:, 1:]  # (G, P)
+    return inter[1:, 1:], inter[0, 1:], inter.sum(axis=0)[1:]
 
-    stats = PanopticStats(n_images=1)
+
+def candidate_matches(pan_gt: PanopticGroundTruth, pred_categories: np.ndarray,
+                      overlap: tuple[np.ndarray, np.ndarray, np.ndarray]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gi, pi, iou): every overlapping same-category pair of a non-crowd ground-truth segment
+    and a predicted segment, with its mask IoU (VOID pixels left out of the union)."""
+    g_inter, void_inter, pred_area = overlap
     same_cat = pan_gt.categories[:, None] == pred_categories[None, :]
     cand = (g_inter > 0) & same_cat & ~pan_gt.iscrowd[:, None]
     gi, pi = np.nonzero(cand)
     union = pred_area[pi] + pan_gt.areas[gi] - g_inter[gi, pi] - void_inter[pi]
-    iou = g_inter[gi, pi] / union
-    hit = iou > 0.5
-    gi, pi, iou = gi[hit], pi[hit], iou[hit]
+    return gi, pi, g_inter[gi, pi] / union
+
+
+def count_matches(pan_gt: PanopticGroundTruth, pred_categories: np.ndarray,
+                  overlap: tuple[np.ndarray, np.ndarray, np.ndarray], gi: np.ndarray,
+                  pi: np.ndarray, iou: np.ndarray) -> PanopticStats:
+    """Statistics of one image from its matches ``(gi[k], pi[k])`` with IoU ``iou[k]``:
+    true positives, false negatives (crowd excluded) and false positives (those mostly on
+    VOID or on their category's crowd region excused)."""
+    g_inter, void_inter, pred_area = overlap
+    n_gt, n_pred = g_inter.shape
+    stats = PanopticStats(n_images=1)
     cats = pan_gt.categories[gi]
     # summed in the order of the official loop would differ only in the last bits
     np.add.at(stats.iou, cats, iou)
