@@ -276,7 +276,8 @@ class ImageIdMap:
 
 
 def match_stem(name: str, stems: set[str]) -> str | None:
-    """The stem a file name or image id starts with (``<stem>`` or ``<stem>_...``/``.``).
+    """The stem a file name or image id starts with (``<stem>`` or ``<stem>_...``/``.``); the
+    one rule for result files (``report``'s file discovery) and COCO image ids alike.
 
     >>> match_stem("aachen_000000_000019_leftImg8bit.png", {"aachen_000000_000019"})
     'aachen_000000_000019'

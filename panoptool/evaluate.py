@@ -203,17 +203,6 @@ class ImageStats:
 
 # --- finding the result files -----------------------------------------------------------------
 
-def _match_stem(name: str, stems: set[str]) -> str | None:
-    """The ground-truth stem a result file name starts with (``<stem>_...`` or ``<stem>.``)."""
-    parts = name.split("_")
-    for k in range(len(parts), 0, -1):
-        prefix = "_".join(parts[:k])
-        for candidate in (prefix, prefix.split(".")[0]):
-            if candidate in stems and (name == candidate or name[len(candidate)] in "_."):
-                return candidate
-    return None
-
-
 def _index_files(folder: Path, pattern: str, stems: set[str], what: str,
                  skip: Path | None = None) -> dict[str, Path]:
     found: dict[str, Path] = {}
@@ -228,7 +217,7 @@ def _index_files(folder: Path, pattern: str, stems: set[str], what: str,
             if inside not in target.parents:
                 raise InputError(path, f"symbolic link to {target}, outside the results "
                                        f"folder {inside}")
-        stem = _match_stem(path.name, stems)
+        stem = coco_instances.match_stem(path.name, stems)
         if stem is None:
             raise InputError(path, f"{what} result for an image that has no ground truth in "
                                    f"this split")
