@@ -27,7 +27,7 @@ from ..labels import (CLASS_NAMES, IGNORE, IS_THING_TRAIN, LABELS, NUM_CLASSES,
 from .config import PostprocessConfig
 from . import kernels
 from .instances import check_maps, fill_contours, gather_instances, thing_components
-from .refine import merge_instances, merge_new_instances, remove_small, split_instances
+from .refine import merge_instances, remove_small, split_instances
 
 #: int32 lookup table train id -> label id for stuff classes (their segment ids); 0 for
 #: things and ignore.
@@ -137,9 +137,9 @@ def _grow(instance_ids: np.ndarray, labels: np.ndarray, pixels, stats, n: int,
     2. The groups that none takes (objects lying wholly in the band, and pieces of
        objects cut off by another one) become new instances, which pass the refinement
        steps: merge with any same-class instance whose centre is within ``eps`` (a cut-off
-       piece joins its body, :func:`merge_new_instances`; if merge is on), a support test
-       (at least ``min_samples`` of their predicted centres within ``eps`` of their mean:
-       the evidence the split asks of a cluster) and min-area.
+       piece joins its body, :func:`merge_instances` with ``first_new``; if merge is on), a
+       support test (at least ``min_samples`` of their predicted centres within ``eps`` of
+       their mean: the evidence the split asks of a cluster) and min-area.
     3. With ``fill_contours``, the contour pixels still without an instance (the groups
        that failed) join the instance that reaches them with the nearest centre, without
        a limit; groups that no instance reaches stay void.
@@ -153,7 +153,7 @@ def _grow(instance_ids: np.ndarray, labels: np.ndarray, pixels, stats, n: int,
                                       config.band_limit ** 2)
     if n_new > n:
         if config.merge:
-            labels, stats = merge_new_instances(labels, stats, n + 1, eps=config.eps)
+            labels, stats = merge_instances(labels, stats, eps=config.eps, first_new=n + 1)
         labels, stats = _drop_incoherent(labels, pixels, stats, todo, n, config)
         if config.min_area > 0:  # only new instances can be small here
             labels, stats = remove_small(labels, pixels, stats, min_area=config.min_area,

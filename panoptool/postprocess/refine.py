@@ -250,18 +250,25 @@ def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStat
     return out, stats.extended(new_n).replace_rows(rows, part)
 
 
-def merge_instances(labels: np.ndarray, stats: InstanceStats, *, eps: float
-                    ) -> tuple[np.ndarray, InstanceStats]:
+def merge_instances(labels: np.ndarray, stats: InstanceStats, *, eps: float,
+                    first_new: int = 0) -> tuple[np.ndarray, InstanceStats]:
     """Join instances of the same class whose mean predicted centres are closer than eps.
 
     Joining is transitive (single linkage); a group takes its smallest label. The class of
     an instance is its majority class (:meth:`InstanceStats.classes`).
+
+    With ``first_new`` only pairs with an instance from ``first_new`` on are joined; pairs of
+    two older instances are left alone (they were merged before). The seeded derivation uses
+    this for the contour-band regions that no instance took: a piece of an object cut off by
+    another object lying across it points to the same centre as the object's body and joins
+    it; a small object of its own points elsewhere and stays.
 
     Parameters
     ----------
     labels : intp (n,) labelling (0..L).
     stats : its statistics (L + 1 rows).
     eps : distance in pixels.
+    first_new : the first label that takes part (0 = all).
 
     Returns
     -------
@@ -274,11 +281,13 @@ def merge_instances(labels: np.ndarray, stats: InstanceStats, *, eps: float
     cy, cx = stats.centres()
     classes = stats.classes()
     ids = np.flatnonzero((area > 0) & (np.arange(n + 1) > 0))
-    if ids.size < 2:
+    if ids.size < 2 or ids[-1] < first_new:
         return labels.copy(), stats
     # the class as a third coordinate, far apart: only same-class pairs can be within eps
     points = np.column_stack([cy[ids], cx[ids], classes[ids].astype(np.float64) * 1e7])
     pairs = cKDTree(points).query_pairs(eps, p=2.0, output_type="ndarray")
+    if first_new > 0 and len(pairs):
+        pairs = pairs[np.maximum(ids[pairs[:, 0]], ids[pairs[:, 1]]) >= first_new]
     if len(pairs) == 0:
         return labels.copy(), stats
     d = np.hypot(*(points[pairs[:, 0], :2] - points[pairs[:, 1], :2]).T)
@@ -338,42 +347,3 @@ def remove_small(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStats, 
     return out, stats.cleared(small).add_pixels(pixels, pos, np.zeros(len(pos), dtype=np.intp),
                                                 out[pos])
 
-
-def merge_new_instances(labels: np.ndarray, stats: InstanceStats, first_new: int, *,
-                        eps: float) -> tuple[np.ndarray, InstanceStats]:
-    """:func:`merge_instances` for the instances from ``first_new`` on only: join each of
-    them with the same-class instances (old or new) whose mean predicted centre is closer
-    than ``eps``; pairs of two older instances are left alone (they were merged before).
-
-    Used by the seeded derivation, where the new instances are the contour-band regions
-    that no instance took: a piece of an object cut off by another object lying across it
-    points to the same centre as the object's body and joins it; a small object of its own
-    points elsewhere and stays. Joining is transitive; a group takes its smallest label.
-
-    Returns
-    -------
-    labels : intp (n,); stats : its statistics (joined rows summed into the first label).
-    """
-    labels = np.asarray(labels, dtype=np.intp)
-    n = len(stats) - 1
-    area = stats.area
-    cy, cx = stats.centres()
-    classes = stats.classes()
-    ids = np.flatnonzero((area > 0) & (np.arange(n + 1) > 0))
-    if ids.size < 2 or ids[-1] < first_new:
-        return labels.copy(), stats
-    points = np.column_stack([cy[ids], cx[ids], classes[ids].astype(np.float64) * 1e7])
-    pairs = cKDTree(points).query_pairs(eps, p=2.0, output_type="ndarray")
-    if len(pairs):
-        pairs = pairs[np.maximum(ids[pairs[:, 0]], ids[pairs[:, 1]]) >= first_new]
-    if len(pairs):
-        d = np.hypot(*(points[pairs[:, 0], :2] - points[pairs[:, 1], :2]).T)
-        pairs = pairs[d < eps]
-    if len(pairs) == 0:
-        return labels.copy(), stats
-    _, group = pair_components(ids.size, pairs)
-    first = np.full(group.max() + 1, np.iinfo(np.int32).max, dtype=np.int64)
-    np.minimum.at(first, group, ids)
-    lut = np.arange(n + 1, dtype=np.intp)
-    lut[ids] = first[group]
-    return np.take(lut, labels), stats.combine(lut, n)
