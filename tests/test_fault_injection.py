@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from procs import alive as _alive, children as _children
+
 PANOPTOOL = [sys.executable, "-m", "panoptool_cli.main"]
 ENV = {**os.environ, "PANOPTOOL_NO_PROGRESS": "1"}
 N_IMAGES = 8
@@ -24,24 +26,6 @@ N_IMAGES = 8
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def interrupt(argv: list[str], ready: Callable[[int], bool], sig: int, delay: float) -> int:

@@ -24,6 +24,8 @@ from panoptool.errors import InputError, OutputError
 from panoptool.guard import LOCK_NAME, die_with_parent, output_lock
 from panoptool_cli.main import cli
 
+from procs import alive as _alive, children as _children
+
 PANOPTOOL = [sys.executable, "-m", "panoptool_cli.main"]
 ENV = {**os.environ, "PANOPTOOL_NO_PROGRESS": "1"}
 
@@ -42,25 +44,6 @@ def one_error_line(output: str) -> str:
 
 # --- 1. workers die with their parent ------------------------------------------------------
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")

@@ -29,6 +29,8 @@ from panoptool.predict import (PredictConfig, list_sources, predict, scaled_conf
 from panoptool.training import TrainConfig, checkpoint_path, train
 from panoptool_cli.main import cli
 
+from procs import alive as _alive, descendants as _descendants
+
 COCO_IMAGES = (Path(__file__).resolve().parents[2] / "shared" / "data"
                / "coco_panoptic_sample" / "images")
 FAST = ["--device", "cpu", "--threads", "1", "--workers", "1"]
@@ -264,29 +266,6 @@ def test_predict_equals_infer_plus_postprocess(trained, tmp_path):
     assert ours["categories"] == theirs["categories"]
 
 
-def _descendants(pid: int) -> set[int]:
-    kids: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        kids.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            if kid not in found:
-                found.add(kid)
-                todo.append(kid)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_killed_predict_resumes_without_redoing_and_leaves_no_partial_file(trained, tmp_path):
