@@ -84,11 +84,11 @@ def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt
     network. Tables II-IV also get oracle rows (the method on ground-truth maps).
     Resumable: run again to continue; finished steps are skipped.
     """
-    from panoptool.dataset import list_samples, resolve_root
-    from panoptool.io import read_png
-    from panoptool.pipeline import (CITYSCAPES_PIXELS, AblateConfig, TABLE_TITLES,
+    from panoptool.io.cityscapes import list_samples, resolve_root
+    from panoptool.io.files import read_png
+    from panoptool.jobs.pipeline import (CITYSCAPES_PIXELS, AblateConfig, TABLE_TITLES,
                                     ablate_steps, ablation_table_path, plan, run_steps)
-    from panoptool.runner import console
+    from panoptool.runtime.pool import console
     from panoptool_cli.demo import invoke
 
     root = resolve_root(root)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from panoptool.bench import (STAGES, BenchConfig, available_stages, merge_report,
+from panoptool.bench.core import (STAGES, BenchConfig, available_stages, merge_report,
                              run_stage_isolated)
-from panoptool.runner import console
+from panoptool.runtime.pool import console
 
 
 @click.command()

@@ -41,8 +41,8 @@ def instances_gt(root, split, out, workers, no_cache, cache_dir) -> None:
     """Cityscapes gtFine instanceIds -> COCO instances JSON, by detectron2's rule: each thing
     instance (id >= 1000) is one annotation, each thing class's crowd pixels one iscrowd
     annotation per image; image id = file stem."""
-    from panoptool.coco_instances import convert_instances_gt
-    from panoptool.runner import console
+    from panoptool.evaluation.coco import convert_instances_gt
+    from panoptool.runtime.pool import console
 
     cache = False if no_cache else (cache_dir if cache_dir else True)
     data = convert_instances_gt(root, split, out, workers=workers, cache=cache)
@@ -66,8 +66,8 @@ def instances_gt(root, split, out, workers, no_cache, cache_dir) -> None:
 def instance_results(results_dir, instances, coco_gt, out) -> None:
     """Official instance results (txt + PNG) <-> COCO results JSON; lossless both ways
     (identical masks, labels and scores)."""
-    from panoptool.coco_instances import convert_instance_results
-    from panoptool.runner import console
+    from panoptool.evaluation.coco import convert_instance_results
+    from panoptool.runtime.pool import console
 
     n = convert_instance_results(results_dir=results_dir, instances=instances, out=out,
                                  coco_gt=coco_gt)
@@ -94,8 +94,8 @@ def panoptic_gt(root, split, out, category_ids, workers, overwrite) -> None:
 
     Resumes: images converted before (same ground-truth bytes) are skipped.
     """
-    from panoptool.coco_panoptic import convert_panoptic_gt
-    from panoptool.runner import console
+    from panoptool.convert.panoptic import convert_panoptic_gt
+    from panoptool.runtime.pool import console
 
     summary = convert_panoptic_gt(root, split, out, category_ids=category_ids,
                                   workers=workers, overwrite=overwrite)
@@ -130,9 +130,9 @@ def panoptic_results(to, input_, out, split, category_ids, png_dir) -> None:
     official evaluator expects, optionally with train ids, and reads other tools' files back.
     PNGs are hard-linked where possible, else copied.
     """
-    from panoptool.coco_panoptic import results_from_coco, results_to_official
+    from panoptool.convert.panoptic import results_from_coco, results_to_official
     from panoptool.errors import ConfigError
-    from panoptool.runner import console
+    from panoptool.runtime.pool import console
 
     if to == "official":
         if png_dir is not None:

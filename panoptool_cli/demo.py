@@ -56,7 +56,7 @@ def command(out, minutes, n_train, n_val, size, backbone, device, workers, overw
     Prints the metrics and where everything was written. Run it again to continue an
     interrupted demo; finished steps are skipped.
     """
-    from panoptool.pipeline import DemoConfig, demo_layout, demo_steps, run_steps
+    from panoptool.jobs.pipeline import DemoConfig, demo_layout, demo_steps, run_steps
 
     try:
         height, width = (int(v) for v in size.lower().split("x"))
@@ -71,10 +71,10 @@ def command(out, minutes, n_train, n_val, size, backbone, device, workers, overw
 
 
 def _summary(out: Path) -> None:
-    from panoptool.io import read_json
-    from panoptool.pipeline import demo_layout
-    from panoptool.runner import console
-    from panoptool.tables import to_markdown
+    from panoptool.io.files import read_json
+    from panoptool.jobs.pipeline import demo_layout
+    from panoptool.runtime.pool import console
+    from panoptool.evaluation.tables import to_markdown
 
     p = demo_layout(out)
     metrics = read_json(p["report"] / "metrics.json")

@@ -33,8 +33,8 @@ def command(checkpoint, out, fmt, height, width, dynamic, opset):
     count, stride, normalisation, label table, checkpoint hash) lets panoptool refuse files
     that are not its own.
     """
-    from panoptool.onnx_backend import export_model
-    from panoptool.runner import console
+    from panoptool.inference.onnx import export_model
+    from panoptool.runtime.pool import console
 
     summary = export_model(checkpoint, out, fmt=fmt, height=height, width=width,
                            dynamic=dynamic, opset=opset)

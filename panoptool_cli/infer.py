@@ -55,10 +55,10 @@ def command(checkpoint, model, root, split, out, device, amp, batch, threads, wo
     A split without ground truth (Cityscapes' test split) is found through its images; a
     second split can be added to an existing OUT (same checkpoint).
     """
-    from panoptool.dataset import resolve_root
-    from panoptool.inference import InferConfig, infer
-    from panoptool.runner import console
-    from panoptool.sharding import shard_from_env
+    from panoptool.io.cityscapes import resolve_root
+    from panoptool.inference.maps import InferConfig, infer
+    from panoptool.runtime.pool import console
+    from panoptool.runtime.sharding import shard_from_env
 
     config = InferConfig(checkpoint=checkpoint, root=str(resolve_root(root)), split=split,
                          out=out, device=device, amp=amp, batch=batch, threads=threads,

@@ -53,14 +53,14 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
-        from panoptool.guard import quiet_third_party
+        from panoptool.runtime.guard import quiet_third_party
         quiet_third_party()
         try:
             return super().invoke(ctx)
         except PanoptoolError as exc:
             click.echo(f"panoptool: error: {exc}", err=True)
             ctx.exit(1)
-        except OSError as exc:  # a file operation that bypassed panoptool.io: still one line
+        except OSError as exc:  # a file operation that bypassed panoptool.io.files: still one line
             where = f"{exc.filename}: " if exc.filename is not None else ""
             click.echo(f"panoptool: error: {where}{exc.strerror or exc}", err=True)
             ctx.exit(1)

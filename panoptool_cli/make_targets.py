@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from panoptool.targets import TargetConfig, make_targets
+from panoptool.targets.core import TargetConfig, make_targets
 from panoptool_cli.options import overwrite_option, root_option, workers_option
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from panoptool.dataset import ENV_ROOT
+from panoptool.io.cityscapes import ENV_ROOT
 
 root_option = click.option(
     "--root", type=click.Path(file_okay=False, path_type=str), envvar=ENV_ROOT,

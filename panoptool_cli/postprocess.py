@@ -51,7 +51,7 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
     """
     from panoptool.errors import ConfigError
     from panoptool.postprocess import PostprocessConfig, postprocess_maps, postprocess_oracle
-    from panoptool.runner import console
+    from panoptool.runtime.pool import console
 
     if min_area is None:
         min_area = 0 if oracle else PostprocessConfig.min_area

@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _formats(ctx, param, value: str) -> tuple[str, ...]:
-    from panoptool.predict import FORMATS
+    from panoptool.predict.stream import FORMATS
     chosen = tuple(v.strip() for v in value.split(",") if v.strip())
     bad = [v for v in chosen if v not in FORMATS]
     if bad or not chosen:
@@ -86,8 +86,8 @@ def command(inputs, checkpoint, model, out, formats, save_maps, scale_areas, min
       panoptool predict --checkpoint last.pt drive.mp4 photo.jpg --out results/mixed
     """
     from panoptool.postprocess import PostprocessConfig
-    from panoptool.predict import PredictConfig, predict
-    from panoptool.runner import console
+    from panoptool.predict.stream import PredictConfig, predict
+    from panoptool.runtime.pool import console
 
     post = PostprocessConfig(contour_threshold=contour_threshold,
                              connectivity=int(connectivity), split=split_, merge=merge,

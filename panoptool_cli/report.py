@@ -12,7 +12,7 @@ from rich.table import Table
 
 from panoptool_cli.options import root_option, split_option, workers_option
 
-#: Tables go to stdout; progress and messages (panoptool.runner.console) to stderr.
+#: Tables go to stdout; progress and messages (panoptool.runtime.pool.console) to stderr.
 stdout = Console()
 
 
@@ -154,7 +154,7 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
     if compare:
         _compare(root, split, compare, columns, settings, format_, out, workers)
         return
-    from panoptool.evaluate import OUTPUT_FORMATS, evaluate, write_report
+    from panoptool.evaluation.runner import OUTPUT_FORMATS, evaluate, write_report
 
     formats_ = _formats(format_, ",".join(OUTPUT_FORMATS), OUTPUT_FORMATS)
     cache = False if no_cache else (cache_dir if cache_dir else True)
@@ -192,11 +192,11 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
 
 def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
     """Add the contour score to ``result`` (or make a result of it alone)."""
-    from panoptool.contour_score import ContourScoreConfig, score_contours
-    from panoptool.dataset import resolve_root
-    from panoptool.evaluate import EvaluationResult, ImageStats, PerClassTable, summarize
-    from panoptool.formats import CONFIG_JSON
-    from panoptool.io import read_json
+    from panoptool.evaluation.contour_score import ContourScoreConfig, score_contours
+    from panoptool.io.cityscapes import resolve_root
+    from panoptool.evaluation.runner import EvaluationResult, ImageStats, PerClassTable, summarize
+    from panoptool.io.formats import CONFIG_JSON
+    from panoptool.io.files import read_json
 
     config = ContourScoreConfig(max_dist=tolerance, nms=nms)
     metrics, stats = score_contours(root, split, maps_dir, config=config, workers=workers)
@@ -217,9 +217,9 @@ def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
 
 
 def _compare(root, split, specs, columns, settings, format_, out, workers):
-    from panoptool.ablation import DEFAULT_COLUMNS, compare_table, load_run, parse_run
-    from panoptool.io import write_text
-    from panoptool.tables import to_markdown
+    from panoptool.evaluation.compare import DEFAULT_COLUMNS, compare_table, load_run, parse_run
+    from panoptool.io.files import write_text
+    from panoptool.evaluation.tables import to_markdown
 
     fmt = _formats(format_, "md", ("md", "csv"))
     if len(fmt) != 1:

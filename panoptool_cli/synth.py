@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from panoptool.runner import console
-from panoptool.synth import SynthConfig, make_dataset
+from panoptool.runtime.pool import console
+from panoptool.synth.scenes import SynthConfig, make_dataset
 from panoptool_cli.options import workers_option
 
 

@@ -105,9 +105,9 @@ def command(root, targets, out, split, backbone, neck, iters, max_minutes, batch
     Ctrl-C writes checkpoints/last.pt and stops; --resume continues exactly there. An
     error (an unreadable image, a full disk) also writes last.pt before the run ends.
     """
-    from panoptool.dataset import resolve_root
-    from panoptool.runner import console
-    from panoptool.training import TrainConfig, train
+    from panoptool.io.cityscapes import resolve_root
+    from panoptool.runtime.pool import console
+    from panoptool.training.loop import TrainConfig, train
 
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")

@@ -39,8 +39,8 @@ def command(root, split, maps, results, targets, out, n, tile_width, run, curve,
     curve is drawn.
     """
     from panoptool.errors import ConfigError
-    from panoptool.runner import console
-    from panoptool.visualize import VisualizeConfig, visualize_dataset, write_training_curve
+    from panoptool.runtime.pool import console
+    from panoptool.visualize.render import VisualizeConfig, visualize_dataset, write_training_curve
 
     metrics_csv = curve or (run / "metrics.csv" if run is not None else None)
     if root is None and metrics_csv is None:

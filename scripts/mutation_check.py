@@ -2,9 +2,9 @@
 """Mutation check of the evaluator: every rule change below must make a test fail.
 
 Each mutation replaces one exact piece of text (found exactly once) in one module of
-``panoptool/metrics/`` (three in ``panoptool/evaluate.py``'s readers) by a plausible wrong rule.
+``panoptool/evaluation/metrics/`` (three in ``panoptool/evaluation/runner.py``'s readers) by a plausible wrong rule.
 For each, a copy of the package with that one change is tested, first with the rule-edge
-tests (``tests/test_metrics_rule_edges.py``, a few seconds), and only if those pass with the
+tests (``tests/evaluation/test_metrics_rule_edges.py``, a few seconds), and only if those pass with the
 other metric tests. A mutation that no test kills is a hole in the suite; the check then exits
 with status 1. A mutant counts as killed only when a test *fails* (pytest status 1), not when
 the tests cannot run at all (a broken mutant: also status 1 of the check). The working tree is
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FIRST_TESTS = ("tests/test_metrics_rule_edges.py",)
-MORE_TESTS = ("tests/test_metrics_panoptic.py", "tests/test_metrics_instance.py",
-              "tests/test_metrics_semantic.py")
+FIRST_TESTS = ("tests/evaluation/test_metrics_rule_edges.py",)
+MORE_TESTS = ("tests/evaluation/test_metrics_panoptic.py", "tests/evaluation/test_metrics_instance.py",
+              "tests/evaluation/test_metrics_semantic.py")
 #: What a copy for mutants needs: the packages, the tests and their configuration.
 COPIED = ("panoptool", "panoptool_cli", "tests", "fixtures", "setup.cfg")
 
@@ -53,11 +53,11 @@ class Mutation:
     what: str
 
 
-PAN = "panoptool/metrics/panoptic.py"
-INS = "panoptool/metrics/instance.py"
-SEM = "panoptool/metrics/semantic.py"
-GTM = "panoptool/metrics/gt.py"
-EVA = "panoptool/evaluate.py"
+PAN = "panoptool/evaluation/metrics/panoptic.py"
+INS = "panoptool/evaluation/metrics/instance.py"
+SEM = "panoptool/evaluation/metrics/semantic.py"
+GTM = "panoptool/evaluation/metrics/gt.py"
+EVA = "panoptool/evaluation/runner.py"
 
 MUTATIONS = (
     # --- panoptic quality --------------------------------------------------------------------

@@ -29,7 +29,7 @@ import json
 import cv2
 import numpy as np
 
-from panoptool.dataset import list_samples, read_ground_truth
+from panoptool.io.cityscapes import list_samples, read_ground_truth
 from panoptool.labels import LABEL_TO_TRAIN, IS_THING_TRAIN
 from panoptool.postprocess import PostprocessConfig
 from panoptool.postprocess.instances import thing_components

@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic Cityscapes-format datasets made by ``panoptool.synth``."""
+"""Shared fixtures: small synthetic Cityscapes-format datasets made by ``panoptool.synth.scenes``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def make_synth(tmp_path_factory):
 
     Datasets are cached per argument set for the whole test session; treat them as read-only.
     """
-    from panoptool.synth import SynthConfig, make_dataset
+    from panoptool.synth.scenes import SynthConfig, make_dataset
 
     cache: dict[tuple, Path] = {}
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from panoptool import formats
-from panoptool.dataset import list_samples, read_ground_truth
-from panoptool.io import write_json, write_png
-from panoptool.official import (  # noqa: F401  re-exported for the tests
+from panoptool.io import formats
+from panoptool.io.cityscapes import list_samples, read_ground_truth
+from panoptool.io.files import write_json, write_png
+from panoptool.evaluation.official import (  # noqa: F401  re-exported for the tests
     official_all, official_instance, official_panoptic, official_semantic)
 
 
@@ -174,7 +174,7 @@ def _close(ours: float, theirs: float, what: str) -> None:
 
 def summed_stats(root: Path, split: str, results: Path, order=None):
     """panoptool's summed per-image statistics (no cache), optionally in another order."""
-    from panoptool.evaluate import ImageStats, evaluate_image, plan_jobs
+    from panoptool.evaluation.runner import ImageStats, evaluate_image, plan_jobs
 
     jobs, _ = plan_jobs(root, split, results, None)
     if order is not None:
@@ -188,7 +188,7 @@ def summed_stats(root: Path, split: str, results: Path, order=None):
 def compare_semantic(stats, official: dict) -> int:
     """Assert every class IoU/iIoU and the means equal; return the number of checks."""
     from panoptool.labels import CLASS_NAMES
-    from panoptool.metrics import semantic
+    from panoptool.evaluation.metrics import semantic
 
     res = semantic.compute(stats)
     n = 0
@@ -203,7 +203,7 @@ def compare_semantic(stats, official: dict) -> int:
 
 def compare_instance(stats, official: dict) -> int:
     """Assert the AP matrix, per-class AP/AP50 and the averages equal."""
-    from panoptool.metrics import instance
+    from panoptool.evaluation.metrics import instance
 
     res = instance.compute(stats)
     theirs = np.array(official["resultApMatrix"][0], dtype=float)
@@ -224,7 +224,7 @@ def compare_instance(stats, official: dict) -> int:
 def compare_panoptic(stats, official: dict) -> int:
     """Assert PQ/SQ/RQ per category and All/Things/Stuff equal (absent category: official
     0, panoptool NaN)."""
-    from panoptool.metrics import panoptic
+    from panoptool.evaluation.metrics import panoptic
 
     res = panoptic.compute(stats)
     n = 0

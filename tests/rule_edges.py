@@ -29,7 +29,7 @@ just missed or just passed. The rules, as read in cityscapesscripts:
   id > 1000 (26000 is one) of evaluated thing classes, weighted by ``avgClassSize`` / size.
 
 :func:`write_edge_dataset` writes three such images and their results; the tests compare
-panoptool with the official evaluators on them (``tests/test_metrics_rule_edges.py``).
+panoptool with the official evaluators on them (``tests/evaluation/test_metrics_rule_edges.py``).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from panoptool import formats
-from panoptool.io import write_json, write_png
+from panoptool.io import formats
+from panoptool.io.files import write_json, write_png
 
 CITY = "edge"
 SPLIT = "val"

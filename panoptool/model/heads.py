@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .resnet import group_norm
+from panoptool.model.resnet import group_norm
 
 
 class Head(nn.Module):

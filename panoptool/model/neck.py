@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .resnet import group_norm
+from panoptool.model.resnet import group_norm
 
 
 class PanopticNeck(nn.Module):

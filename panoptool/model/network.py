@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
-from .fpn import FPN
-from .heads import Head
-from .neck import PanopticNeck
-from .resnet import ARCHS, ResNetEncoder
+from panoptool.errors import ConfigError
+from panoptool.model.fpn import FPN
+from panoptool.model.heads import Head
+from panoptool.model.neck import PanopticNeck
+from panoptool.model.resnet import ARCHS, ResNetEncoder
 
 HEADS = ("semantic", "contour", "offset")
 
@@ -76,7 +76,7 @@ class PanopticContourNet(nn.Module):
 
     Forward
     -------
-    image : float (N, 3, H, W), normalised (see ``panoptool.data_torch.normalize``); H and W
+    image : float (N, 3, H, W), normalised (see ``panoptool.training.data.normalize``); H and W
         need not be multiples of 32 (features are resized to match).
 
     Returns a dict of float tensors at the input size:

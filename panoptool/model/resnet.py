@@ -122,7 +122,7 @@ class ResNetEncoder(nn.Module):
                  zero_init_residual: bool = True):
         super().__init__()
         if depth not in ARCHS:
-            from ..errors import ConfigError
+            from panoptool.errors import ConfigError
             raise ConfigError(f"unknown backbone {depth!r}; choose from {', '.join(ARCHS)}")
         kind, blocks = ARCHS[depth]
         block = BasicBlock if kind == "basic" else Bottleneck
@@ -206,7 +206,7 @@ def load_torchvision_weights(encoder: ResNetEncoder, state: dict[str, torch.Tens
         If a tensor's shape differs from the encoder's (another depth), or if nothing at all
         matches (not a ResNet state dict).
     """
-    from ..errors import InputError
+    from panoptool.errors import InputError
 
     own = encoder.state_dict()
     report = LoadReport()

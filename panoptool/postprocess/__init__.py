@@ -5,12 +5,12 @@ Library (pure functions on arrays): :func:`derive_panoptic` (the whole method),
 Runner (files): :func:`postprocess_maps`, :func:`postprocess_oracle` in :mod:`.runner`.
 """
 
-from .config import PostprocessConfig
-from .panoptic import PanopticResult, Segment, derive_instances, derive_panoptic
+from panoptool.postprocess.config import PostprocessConfig
+from panoptool.postprocess.panoptic import PanopticResult, Segment, derive_instances, derive_panoptic
 
 __all__ = ["PostprocessConfig", "PanopticResult", "Segment", "derive_instances",
            "derive_panoptic"]
 
-from .runner import PostprocessSummary, postprocess_maps, postprocess_oracle  # noqa: E402
+from panoptool.postprocess.runner import PostprocessSummary, postprocess_maps, postprocess_oracle  # noqa: E402
 
 __all__ += ["PostprocessSummary", "postprocess_maps", "postprocess_oracle"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from panoptool.errors import ConfigError
 
 #: The ways instances are derived from the maps (:attr:`PostprocessConfig.derivation`).
 DERIVATIONS = ("paper", "seeded")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..errors import ConfigError
-from ..labels import IGNORE, IS_THING_TRAIN, THING_TRAIN_IDS
-from . import kernels
+from panoptool.errors import ConfigError
+from panoptool.labels import IGNORE, IS_THING_TRAIN, THING_TRAIN_IDS
+from panoptool.postprocess import kernels
 
 _FIRST_THING = min(THING_TRAIN_IDS)
 _N_THINGS = len(THING_TRAIN_IDS)

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..labels import (CLASS_NAMES, IGNORE, IS_THING_TRAIN, LABELS, NUM_CLASSES,
+from panoptool.labels import (CLASS_NAMES, IGNORE, IS_THING_TRAIN, LABELS, NUM_CLASSES,
                       TRAIN_TO_LABEL)
-from .config import PostprocessConfig
-from . import kernels
-from .instances import check_maps, fill_contours, gather_instances, thing_components
-from .refine import merge_instances, remove_small, split_instances
+from panoptool.postprocess.config import PostprocessConfig
+from panoptool.postprocess import kernels
+from panoptool.postprocess.instances import check_maps, fill_contours, gather_instances, thing_components
+from panoptool.postprocess.refine import merge_instances, remove_small, split_instances
 
 #: int32 lookup table train id -> label id for stuff classes (their segment ids); 0 for
 #: things and ignore.

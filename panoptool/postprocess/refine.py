@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from . import kernels
-from .instances import InstanceStats, ThingPixels
+from panoptool.postprocess import kernels
+from panoptool.postprocess.instances import InstanceStats, ThingPixels
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,7 +1,7 @@
 """Run the post-processing over a folder of prediction maps (or the ground-truth oracle) and
 write the official Cityscapes result files.
 
-Output folder (see :mod:`panoptool.formats`)::
+Output folder (see :mod:`panoptool.io.formats`)::
 
     semantic/<stem>_pred_labelIds.png      uint8 label ids
     instance/<stem>_pred.txt               "masks/<stem>_<k>.png <labelId> <score>" per line
@@ -34,13 +34,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import coco_instances, formats
-from ..errors import ConfigError, InputError, OutputError
-from ..io import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, read_json, remove_stale_temporaries,
+from panoptool.evaluation import coco as coco_instances
+from panoptool.io import formats
+from panoptool.errors import ConfigError, InputError, OutputError
+from panoptool.io.files import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, read_json, remove_stale_temporaries,
                   write_json, write_png, write_text)
-from ..labels import LABEL_TO_TRAIN, TRAIN_TO_LABEL
-from .config import PostprocessConfig
-from .panoptic import PanopticResult, coco_categories, derive_panoptic, segment_bboxes
+from panoptool.labels import LABEL_TO_TRAIN, TRAIN_TO_LABEL
+from panoptool.postprocess.config import PostprocessConfig
+from panoptool.postprocess.panoptic import PanopticResult, coco_categories, derive_panoptic, segment_bboxes
 
 PathLike = str | os.PathLike
 
@@ -97,7 +98,7 @@ def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: Panopt
     annotation (also written as the image's sidecar, last).
 
     ``instance_format``: ``cityscapes`` (``_pred.txt`` + PNG masks), ``coco`` (COCO results
-    entries, :mod:`panoptool.coco_instances`) or ``both``."""
+    entries, :mod:`panoptool.evaluation.coco`) or ``both``."""
     out = Path(out)
     if instance_format not in INSTANCE_FORMATS:
         raise ValueError(f"instance_format must be one of {INSTANCE_FORMATS}, got "
@@ -168,7 +169,7 @@ def oracle_maps(root: PathLike | None, split: str, targets: PathLike, stem: str
     """Prediction maps built from the ground truth: semantic from ``gtFine`` labelIds,
     confidence 1, contour probability = the make-targets contour (0/1), offsets = the
     targets' decoded offsets (0 off thing instances)."""
-    from ..dataset import Sample, read_ground_truth, resolve_root
+    from panoptool.io.cityscapes import Sample, read_ground_truth, resolve_root
 
     root = resolve_root(root)
     sample = Sample(root, split, formats.city_of(stem), stem)
@@ -266,7 +267,7 @@ def assemble_panoptic_json(out: PathLike, stems: list[str]) -> None:
     """
     import json
 
-    from ..io import atomic_path
+    from panoptool.io.files import atomic_path
 
     def image(stem: str) -> dict:
         ann = read_json(sidecar_path(out, stem))
@@ -299,8 +300,8 @@ def assemble_instances_json(out: PathLike, stems: list[str]) -> list[dict]:
 
 def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
          workers: int | None, overwrite: bool, show_progress: bool) -> PostprocessSummary:
-    from ..guard import output_lock
-    from ..runner import run_parallel
+    from panoptool.runtime.guard import output_lock
+    from panoptool.runtime.pool import run_parallel
 
     start = time.perf_counter()
     seen: dict[str, object] = {}
@@ -404,7 +405,7 @@ def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out
 
     ``upstream`` in ``config.json`` is the targets' ``config.json``.
     """
-    from ..dataset import list_samples, resolve_root
+    from panoptool.io.cityscapes import list_samples, resolve_root
 
     root_path = resolve_root(root)
     samples = list_samples(root_path, split)

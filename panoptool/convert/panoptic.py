@@ -1,0 +1,534 @@
+"""COCO panoptic on the Cityscapes side: the ground-truth conversion and results conversions.
+
+Ground truth
+------------
+:func:`convert_panoptic_gt` writes what ``cityscapesscripts/preparation/createPanopticImgs.py``
+writes, value for value, from ``gtFine/<split>/*/*_instanceIds.png``::
+
+    <out>/cityscapes_panoptic_<split>[_trainId].json   images, annotations, categories
+    <out>/cityscapes_panoptic_<split>[_trainId]/<stem>_gtFine_panoptic.png
+
+The rules (those of the official script): every distinct instance id of an image whose label
+(``id // 1000`` from 1000 on, else the id) is not ``ignoreInEval`` is one segment, its id the
+instance id and its colour ``(id % 256, id // 256, id // 65536)``; its category is the label id
+(or, with ``category_ids="train"``, the train id); ``iscrowd`` is 1 for ids below 1000 of a
+label with instances; ``area`` counts its pixels and ``bbox`` is ``[x, y, width, height]`` of
+its extent. Pixels of ignored labels are 0 (VOID). Images are listed in the sorted order of the
+file paths; ``image_id`` is the file name without ``_gtFine_instanceIds.png``; an image's
+``file_name`` keeps the script's ``<stem>_gtFine_leftImg8bit.png``. The JSON text is the same
+(``json.dump(..., sort_keys=True, indent=4)``); the PNGs are pixel-equal (not byte-equal:
+another encoder).
+
+Differences: each image is one vectorised pass (a lookup table and one histogram) instead of
+several full-image passes per segment, on all cores; each finished image leaves a small
+sidecar (``<out>/.cityscapes_panoptic_<split>.parts/<stem>.json``, with the BLAKE2 digest of
+its source file), so an interrupted run resumes and a re-run converts only images whose
+ground truth changed; every file is written atomically and the JSON last.
+
+Panoptic results
+----------------
+panoptool's panoptic results (``panoptic.json`` + ``panoptic/<stem>_panoptic.png``) already are
+the official Cityscapes panoptic prediction format: COCO panoptic, ``image_id`` = stem,
+``category_id`` = label id, PNG ids ``R + 256 G + 256^2 B``. Only the names differ: the
+official evaluator looks for ``cityscapes_panoptic_<split>.json`` and a PNG folder named like
+the JSON without ``.json``. :func:`results_to_official` writes that layout (PNGs hard-linked
+where possible), optionally with train-id categories (for tools that evaluate against
+``cityscapes_panoptic_<split>_trainId.json``); :func:`results_from_coco` reads any COCO panoptic
+JSON + PNG folder of Cityscapes images (label- or train-id categories, other file names) into
+panoptool's layout, which ``panoptool report`` evaluates.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as _CS_LABELS
+
+from panoptool.io import formats
+from panoptool.errors import ConfigError, InputError, OutputError
+from panoptool.io.files import LABEL_PNG_PARAMS, atomic_path, read_json, write_json, write_png, write_text
+
+PathLike = str | os.PathLike
+
+#: How category ids are encoded on the COCO side: Cityscapes label ids or train ids.
+CATEGORY_IDS = ("label", "train")
+GT_SUFFIX = "_gtFine_instanceIds.png"
+
+_N = 1 << 16
+_V = np.arange(_N)
+_LABEL_OF_ID = np.where(_V >= 1000, _V // 1000, _V)  # label encoded in each 16-bit id
+del _V
+_BY_ID = {lab.id: lab for lab in _CS_LABELS}
+
+
+def _id_tables(category_ids: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per 16-bit instance id: known label, kept (a segment), category, iscrowd."""
+    known = np.zeros(_N, dtype=bool)
+    kept = np.zeros(_N, dtype=bool)
+    category = np.zeros(_N, dtype=np.int64)
+    crowd = np.zeros(_N, dtype=bool)
+    for lab in _CS_LABELS:
+        if lab.id < 0:
+            continue
+        sel = _LABEL_OF_ID == lab.id
+        known |= sel
+        if lab.ignoreInEval:
+            continue
+        kept |= sel
+        category[sel] = lab.trainId if category_ids == "train" else lab.id
+        if lab.hasInstances:
+            crowd[sel & (np.arange(_N) < 1000)] = True
+    return known, kept, category, crowd
+
+
+_TABLES: dict[str, tuple] = {}
+
+
+def _tables(category_ids: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if category_ids not in CATEGORY_IDS:
+        raise ConfigError(f"category ids must be one of {', '.join(CATEGORY_IDS)}, got "
+                          f"{category_ids!r}")
+    if category_ids not in _TABLES:
+        _TABLES[category_ids] = _id_tables(category_ids)
+    return _TABLES[category_ids]
+
+
+def panoptic_categories(category_ids: str = "label") -> list[dict]:
+    """The ``categories`` list createPanopticImgs writes: the 19 evaluated classes.
+
+    >>> cats = panoptic_categories()
+    >>> len(cats), cats[0]["id"], cats[0]["name"], cats[-1]["isthing"]
+    (19, 7, 'road', 1)
+    >>> panoptic_categories("train")[0]["id"]
+    0
+    """
+    _tables(category_ids)  # validates
+    return [{"id": int(lab.trainId) if category_ids == "train" else int(lab.id),
+             "name": lab.name, "color": list(lab.color), "supercategory": lab.category,
+             "isthing": 1 if lab.hasInstances else 0}
+            for lab in _CS_LABELS if not lab.ignoreInEval]
+
+
+def output_name(split: str, category_ids: str = "label") -> str:
+    """Base name of the JSON and PNG folder: ``cityscapes_panoptic_<split>[_trainId]``."""
+    _tables(category_ids)
+    return f"cityscapes_panoptic_{split}{'_trainId' if category_ids == 'train' else ''}"
+
+
+# --- one image ------------------------------------------------------------------------------
+
+def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
+                   ) -> tuple[np.ndarray, list[dict]]:
+    """One ``*_instanceIds.png`` as a COCO panoptic image, by createPanopticImgs' rules.
+
+    Parameters
+    ----------
+    instance_ids : uint8 or uint16 (H, W), Cityscapes instance ids.
+    category_ids : ``label`` or ``train``: what ``category_id`` holds.
+
+    Returns
+    -------
+    rgb : uint8 (H, W, 3), the panoptic PNG's pixels, id = R + 256 G + 256^2 B (0 = VOID).
+    segments : ``segments_info`` dicts (id, category_id, area, bbox [x, y, w, h], iscrowd)
+        in increasing id order, plain Python ints.
+
+    Raises
+    ------
+    ValueError
+        If an id encodes no Cityscapes label id (the official script fails on it with a
+        KeyError); the message lists up to 5 such ids.
+
+    Examples
+    --------
+    >>> inst = np.array([[0, 7, 26001], [26, 7, 26001]], np.uint16)
+    >>> rgb, segs = gt_to_panoptic(inst)
+    >>> [(s["id"], s["category_id"], s["area"], s["bbox"], s["iscrowd"]) for s in segs]
+    [(7, 7, 2, [1, 0, 1, 2], 0), (26, 26, 1, [0, 1, 1, 1], 1), (26001, 26, 2, [2, 0, 1, 2], 0)]
+    >>> rgb[0, 2].tolist()  # 26001 = 145 + 256 * 101
+    [145, 101, 0]
+    """
+    from panoptool.postprocess import kernels
+
+    if instance_ids.dtype not in (np.uint8, np.uint16) or instance_ids.ndim != 2:
+        raise ValueError(f"instance_ids must be uint8/uint16 (H, W), got {instance_ids.dtype} "
+                         f"{instance_ids.shape}")
+    known, kept, category, crowd = _tables(category_ids)
+    inst = np.ascontiguousarray(instance_ids, dtype=np.uint16)
+    flat = inst.reshape(1, -1)
+    top = int(inst.max(initial=0)) + 1
+    if inst.size < 1 << 24:  # float32 counts are exact
+        counts = cv2.calcHist([flat], [0], None, [top], [0, top]).ravel().astype(np.int64)
+    else:
+        counts = np.bincount(flat.ravel(), minlength=top)
+    ids = np.flatnonzero(counts)
+    if not known[ids].all():
+        raise ValueError(f"instance id(s) {ids[~known[ids]][:5].tolist()} encode no "
+                         f"Cityscapes label id")
+    ids = ids[kept[ids]]
+    # pixels of a segment keep their id, everything else becomes 0; the uint16 bytes are
+    # R (id % 256) and G (id // 256); B (id // 65536) is 0 for 16-bit ids
+    keep_value = np.zeros(_N, dtype=np.uint16)
+    keep_value[ids] = ids
+    pan = keep_value[inst]
+    low_high = pan.astype("<u2", copy=False).view(np.uint8).reshape(*inst.shape, 2)
+    rgb = cv2.merge([low_high, np.zeros(inst.shape, dtype=np.uint8)])  # 6x numpy's copy
+    slot = np.full(top, -1, dtype=np.int64)
+    slot[ids] = np.arange(len(ids))
+    box = kernels.bounding_boxes(inst, slot, len(ids))
+    segments = [{"id": int(i), "category_id": int(category[i]), "area": int(counts[i]),
+                 "bbox": [int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)],
+                 "iscrowd": int(crowd[i])}
+                for i, (y0, x0, y1, x1) in zip(ids, box)]
+    return rgb, segments
+
+
+# --- the ground truth of a split ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConvertSummary:
+    """What :func:`convert_panoptic_gt` did."""
+
+    json_path: str
+    png_dir: str
+    images: int
+    converted: int
+    skipped: int
+
+    def line(self) -> str:
+        return (f"convert panoptic-gt: {self.images} image(s), {self.converted} converted, "
+                f"{self.skipped} already done -> {self.json_path}")
+
+
+def gt_files(root: PathLike, split: str) -> list[str]:
+    """``gtFine/<split>/*/*_instanceIds.png`` in the official script's order (sorted paths)."""
+    split_dir = Path(root) / "gtFine" / split
+    if not split_dir.is_dir():
+        raise InputError(split_dir, f"split {split!r} not found")
+    files = sorted(glob.glob(os.path.join(str(Path(root) / "gtFine"), split, "*",
+                                          "*_instanceIds.png")))
+    if not files:
+        raise InputError(split_dir, f"no *_instanceIds.png files in split {split!r}")
+    return files
+
+
+def _parts_dir(out: Path, base: str) -> Path:
+    return out / f".{base}.parts"
+
+
+def _convert_one(path: str, *, png_dir: str, parts_dir: str, category_ids: str) -> str:
+    """Convert one ground-truth file (worker): write its PNG, then its sidecar; return the
+    sidecar path."""
+    from panoptool.io.files import read_png
+    from panoptool.evaluation.metrics.gt import file_digest
+
+    digest = file_digest(path)
+    inst = read_png(path, channels=1)
+    if inst.dtype not in (np.uint8, np.uint16):
+        raise InputError(path, f"expected an 8- or 16-bit instance-id PNG, got {inst.dtype}")
+    try:
+        rgb, segments = gt_to_panoptic(inst, category_ids)
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None
+    name = os.path.basename(path)
+    image_id = name.replace("_gtFine_instanceIds.png", "")
+    png_name = name.replace("_instanceIds.png", "_panoptic.png")
+    write_png(Path(png_dir) / png_name, rgb, params=LABEL_PNG_PARAMS)
+    part = {"source": name, "digest": digest,
+            "image": {"id": image_id, "width": int(inst.shape[1]), "height": int(inst.shape[0]),
+                      "file_name": name.replace("_instanceIds.png", "_leftImg8bit.png")},
+            "annotation": {"image_id": image_id, "file_name": png_name,
+                           "segments_info": segments}}
+    part_path = Path(parts_dir) / f"{image_id}.json"
+    write_json(part_path, part, indent=None)
+    return str(part_path)
+
+
+def _part_is_current(part_path: Path, png_dir: Path, source: str) -> bool:
+    from panoptool.evaluation.metrics.gt import file_digest
+
+    if not part_path.is_file():
+        return False
+    try:
+        part = read_json(part_path)
+    except InputError:
+        return False
+    if not isinstance(part, dict) or part.get("digest") != file_digest(source):
+        return False
+    ann = part.get("annotation")
+    return isinstance(ann, dict) and (png_dir / str(ann.get("file_name"))).is_file()
+
+
+def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None, *,
+                        category_ids: str = "label", workers: int = 0, overwrite: bool = False,
+                        show_progress: bool = True) -> ConvertSummary:
+    """Cityscapes ground truth of a split -> COCO panoptic JSON + PNGs, as createPanopticImgs.
+
+    Parameters
+    ----------
+    root : dataset root (holds ``gtFine/``).
+    split : split folder below ``gtFine/``.
+    out : output folder; default ``<root>/gtFine`` (where the official script writes and
+        detectron2 / the official evaluator look).
+    category_ids : ``label`` (default, as the official script) or ``train`` (its
+        ``--use-train-id``; names get ``_trainId``).
+    workers : worker processes, 0 = all cores.
+    overwrite : convert every image again instead of resuming.
+
+    Returns
+    -------
+    ConvertSummary
+    """
+    from panoptool.io.cityscapes import resolve_root
+    from panoptool.runtime.pool import run_parallel
+
+    root = resolve_root(root)
+    files = gt_files(root, split)
+    base = output_name(split, category_ids)
+    out = Path(out) if out is not None else root / "gtFine"
+    png_dir, parts_dir = out / base, _parts_dir(out, base)
+    stems = [os.path.basename(f).replace("_gtFine_instanceIds.png", "") for f in files]
+    seen: dict[str, str] = {}
+    for stem, f in zip(stems, files):
+        if stem in seen:
+            raise InputError(f, f"same image id {stem!r} as {seen[stem]} (another city "
+                                f"folder); the COCO files would overwrite each other")
+        seen[stem] = f
+    parts = [parts_dir / f"{stem}.json" for stem in stems]
+    todo = [f for f, p in zip(files, parts)
+            if overwrite or not _part_is_current(p, png_dir, f)]
+    try:
+        png_dir.mkdir(parents=True, exist_ok=True)
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create folders ({exc.strerror})") from exc
+    if todo:
+        from panoptool.postprocess import kernels  # noqa: F401  imported (and compiled) before the
+        gt_to_panoptic(np.zeros((1, 1), np.uint16), category_ids)  # workers fork: once
+    func = partial(_convert_one, png_dir=str(png_dir), parts_dir=str(parts_dir),
+                   category_ids=category_ids)
+    chunksize = max(1, min(8, len(todo) // (4 * max(1, workers or 2))))
+    for _ in run_parallel(func, todo, workers=workers, description="convert panoptic-gt",
+                          chunksize=chunksize, show_progress=show_progress):
+        pass
+    images, annotations = [], []
+    for p in parts:
+        part = read_json(p)
+        images.append(part["image"])
+        annotations.append(part["annotation"])
+    data = {"images": images, "annotations": annotations,
+            "categories": panoptic_categories(category_ids)}
+    json_path = out / f"{base}.json"
+    write_text(json_path, json.dumps(data, sort_keys=True, indent=4))
+    return ConvertSummary(json_path=str(json_path), png_dir=str(png_dir), images=len(files),
+                          converted=len(todo), skipped=len(files) - len(todo))
+
+
+# --- panoptic results between layouts ----------------------------------------------------------
+
+_NAME_TO_LABEL = {lab.name: lab for lab in _CS_LABELS if not lab.ignoreInEval}
+_LABEL_TO_TRAIN_ID = {lab.id: lab.trainId for lab in _CS_LABELS if not lab.ignoreInEval}
+_TRAIN_TO_LABEL_ID = {lab.trainId: lab.id for lab in _CS_LABELS if not lab.ignoreInEval}
+
+
+@dataclass(frozen=True)
+class ResultsSummary:
+    """What a results conversion wrote."""
+
+    json_path: str
+    png_dir: str
+    images: int
+    segments: int
+
+    def line(self) -> str:
+        return (f"convert panoptic-results: {self.images} image(s), {self.segments} "
+                f"segment(s) -> {self.json_path}")
+
+
+def _place_file(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (a copy across file systems), atomically."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def _coco_panoptic(json_path: Path) -> dict:
+    data = read_json(json_path)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise InputError(json_path, "expected a COCO panoptic object with an 'annotations' "
+                                    "list")
+    return data
+
+
+def detect_category_ids(data: dict, json_path: PathLike) -> str:
+    """``label`` or ``train``: how a COCO panoptic JSON of Cityscapes encodes categories,
+    read from its ``categories`` (matched by name)."""
+    cats = data.get("categories")
+    if not isinstance(cats, list) or not cats:
+        raise InputError(json_path, "no 'categories' list to tell label ids from train ids; "
+                                    "pass --category-ids label or train")
+    found = set()
+    for cat in cats:
+        lab = _NAME_TO_LABEL.get(cat.get("name")) if isinstance(cat, dict) else None
+        if lab is None:
+            raise InputError(json_path, f"category {cat!r} is not an evaluated Cityscapes "
+                                        f"class")
+        if cat.get("id") == lab.id:
+            found.add("label")
+        elif cat.get("id") == lab.trainId:
+            found.add("train")
+        else:
+            raise InputError(json_path, f"category {lab.name!r} has id {cat.get('id')!r}: "
+                                        f"neither its label id {lab.id} nor its train id "
+                                        f"{lab.trainId}")
+    if len(found) != 1:
+        raise InputError(json_path, "categories mix label ids and train ids")
+    return found.pop()
+
+
+def _segments(ann: dict, json_path: Path, mapping: dict[int, int] | None) -> list[dict]:
+    """An annotation's ``segments_info`` with category ids mapped (None = kept), checked."""
+    image_id = ann.get("image_id")
+    segments = ann.get("segments_info")
+    if not isinstance(segments, list):
+        raise InputError(json_path, f"image {image_id}: no 'segments_info' list")
+    allowed = set(_LABEL_TO_TRAIN_ID) if mapping is None else set(mapping)
+    out = []
+    for seg in segments:
+        try:
+            seg_id, cat = int(seg["id"]), int(seg["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(json_path, f"image {image_id}: a segment lacks an integer id or "
+                                        f"category_id") from None
+        if cat not in allowed:
+            raise InputError(json_path, f"image {image_id}: segment {seg_id} has unknown "
+                                        f"category_id {cat}")
+        seg = dict(seg, id=seg_id, category_id=cat if mapping is None else mapping[cat])
+        out.append(seg)
+    return out
+
+
+def results_to_official(results_dir: PathLike, out: PathLike, split: str = "val", *,
+                        category_ids: str = "label") -> ResultsSummary:
+    """panoptool panoptic results -> the layout of the official evaluator's defaults.
+
+    Writes ``<out>/cityscapes_panoptic_<split>[_trainId].json`` and the PNGs (hard links, or
+    copies across file systems) in ``<out>/cityscapes_panoptic_<split>[_trainId]/``, so that
+    ``CITYSCAPES_RESULTS=<out> csEvalPanopticSemanticLabeling`` (or panopticapi / hotcoco
+    against the ``_trainId`` ground truth) reads them as they are. Category ids become train
+    ids with ``category_ids="train"``; everything else is unchanged. The JSON is written
+    last.
+    """
+    results_dir = Path(results_dir)
+    json_path = formats.panoptic_json_path(results_dir)
+    data = _coco_panoptic(json_path)
+    base = output_name(split, category_ids)
+    out = Path(out)
+    png_dir = out / base
+    mapping = _LABEL_TO_TRAIN_ID if category_ids == "train" else None
+    annotations, n_segments = [], 0
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            raise InputError(json_path, "an annotation lacks image_id")
+        segments = _segments(ann, json_path, mapping)
+        file_name = str(ann.get("file_name") or f"{ann['image_id']}_panoptic.png")
+        source = _safe_png(results_dir / formats.PANOPTIC_DIR, file_name, json_path,
+                           ann["image_id"])
+        _place_file(source, png_dir / os.path.basename(file_name))
+        annotations.append(dict(ann, file_name=os.path.basename(file_name),
+                                segments_info=segments))
+        n_segments += len(segments)
+    official = {"images": data.get("images", []), "annotations": annotations,
+                "categories": panoptic_categories(category_ids)}
+    json_out = out / f"{base}.json"
+    write_json(json_out, official, indent=None)
+    return ResultsSummary(json_path=str(json_out), png_dir=str(png_dir),
+                          images=len(annotations), segments=n_segments)
+
+
+def _safe_png(folder: Path, file_name: str, json_path: Path, image_id) -> Path:
+    from panoptool.io.files import safe_join
+
+    path = safe_join(folder, file_name, source=json_path)
+    if not path.is_file():
+        raise InputError(json_path, f"image {image_id}: PNG {file_name!r} not found in "
+                                    f"{folder}")
+    return path
+
+
+def _stem_of(ann: dict, images: dict, json_path: Path) -> str:
+    image_id = ann.get("image_id")
+    if isinstance(image_id, str) and image_id:
+        return image_id
+    image = images.get(image_id)  # integer ids: the stem from the image's file name
+    if isinstance(image, dict) and isinstance(image.get("file_name"), str):
+        parts = os.path.basename(image["file_name"]).split("_")
+        if len(parts) >= 3:
+            return "_".join(parts[:3])
+    raise InputError(json_path, f"annotation for image id {image_id!r}: neither a Cityscapes "
+                                f"stem nor an image with a Cityscapes file name")
+
+
+def results_from_coco(json_path: PathLike, out: PathLike, png_dir: PathLike | None = None, *,
+                      category_ids: str = "auto") -> ResultsSummary:
+    """Any COCO panoptic results of Cityscapes images -> panoptool's results layout.
+
+    Parameters
+    ----------
+    json_path : COCO panoptic JSON (``annotations[].image_id`` = stem, or an integer id
+        whose ``images`` entry has a Cityscapes file name).
+    out : results folder to write: ``panoptic.json`` + ``panoptic/<stem>_panoptic.png``
+        (hard links where possible) + ``config.json``; ``panoptool report`` evaluates it.
+    png_dir : folder of the PNGs; default the JSON path without ``.json`` (the convention
+        of panopticapi and the official evaluator).
+    category_ids : ``label``, ``train`` or ``auto`` (read from the JSON's ``categories``).
+    """
+    json_path = Path(json_path)
+    data = _coco_panoptic(json_path)
+    if category_ids == "auto":
+        category_ids = detect_category_ids(data, json_path)
+    _tables(category_ids)
+    png_dir = Path(png_dir) if png_dir is not None else json_path.with_suffix("")
+    if not png_dir.is_dir():
+        raise InputError(png_dir, "PNG folder not found (pass --png-dir)")
+    out = Path(out)
+    mapping = _TRAIN_TO_LABEL_ID if category_ids == "train" else None
+    images = {img.get("id"): img for img in data.get("images", []) if isinstance(img, dict)}
+    annotations, new_images, seen, n_segments = [], [], {}, 0
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict):
+            raise InputError(json_path, "an annotation is not an object")
+        stem = _stem_of(ann, images, json_path)
+        if stem in seen:
+            raise InputError(json_path, f"image {stem} is annotated twice")
+        seen[stem] = True
+        segments = _segments(ann, json_path, mapping)
+        file_name = str(ann.get("file_name") or f"{stem}.png")
+        source = _safe_png(png_dir, file_name, json_path, ann.get("image_id"))
+        target = formats.panoptic_png_path(out, stem)
+        _place_file(source, target)
+        annotations.append({"image_id": stem, "file_name": target.name,
+                            "segments_info": segments})
+        img = images.get(ann.get("image_id"), {})
+        new_images.append({"id": stem, "file_name": f"{stem}_leftImg8bit.png",
+                           "width": img.get("width"), "height": img.get("height")})
+        n_segments += len(segments)
+    write_json(out / formats.CONFIG_JSON, formats.stage_config(
+        "convert", {"from": str(json_path), "png_dir": str(png_dir),
+                    "category_ids": category_ids}))
+    result = {"images": new_images, "annotations": annotations,
+              "categories": panoptic_categories("label")}
+    write_json(formats.panoptic_json_path(out), result, indent=None)
+    return ResultsSummary(json_path=str(formats.panoptic_json_path(out)),
+                          png_dir=str(out / formats.PANOPTIC_DIR), images=len(annotations),
+                          segments=n_segments)

@@ -1,0 +1,890 @@
+"""Instances as COCO results JSON (pycocotools RLE), and the COCO view of Cityscapes ground truth.
+
+Formats
+-------
+A COCO *results* file (``instances.json``; what detectron2 and mmdetection write as
+``coco_instances_results.json``) is a JSON list with one entry per predicted instance::
+
+    {"image_id": "frankfurt_000000_000294", "category_id": 26, "score": 0.93,
+     "segmentation": {"size": [1024, 2048], "counts": "<pycocotools compressed RLE>"},
+     "bbox": [x, y, width, height]}
+
+* ``category_id`` is the Cityscapes **labelId** (24 person ... 33 bicycle), as in the official
+  ``_pred.txt``. A file with another numbering (detectron2 counts the eight classes 0..7) is
+  read with a COCO ground-truth file whose ``categories`` name the classes (``--coco-gt``).
+* ``segmentation`` is a pycocotools RLE of the mask in column-major (Fortran) order, counts as
+  a string (an uncompressed list of counts is read too).
+* **Image ids.** A string id is matched to an image by its file stem: ``<stem>``,
+  ``<stem>_leftImg8bit.png`` or a path ending in one (detectron2 uses the image's file name).
+  An integer id (or a string that is no stem) is looked up in the ``images`` list of a COCO
+  ground-truth file (``--coco-gt``): the id's ``file_name`` gives the stem.
+
+The COCO *ground truth* of a Cityscapes image follows the rule detectron2 uses when it reads
+``*_gtFine_instanceIds.png`` (``cityscapes_files_to_dict`` with ``from_json=False``):
+
+* every instance id >= 1000 whose label (id // 1000) is an evaluated thing class (person,
+  rider, car, truck, bus, train, motorcycle, bicycle) is one annotation, ``iscrowd`` 0;
+* each such class's crowd pixels (instance id = the bare labelId, < 1000) are one annotation
+  per image with ``iscrowd`` 1;
+* an annotation whose mask spans a single row or a single column is skipped (detectron2
+  drops boxes with ``xmax <= xmin`` or ``ymax <= ymin``, pixel-inclusive corners);
+* ``category_id`` = labelId, ``area`` = mask pixels, ``bbox`` = pycocotools' box of the RLE.
+
+Predictions with an empty mask are dropped before COCOeval (as detectron2 does). Every
+detection reaches COCOeval with a ``bbox`` (the entry's own, else pycocotools' box of its
+mask, which is what ``instances.json`` holds): pycocotools' ``loadRes`` then takes a
+detection's *area* (for AP_S / AP_M / AP_L) from its box, exactly as it does for the
+results detectron2 writes, so the numbers equal COCOeval run directly on the files.
+
+Everything below works on arrays and Python objects, except the functions whose name says
+``read`` / ``write``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io as _io
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as _CS_LABELS
+from pycocotools import mask as mask_utils
+
+from panoptool.errors import ConfigError, InputError, PanoptoolError
+from panoptool.io.files import read_json, write_json
+from panoptool.evaluation.metrics.gt import GroundTruth, instance_label
+from panoptool.evaluation.metrics.instance import INSTANCE_LABEL_IDS, InstanceStats
+
+PathLike = str | os.PathLike
+
+INSTANCES_JSON = "instances.json"
+#: Per-image sidecars of postprocess, assembled into ``instances.json`` at the end.
+SIDECAR_DIR = "coco_instances"
+SIDECAR_SUFFIX = "_instances.json"
+
+#: Label ids a results entry may carry: the classes with instances (24..33); caravan and
+#: trailer (29, 30) are read and, as in the official evaluation, not evaluated.
+RESULT_LABEL_IDS = tuple(lab.id for lab in _CS_LABELS if lab.hasInstances)
+_RESULT_LABEL = np.zeros(256, dtype=bool)
+_RESULT_LABEL[list(RESULT_LABEL_IDS)] = True
+_EVALUATED = np.zeros(256, dtype=bool)
+_EVALUATED[list(INSTANCE_LABEL_IDS)] = True
+_NAME_TO_LABEL = {lab.name: lab.id for lab in _CS_LABELS if lab.id >= 0}
+
+#: COCO mask-AP keys of ``metrics.json`` (percent), in COCOeval's ``stats`` order.
+COCO_METRIC_KEYS = ("coco_AP", "coco_AP50", "coco_AP75", "coco_AP_S", "coco_AP_M", "coco_AP_L")
+
+
+def coco_instance_categories() -> list[dict]:
+    """COCO ``categories`` of the evaluated thing classes, id = labelId."""
+    return [{"id": int(lab.id), "name": lab.name, "supercategory": lab.category}
+            for lab in _CS_LABELS if lab.id in INSTANCE_LABEL_IDS]
+
+
+# --- RLE ---------------------------------------------------------------------------------------
+
+def kernels():
+    """The compiled loops (:mod:`panoptool.io.rle_kernels`), imported on first use."""
+    from panoptool.io import rle_kernels as coco_kernels
+
+    return coco_kernels
+
+
+def _as_text(rle: dict) -> dict:
+    counts = rle["counts"]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """pycocotools RLE of one binary mask, counts as ``str`` (JSON-ready).
+
+    Parameters
+    ----------
+    mask : (H, W), any dtype; non-zero pixels belong to the mask.
+
+    >>> encode_mask(np.array([[0, 1], [1, 1]]))
+    {'size': [2, 2], 'counts': '13'}
+    """
+    fortran = np.asfortranarray(mask != 0, dtype=np.uint8)
+    return _as_text(mask_utils.encode(fortran))
+
+
+def encode_label_map(index_map: np.ndarray, n: int, lut: np.ndarray | None = None,
+                     bbox: tuple[int, int, int, int] | None = None) -> list[dict]:
+    """RLE of every value 1..n of an index map in one pass (exactly ``encode_mask(map == k)``).
+
+    Parameters
+    ----------
+    index_map : non-negative int (H, W), 0 = background, k = object k (values above ``n``
+        are ignored).
+    n : number of objects.
+    lut : optional int (V,): object of each value of ``index_map`` (0 = none; values >= V
+        are none), so that ids or segment indices are encoded without a full-image lookup.
+    bbox : optional ``(x, y, width, height)`` that holds every object: only it is scanned.
+
+    Returns
+    -------
+    list of n RLE dicts (counts as ``str``); an absent value gets an empty mask.
+
+    >>> [r["counts"] for r in encode_label_map(np.array([[1, 2], [1, 0]]), 2)]
+    ['022', '211']
+    """
+    h, w = index_map.shape
+    x0, y0, bw, bh = (0, 0, w, h) if bbox is None else (int(v) for v in bbox)
+    # column-major order of the box = rows of its transpose
+    transposed = _transpose(index_map[y0:y0 + bh, x0:x0 + bw])
+    if lut is None:
+        lut = np.arange(n + 1, dtype=np.int64)
+    lut = np.where((lut >= 0) & (lut <= n), lut, 0).astype(np.int64)
+    values, starts, lengths = kernels().object_runs(transposed, lut, h, x0, y0)
+    order = np.argsort(values, kind="stable")  # runs of each object, in raster order
+    values, lengths, starts = values[order], lengths[order], starts[order]  # int64 each
+    bounds = np.searchsorted(values, np.arange(1, n + 2))
+    total = h * w
+    uncompressed = []
+    for k in range(n):
+        a, b = bounds[k], bounds[k + 1]
+        s, ln = starts[a:b], lengths[a:b].astype(np.int64)
+        ends = s + ln
+        gaps = s - np.concatenate(([0], ends[:-1]))
+        counts = np.empty(2 * len(s), dtype=np.int64)
+        counts[0::2], counts[1::2] = gaps, ln
+        tail = total - (int(ends[-1]) if len(s) else 0)
+        out = counts.tolist() + ([tail] if tail or not len(s) else [])
+        uncompressed.append({"counts": out, "size": [h, w]})
+    if not uncompressed:
+        return []
+    return [_as_text(r) for r in mask_utils.frPyObjects(uncompressed, h, w)]
+
+
+def _transpose(index_map: np.ndarray) -> np.ndarray:
+    """C-contiguous transpose (OpenCV's blocked transpose where the dtype allows)."""
+    if index_map.dtype in (np.uint8, np.uint16, np.int32, np.int16, np.float32):
+        return cv2.transpose(np.ascontiguousarray(index_map))
+    return np.ascontiguousarray(index_map.T)
+
+
+def rle_counts(rle: dict) -> np.ndarray:
+    """The run lengths of an RLE (zeros first, alternating), int64 (R,).
+
+    Raises
+    ------
+    ValueError
+        If the string is truncated, a run is negative, or the runs do not cover the image.
+
+    >>> rle_counts({"size": [2, 2], "counts": "13"}).tolist()
+    [1, 3]
+    """
+    counts = rle["counts"]
+    h, w = int(rle["size"][0]), int(rle["size"][1])
+    if isinstance(counts, (list, tuple)):
+        runs = np.asarray(counts, dtype=np.int64)
+    else:
+        raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
+        runs, ok = kernels().counts_from_string(np.frombuffer(raw, dtype=np.uint8))
+        if not ok:
+            raise ValueError("truncated RLE counts string")
+    if runs.size and runs.min() < 0:
+        raise ValueError("negative run length in RLE counts")
+    if int(runs.sum()) != h * w:
+        raise ValueError(f"RLE runs cover {int(runs.sum())} pixels, size {h}x{w} has {h * w}")
+    return runs
+
+
+def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
+    """Pixels of an RLE mask on each ground-truth segment, int64 (S,), without decoding it.
+
+    Equal to :func:`panoptool.evaluation.metrics.instance.mask_segment_overlap` of the decoded mask;
+    the work is proportional to the mask's pixels.
+
+    Parameters
+    ----------
+    gt : ground truth (segments) of an image of the RLE's size.
+    runs : int64 (R,), :func:`rle_counts` of the mask.
+    """
+    return kernels().runs_segment_overlap(np.ascontiguousarray(runs, dtype=np.int64),
+                                          np.ascontiguousarray(gt.segment_index),
+                                          gt.n_segments)
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """The mask of an RLE, uint8 (H, W) 0/1."""
+    rle = {"size": list(rle["size"]),
+           "counts": rle["counts"].encode("ascii") if isinstance(rle["counts"], str)
+           else rle["counts"]}
+    if isinstance(rle["counts"], list):
+        rle = mask_utils.frPyObjects(rle, *rle["size"])
+    with warnings.catch_warnings():  # pycocotools 2.0.11 under numpy 2: copy=False notice
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return np.ascontiguousarray(mask_utils.decode(rle))
+
+
+def rle_bbox(rles: list[dict]) -> list[list[float]]:
+    """pycocotools' ``[x, y, width, height]`` of each RLE."""
+    if not rles:
+        return []
+    coded = [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in rles]
+    return [[float(v) for v in box] for box in mask_utils.toBbox(coded)]
+
+
+# --- results entries -----------------------------------------------------------------------
+
+def results_entries(image_id: str, instance_ids: np.ndarray, label_ids: list[int],
+                    scores: list[float], values: list[int] | None = None,
+                    bbox: tuple[int, int, int, int] | None = None) -> list[dict]:
+    """COCO results entries of one image's instances.
+
+    Parameters
+    ----------
+    image_id : the image's stem.
+    instance_ids : int (H, W), instance map (0 = none).
+    label_ids, scores : per instance, Cityscapes labelId and confidence.
+    values : the value of each instance in ``instance_ids`` (default 1..N).
+    bbox : ``(x, y, width, height)`` holding every instance, if known (faster).
+    """
+    n = len(label_ids)
+    lut = None
+    if values is not None:
+        lut = np.zeros(int(max(values, default=0)) + 1, dtype=np.int64)
+        lut[np.asarray(values, dtype=np.int64)] = np.arange(1, n + 1)
+    rles = encode_label_map(instance_ids, n, lut, bbox)
+    boxes = rle_bbox(rles)
+    return [{"image_id": image_id, "category_id": int(lab), "score": float(score),
+             "segmentation": rle, "bbox": box}
+            for lab, score, rle, box in zip(label_ids, scores, rles, boxes)]
+
+
+@dataclass(frozen=True)
+class ImageIdMap:
+    """How the ``image_id`` and ``category_id`` of a results file map to stems and labelIds.
+
+    ids : COCO image id -> stem (from a COCO file's ``images``); empty = match by stem only.
+    categories : category id -> labelId (from a COCO file's ``categories`` names); empty =
+        category ids are labelIds.
+    source : the COCO file the maps come from (for messages).
+    """
+
+    ids: dict
+    categories: dict
+    source: str = ""
+
+
+def match_stem(name: str, stems: set[str]) -> str | None:
+    """The stem a file name or image id starts with (``<stem>`` or ``<stem>_...``/``.``); the
+    one rule for result files (``report``'s file discovery) and COCO image ids alike.
+
+    >>> match_stem("aachen_000000_000019_leftImg8bit.png", {"aachen_000000_000019"})
+    'aachen_000000_000019'
+    """
+    base = os.path.basename(name)
+    parts = base.split("_")
+    for k in range(len(parts), 0, -1):
+        prefix = "_".join(parts[:k])
+        for candidate in (prefix, prefix.split(".")[0]):
+            if candidate in stems and (base == candidate or base[len(candidate)] in "_."):
+                return candidate
+    return None
+
+
+def read_image_id_map(coco_json: PathLike, stems: set[str]) -> ImageIdMap:
+    """Image ids and category ids of a COCO ground-truth (or image list) file.
+
+    ``images[].file_name`` gives each id's stem; ``categories[].name`` (a Cityscapes class
+    name) gives each category id's labelId. Images of other splits are skipped.
+    """
+    data = read_json(coco_json)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise InputError(coco_json, "expected a COCO object with an 'images' list")
+    ids = {}
+    for n, img in enumerate(data["images"]):
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            raise InputError(coco_json, f"images[{n}]: lacks 'id' or 'file_name'")
+        stem = match_stem(str(img["file_name"]), stems)
+        if stem is not None:
+            ids[_id_key(img["id"])] = stem
+    cats = {}
+    for n, cat in enumerate(data.get("categories") or []):
+        if isinstance(cat, dict) and cat.get("name") in _NAME_TO_LABEL and "id" in cat:
+            cats[_id_key(cat["id"])] = _NAME_TO_LABEL[cat["name"]]
+    return ImageIdMap(ids=ids, categories=cats, source=str(coco_json))
+
+
+def _id_key(value) -> object:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else str(value)
+
+
+@dataclass(frozen=True)
+class ResultInstance:
+    """One validated results entry: ``index`` in the file, labelId, score, RLE."""
+
+    index: int
+    label_id: int
+    score: float
+    height: int
+    width: int
+    counts: str | tuple
+    bbox: tuple | None = None
+
+
+def parse_results(data, stems: list[str], path: PathLike,
+                  id_map: ImageIdMap | None = None) -> dict[str, list[ResultInstance]]:
+    """Validate a COCO results list and group its entries by image stem.
+
+    Parameters
+    ----------
+    data : the parsed JSON.
+    stems : the stems of the split's images.
+    path : the file it came from (named in errors).
+    id_map : image id / category id maps (:func:`read_image_id_map`), or None.
+
+    Returns
+    -------
+    dict stem -> list of :class:`ResultInstance` (every stem present, maybe empty).
+
+    Raises
+    ------
+    InputError
+        Not a list; an entry without image_id / category_id / score / segmentation; an
+        image id that matches no ground-truth image; a category id that is not a thing
+        labelId; a score that is not a finite number; a malformed RLE. The message names the
+        entry (its index in the list).
+    """
+    if not isinstance(data, list):
+        raise InputError(path, f"a COCO results file must be a JSON list of instances, got "
+                               f"{type(data).__name__}")
+    stem_set = set(stems)
+    out: dict[str, list[ResultInstance]] = {s: [] for s in stems}
+    cache: dict = {}
+    for n, entry in enumerate(data):
+        where = f"entry {n}"
+        if not isinstance(entry, dict):
+            raise InputError(path, f"{where}: expected an object, got {type(entry).__name__}")
+        missing = [k for k in ("image_id", "category_id", "score", "segmentation")
+                   if k not in entry]
+        if missing:
+            raise InputError(path, f"{where}: lacks {', '.join(missing)}")
+        image_id = entry["image_id"]
+        key = _id_key(image_id)
+        if key not in cache:
+            cache[key] = _stem_of(image_id, key, stem_set, id_map)
+        stem = cache[key]
+        if stem is None:
+            hint = "" if id_map is None else f" (nor in the images of {id_map.source})"
+            if id_map is None and not isinstance(key, str):
+                hint = "; integer ids need --coco-gt, a COCO file whose images list maps " \
+                       "them to file names"
+            raise InputError(path, f"{where}: image_id {image_id!r} matches no ground-truth "
+                                   f"image of this split{hint}")
+        label = _label_of(entry["category_id"], id_map)
+        if label is None:
+            raise InputError(path, f"{where}: unknown category_id {entry['category_id']!r} "
+                                   f"(expected the labelId of a thing class, "
+                                   f"{RESULT_LABEL_IDS[0]}..{RESULT_LABEL_IDS[-1]}; another "
+                                   f"numbering needs --coco-gt with named categories)")
+        score = entry["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) \
+                or not math.isfinite(score):
+            raise InputError(path, f"{where}: score must be a finite number, got {score!r}")
+        seg = entry["segmentation"]
+        size = seg.get("size") if isinstance(seg, dict) else None
+        counts = seg.get("counts") if isinstance(seg, dict) else None
+        if (not isinstance(size, list) or len(size) != 2
+                or not all(isinstance(v, int) and v > 0 for v in size)
+                or not isinstance(counts, (str, list))):
+            raise InputError(path, f"{where}: segmentation must be an RLE "
+                                   f"{{'size': [height, width], 'counts': ...}}")
+        box = entry.get("bbox")
+        if box is not None and box != []:
+            if not (isinstance(box, list) and len(box) == 4
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                            and math.isfinite(v) for v in box)):
+                raise InputError(path, f"{where}: bbox must be [x, y, width, height], got "
+                                       f"{box!r}")
+            box = tuple(float(v) for v in box)
+        else:
+            box = None
+        out[stem].append(ResultInstance(index=n, label_id=label, score=float(score),
+                                        height=size[0], width=size[1],
+                                        counts=counts if isinstance(counts, str)
+                                        else tuple(counts), bbox=box))
+    return out
+
+
+def _stem_of(image_id, key, stems: set[str], id_map: ImageIdMap | None) -> str | None:
+    if id_map is not None and id_map.ids and key in id_map.ids:
+        return id_map.ids[key]
+    if isinstance(key, str):
+        return match_stem(key, stems)
+    return None
+
+
+def _label_of(category_id, id_map: ImageIdMap | None) -> int | None:
+    if isinstance(category_id, bool) or not isinstance(category_id, (int, float)):
+        return None
+    if id_map is not None and id_map.categories:
+        return id_map.categories.get(_id_key(category_id))
+    if category_id != int(category_id):
+        return None
+    label = int(category_id)
+    return label if 0 <= label < 256 and _RESULT_LABEL[label] else None
+
+
+def read_results(path: PathLike, stems: list[str],
+                 coco_gt: PathLike | None = None) -> dict[str, list[ResultInstance]]:
+    """Read and validate a COCO results JSON file (see :func:`parse_results`)."""
+    id_map = read_image_id_map(coco_gt, set(stems)) if coco_gt else None
+    return parse_results(read_json(path), stems, path, id_map)
+
+
+def instance_runs(inst: ResultInstance, shape: tuple[int, int], path: PathLike) -> np.ndarray:
+    """The run lengths of a results entry, checked against the image size."""
+    if (inst.height, inst.width) != tuple(shape):
+        raise InputError(path, f"entry {inst.index}: RLE size {inst.height}x{inst.width} "
+                               f"(height x width) differs from the image ({shape[0]}x"
+                               f"{shape[1]})")
+    try:
+        return rle_counts({"size": [inst.height, inst.width],
+                           "counts": list(inst.counts) if isinstance(inst.counts, tuple)
+                           else inst.counts})
+    except (ValueError, TypeError) as exc:
+        raise InputError(path, f"entry {inst.index}: invalid RLE ({exc})") from None
+
+
+def compressed_counts(inst: ResultInstance) -> str:
+    """The compressed counts string of an entry (uncompressed lists are compressed)."""
+    if isinstance(inst.counts, str):
+        return inst.counts
+    rle = mask_utils.frPyObjects({"counts": list(inst.counts),
+                                  "size": [inst.height, inst.width]}, inst.height, inst.width)
+    return _as_text(rle)["counts"]
+
+
+def write_results(path: PathLike, entries: list[dict]) -> None:
+    """Write a COCO results list, atomically."""
+    write_json(path, entries, indent=None)
+
+
+# --- ground truth ------------------------------------------------------------------------------
+
+def ground_truth_annotations(gt: GroundTruth) -> list[dict]:
+    """COCO instance annotations of one image by detectron2's instanceIds rule (module
+    docstring): ``category_id``, ``iscrowd``, ``area``, ``bbox``, ``segmentation`` (RLE);
+    no ``id`` / ``image_id`` (given when the file is assembled).
+
+    Annotations are in increasing instance id order.
+    """
+    seg_inst = gt.instance_ids.astype(np.int64)
+    seg_label = instance_label(seg_inst)
+    keep = (seg_label < 256) & _EVALUATED[seg_label.clip(0, 255)]
+    inst_ids = np.unique(seg_inst[keep])
+    if not inst_ids.size:
+        return []
+    ann_of_seg = np.zeros(gt.n_segments, dtype=np.int32)
+    ann_of_seg[keep] = np.searchsorted(inst_ids, seg_inst[keep]) + 1
+    rles = encode_label_map(gt.segment_index, len(inst_ids), ann_of_seg)
+    areas = np.bincount(ann_of_seg, weights=gt.areas, minlength=len(inst_ids) + 1)[1:]
+    boxes = rle_bbox(rles)
+    out = []
+    for iid, rle, area, box in zip(inst_ids.tolist(), rles, areas.tolist(), boxes):
+        if box[2] <= 1 or box[3] <= 1:
+            continue  # detectron2: xmax <= xmin or ymax <= ymin
+        out.append({"category_id": int(iid // 1000 if iid >= 1000 else iid),
+                    "iscrowd": int(iid < 1000), "area": int(area), "bbox": box,
+                    "segmentation": rle})
+    return out
+
+
+def assemble_ground_truth(images: list[dict], annotations: list[list[dict]]) -> dict:
+    """A COCO instances ground-truth object from per-image annotations.
+
+    Parameters
+    ----------
+    images : per image ``{"id", "file_name", "height", "width"}``.
+    annotations : per image, :func:`ground_truth_annotations`.
+    """
+    anns = []
+    for img, per_image in zip(images, annotations):
+        for ann in per_image:
+            anns.append({"id": len(anns) + 1, "image_id": img["id"], **ann})
+    return {"images": images, "annotations": anns, "categories": coco_instance_categories()}
+
+
+# --- COCOeval ----------------------------------------------------------------------------------
+
+#: COCOeval implementations: pycocotools (the reference) and faster-coco-eval (its C++
+#: re-implementation, same numbers; about 4x faster on 100 Cityscapes-size images).
+COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
+
+
+def coco_mask_ap(ground_truth: dict, detections: list[dict],
+                 backend: str = "pycocotools") -> dict:
+    """COCO mask AP (COCOeval, ``iouType="segm"``, default parameters).
+
+    Parameters
+    ----------
+    ground_truth : COCO instances object (:func:`assemble_ground_truth`).
+    detections : results entries whose ``image_id`` are ids of ``ground_truth``'s images
+        (empty masks already dropped).
+    backend : one of :data:`COCO_BACKENDS`.
+
+    Returns
+    -------
+    dict of :data:`COCO_METRIC_KEYS` in percent; None where COCOeval has no value (-1).
+    """
+    if backend == "faster-coco-eval":
+        return _faster_coco_mask_ap(ground_truth, detections)
+    if backend != "pycocotools":
+        raise ConfigError(f"coco backend must be one of {', '.join(COCO_BACKENDS)}, got "
+                          f"{backend!r}")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(_io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = ground_truth
+        coco_gt.createIndex()
+        if detections:
+            coco_dt = coco_gt.loadRes(detections)
+        else:  # loadRes refuses an empty list; no detection is a valid result
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": ground_truth["images"], "annotations": [],
+                               "categories": ground_truth["categories"]}
+            coco_dt.createIndex()
+        ev = COCOeval(coco_gt, coco_dt, iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {k: (None if v < 0 else 100.0 * float(v)) for k, v in zip(COCO_METRIC_KEYS,
+                                                                      ev.stats[:6])}
+
+
+def _faster_coco_mask_ap(ground_truth: dict, detections: list[dict]) -> dict:
+    """:func:`coco_mask_ap` with faster-coco-eval (which needs integer image ids: images are
+    numbered 1..N in their order)."""
+    try:
+        from faster_coco_eval import COCO, COCOeval_faster
+    except ImportError:
+        raise ConfigError("--coco-backend faster-coco-eval needs the package faster-coco-eval "
+                          "(pip install faster-coco-eval)") from None
+    number = {img["id"]: k + 1 for k, img in enumerate(ground_truth["images"])}
+    gt = {"images": [dict(img, id=number[img["id"]]) for img in ground_truth["images"]],
+          "annotations": [dict(a, image_id=number[a["image_id"]])
+                          for a in ground_truth["annotations"]],
+          "categories": ground_truth["categories"]}
+    with contextlib.redirect_stdout(_io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        if detections:
+            coco_dt = coco_gt.loadRes([dict(d, image_id=number[d["image_id"]])
+                                       for d in detections])
+        else:
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": gt["images"], "annotations": [],
+                               "categories": gt["categories"]}
+            coco_dt.createIndex()
+        ev = COCOeval_faster(coco_gt, coco_dt, iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {k: (None if v < 0 else 100.0 * float(v)) for k, v in zip(COCO_METRIC_KEYS,
+                                                                      ev.stats[:6])}
+
+
+def read_coco_gt_cached(cache_file: PathLike | None, key: str | None,
+                        gt: GroundTruth) -> list[dict]:
+    """:func:`ground_truth_annotations` of ``gt``, from the cache file if its key matches."""
+    if cache_file is not None and key is not None and os.path.isfile(cache_file):
+        try:
+            data = read_json(cache_file)
+            if isinstance(data, dict) and data.get("key") == key:
+                return data["annotations"]
+        except (InputError, KeyError):
+            pass
+    anns = ground_truth_annotations(gt)
+    if cache_file is not None and key is not None:
+        with contextlib.suppress(OSError, PanoptoolError):
+            write_json(cache_file, {"key": key, "annotations": anns}, indent=None)
+    return anns
+
+
+def coco_gt_cache_path(cache_dir: PathLike, split: str, stem: str) -> Path:
+    """Cache file of one image's COCO ground-truth annotations."""
+    return Path(cache_dir) / "coco_gt" / split / f"{stem}.json"
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: PathLike
+                           ) -> tuple[InstanceStats, list[dict]]:
+    """Cityscapes instance statistics of one image's results entries, and its COCO detections.
+
+    The masks are never decoded: each RLE's pixels are counted on the ground-truth segments
+    (:func:`rle_segment_overlap`), which is all the official matching needs, so the AP equals
+    that of the same masks as PNG files. Entries of labels that are not evaluated and empty
+    masks are dropped (as the official script and detectron2 do).
+
+    Returns
+    -------
+    (InstanceStats, detections): detections are COCO results entries (``image_id`` = stem)
+    of the evaluated, non-empty masks, for :func:`coco_mask_ap`.
+    """
+    from panoptool.evaluation.metrics import instance
+
+    labels, scores, areas, overlaps, dets = [], [], [], [], []
+    for inst in entries:
+        runs = instance_runs(inst, gt.shape, path)
+        if not _EVALUATED[inst.label_id]:
+            continue
+        overlap = rle_segment_overlap(gt, runs)
+        area = int(overlap.sum())
+        if area == 0:
+            continue
+        labels.append(inst.label_id)
+        scores.append(inst.score)
+        areas.append(area)
+        overlaps.append(overlap)
+        rle = {"size": [inst.height, inst.width], "counts": compressed_counts(inst)}
+        dets.append({"image_id": stem, "category_id": inst.label_id, "score": inst.score,
+                     "segmentation": rle,
+                     "bbox": list(inst.bbox) if inst.bbox else rle_bbox([rle])[0]})
+    return _stats(gt, labels, scores, areas, overlaps), dets
+
+
+def _stats(gt: GroundTruth, labels: list, scores: list, areas: list, overlaps: list
+           ) -> InstanceStats:
+    from panoptool.evaluation.metrics import instance
+
+    pred = instance.PredictedInstances(
+        label_ids=np.array(labels, dtype=np.int64), scores=np.array(scores, dtype=np.float64),
+        areas=np.array(areas, dtype=np.int64),
+        segment_overlap=(np.stack(overlaps) if overlaps
+                         else np.zeros((0, gt.n_segments), dtype=np.int64)))
+    return instance.update(gt, pred)
+
+
+_NONZERO = np.ones(256, dtype=np.int64)
+_NONZERO[0] = 0
+
+
+def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_dir: PathLike
+                       ) -> tuple[InstanceStats, list[dict]]:
+    """:func:`panoptool.evaluation.runner.instance_stats` of an official ``_pred.txt`` (the same
+    statistics, each mask read once) and the COCO detections of its masks (RLE-encoded
+    over their bounding box only)."""
+    from panoptool.evaluation.runner import _read_mask, read_instance_list
+    from panoptool.evaluation.metrics import instance
+
+    labels, scores, areas, overlaps, dets = [], [], [], [], []
+    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir):
+        if not instance.is_evaluated_label(label_id):
+            continue
+        mask = _read_mask(mask_path, gt.shape)
+        overlap = instance.mask_segment_overlap(gt, mask)
+        area = int(overlap.sum())
+        if area == 0:
+            continue
+        labels.append(label_id)
+        scores.append(conf)
+        areas.append(area)
+        overlaps.append(overlap)
+        index = mask if mask.dtype == np.uint8 else (mask != 0).view(np.uint8)
+        rle = encode_label_map(index, 1, _NONZERO, cv2.boundingRect(index))[0]
+        dets.append({"image_id": stem, "category_id": int(label_id), "score": float(conf),
+                     "segmentation": rle, "bbox": rle_bbox([rle])[0]})
+    return _stats(gt, labels, scores, areas, overlaps), dets
+
+
+@dataclass
+class CocoImages:
+    """What COCO mask AP needs of some images: their COCO ``images`` entries, ground-truth
+    annotations and detections. Adds up over images (``+``)."""
+
+    images: list
+    annotations: list
+    detections: list
+
+    @classmethod
+    def one(cls, stem: str, shape: tuple[int, int], annotations: list[dict],
+            detections: list[dict]) -> "CocoImages":
+        from panoptool.io.formats import city_of
+
+        image = {"id": stem, "file_name": f"{city_of(stem)}/{stem}_leftImg8bit.png",
+                 "height": int(shape[0]), "width": int(shape[1])}
+        return cls([image], [annotations], list(detections))
+
+    def __add__(self, other: "CocoImages") -> "CocoImages":
+        return CocoImages(self.images + other.images, self.annotations + other.annotations,
+                          self.detections + other.detections)
+
+    def ground_truth(self) -> dict:
+        """The COCO ground-truth object, images in stem order."""
+        order = sorted(range(len(self.images)), key=lambda i: self.images[i]["id"])
+        return assemble_ground_truth([self.images[i] for i in order],
+                                     [self.annotations[i] for i in order])
+
+    def compute(self, backend: str = "pycocotools") -> dict:
+        """:data:`COCO_METRIC_KEYS` in percent (:func:`coco_mask_ap`)."""
+        return coco_mask_ap(self.ground_truth(), self.detections, backend)
+
+
+# --- conversions (convert instance-results) ----------------------------------------------------
+
+def _plain_stem(name: str) -> str:
+    """A stem from a file name or image id: the base name without extension and without a
+    ``_leftImg8bit`` / ``_pred`` suffix."""
+    base = os.path.basename(str(name))
+    base = base.split(".")[0] if "." in base else base
+    for suffix in ("_leftImg8bit", "_pred"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return base
+
+
+def txt_results_to_coco(results_dir: PathLike, show_progress: bool = False) -> list[dict]:
+    """COCO results entries of a folder of official instance results
+    (``instance/**/<stem>_pred.txt`` + masks); image ids are the stems, files in name order.
+
+    Every line is kept (labels that are not evaluated too); empty masks are kept as empty
+    RLEs so that the conversion is lossless.
+    """
+    from panoptool.evaluation.runner import _read_mask, read_instance_list, read_result_png
+
+    results_dir = Path(results_dir)
+    folder = results_dir / "instance"
+    if not folder.is_dir():
+        raise InputError(results_dir, "no instance/ folder of official instance results")
+    entries: list[dict] = []
+    for txt in sorted(folder.rglob("*.txt")):
+        if txt.name.startswith("."):
+            continue
+        stem = _plain_stem(txt.name)
+        rows = read_instance_list(txt, results_dir)
+        shape = None
+        for mask_path, label, conf in rows:
+            if shape is None:
+                shape = read_result_png(mask_path, "mask").shape[:2]
+            mask = _read_mask(mask_path, shape)
+            rle = encode_mask(mask)
+            entries.append({"image_id": stem, "category_id": int(label), "score": float(conf),
+                            "segmentation": rle, "bbox": rle_bbox([rle])[0]})
+    return entries
+
+
+def coco_to_txt_results(data, path: PathLike, out: PathLike,
+                        id_map: ImageIdMap | None = None) -> dict[str, int]:
+    """Write COCO results entries as official instance results below ``out``:
+    ``instance/<stem>_pred.txt`` and ``instance/masks/<stem>_<k>.png`` (0/255), each file
+    atomically. Returns instances written per stem.
+
+    Entries are validated as in :func:`parse_results`, against the stems they name
+    (``image_id`` as a file stem, or through ``id_map``). Nothing is written if any entry
+    is invalid.
+    """
+    from panoptool.io.formats import instance_mask_relpath, instance_txt_path
+    from panoptool.io.files import LABEL_PNG_PARAMS, write_png, write_text
+
+    if not isinstance(data, list):
+        raise InputError(path, f"a COCO results file must be a JSON list of instances, got "
+                               f"{type(data).__name__}")
+    if id_map is not None:
+        stems = sorted(set(id_map.ids.values()))
+    else:
+        stems = sorted({_plain_stem(e["image_id"]) for e in data
+                        if isinstance(e, dict) and isinstance(e.get("image_id"), str)})
+    grouped = parse_results(data, stems, path, id_map)
+    masks: dict[str, list] = {}
+    for stem, insts in grouped.items():
+        shape = (insts[0].height, insts[0].width) if insts else None
+        masks[stem] = [(inst, instance_runs(inst, shape, path)) for inst in insts]
+    out = Path(out)
+    written = {}
+    for stem, items in masks.items():
+        if not items:
+            continue
+        lines = []
+        for k, (inst, _) in enumerate(items):
+            rel = instance_mask_relpath(stem, k)
+            mask = decode_rle({"size": [inst.height, inst.width],
+                               "counts": compressed_counts(inst)})
+            write_png(out / "instance" / rel, mask * np.uint8(255), params=LABEL_PNG_PARAMS)
+            lines.append(f"{rel} {inst.label_id} {inst.score!r}")
+        write_text(instance_txt_path(out, stem), "".join(line + "\n" for line in lines))
+        written[stem] = len(items)
+    return written
+
+
+# --- runners (convert instances-gt) ------------------------------------------------------------
+
+def _gt_image(job: tuple[str, str, str, str | None, str | None]) -> CocoImages:
+    stem, label_path, inst_path, cache_file, coco_cache = job
+    from panoptool.evaluation.runner import read_segmented_ground_truth
+    from panoptool.evaluation.metrics import gt as gtm
+
+    gt = read_segmented_ground_truth(label_path, inst_path, cache_file)
+    key = gtm.cache_key(label_path, inst_path) if coco_cache else None
+    return CocoImages.one(stem, gt.shape, read_coco_gt_cached(coco_cache, key, gt), [])
+
+
+def convert_instances_gt(root: PathLike | None, split: str, out: PathLike, *,
+                         workers: int | None = 0, cache: bool | PathLike = True,
+                         show_progress: bool = True) -> dict:
+    """Write the COCO instances ground truth of a split (detectron2's instanceIds rule, see
+    the module docstring) to ``out``, atomically; return it.
+
+    Images have ``id`` = stem and ``file_name`` = ``<city>/<stem>_leftImg8bit.png``;
+    annotation ids count from 1 in stem order. Per-image annotations are kept in the
+    ground-truth cache (``<root>/.panoptool_cache/coco_gt/``) as they are made, so an
+    interrupted conversion resumes there, and ``report`` reuses them.
+    """
+    from panoptool.io.cityscapes import list_samples, resolve_root
+    from panoptool.evaluation.metrics import gt as gtm
+    from panoptool.runtime.pool import run_parallel
+
+    root = resolve_root(root)
+    samples = list_samples(root, split)
+    cache_dir = None
+    if cache:
+        cache_dir = Path(root) / gtm.CACHE_DIRNAME if cache is True else Path(cache)
+    jobs = [(s.stem, str(s.label_ids_path), str(s.instance_ids_path),
+             None if cache_dir is None else str(gtm.cache_path(cache_dir, split, s.stem)),
+             None if cache_dir is None else str(coco_gt_cache_path(cache_dir, split, s.stem)))
+            for s in samples]
+    kernels().warm_up()  # loaded once here; forked workers inherit them
+    total = CocoImages([], [], [])
+    for part in run_parallel(_gt_image, jobs, workers=workers, description="convert",
+                             show_progress=show_progress):
+        total = total + part
+    data = total.ground_truth()
+    write_json(out, data, indent=None)
+    return data
+
+
+def convert_instance_results(*, results_dir: PathLike | None = None,
+                             instances: PathLike | None = None, out: PathLike,
+                             coco_gt: PathLike | None = None) -> int:
+    """``convert instance-results``: official txt + PNG results (``results_dir``) -> one COCO
+    results JSON ``out``, or a COCO results JSON (``instances``) -> official results in the
+    folder ``out`` (``coco_gt`` maps its image and category ids). Returns instances written.
+    """
+    if (results_dir is None) == (instances is None):
+        raise ConfigError("give either --results DIR (txt + PNG -> JSON) or --instances FILE "
+                          "(JSON -> txt + PNG)")
+    if results_dir is not None:
+        entries = txt_results_to_coco(results_dir)
+        write_results(out, entries)
+        return len(entries)
+    id_map = None
+    if coco_gt is not None:
+        data = read_json(coco_gt)
+        images = data.get("images") if isinstance(data, dict) else None
+        names = [img.get("file_name", "") for img in images or [] if isinstance(img, dict)]
+        id_map = read_image_id_map(coco_gt, {_plain_stem(n) for n in names})
+    return sum(coco_to_txt_results(read_json(instances), instances, out, id_map).values())

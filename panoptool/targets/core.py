@@ -1,0 +1,445 @@
+"""Training targets: semantic trainIds, instance contours and centre offsets.
+
+Pure functions on arrays (:func:`semantic_target`, :func:`contour_target`,
+:func:`offset_target`, :func:`compute_targets`) and a thin runner (:func:`make_targets`) that
+applies them to every image of a split, in parallel, resuming where it stopped.
+
+Definitions (DESIGN.md)
+-----------------------
+- A *thing instance* is a non-crowd instance of a thing class: ``instance_id >= 1000`` and
+  ``instance_id // 1000`` in :data:`labels.THING_LABEL_IDS` (caravan, trailer and crowd
+  regions, whose instance id is the bare label id, are not thing instances).
+- Contour: the inner boundary of every thing instance (its pixels with a 4-neighbour,
+  inside the image, that belongs to anything else), united over instances, then dilated
+  ``dilation - 1`` times with a 3x3 square kernel.
+- Offset: per thing-instance pixel, (dy, dx) from the pixel to the instance's mask centroid;
+  stored factored as ``instance_index`` + ``centers_yx`` (see :mod:`panoptool.io.formats`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from panoptool.io import formats
+from panoptool.io.cityscapes import Sample, list_samples, read_ground_truth, resolve_root
+from panoptool.errors import ConfigError, InputError
+from panoptool.io.files import read_json, remove_stale_temporaries, write_json
+from panoptool.labels import LABEL_TO_TRAIN, THING_LABEL_IDS
+
+PathLike = str | os.PathLike
+
+_MAX_ID = 1 << 16  # instance ids fit in uint16 (Cityscapes stores them so)
+#: Boolean table over instance ids 0..65535: True for ids of non-crowd thing instances.
+IS_THING_INSTANCE = np.zeros(_MAX_ID, dtype=bool)
+for _label in THING_LABEL_IDS:
+    IS_THING_INSTANCE[_label * 1000: _label * 1000 + 1000] = True
+
+_KERNEL = np.ones((3, 3), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Settings of ``make-targets``.
+
+    Parameters
+    ----------
+    dilation : contour dilation rate d >= 1; the 1-px inner boundary is dilated d - 1 times
+        with a 3x3 square kernel (1 = thinnest, 2 = the paper's default, 3 = thicker).
+    """
+
+    dilation: int = 2
+
+    def __post_init__(self):
+        d = self.dilation
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+            raise ConfigError(f"dilation must be an integer >= 1, got {d!r}")
+
+
+def _value_range(ids: np.ndarray) -> tuple[int, int]:
+    """(min, max) of an integer array; OpenCV's single pass where it can."""
+    if ids.dtype in (np.int32, np.uint8, np.int16, np.uint16, np.int8):
+        lo, hi, _, _ = cv2.minMaxLoc(np.ascontiguousarray(ids))
+        return int(lo), int(hi)
+    return int(ids.min()), int(ids.max())
+
+
+def _check_2d(name: str, arr: np.ndarray) -> None:
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+        raise ConfigError(f"{name} must be a 2-d array (H, W), got "
+                          f"{getattr(arr, 'shape', type(arr).__name__)}")
+
+
+def thing_instance_mask(instance_ids: np.ndarray) -> np.ndarray:
+    """True on pixels of non-crowd thing instances.
+
+    Parameters
+    ----------
+    instance_ids : integer (H, W), Cityscapes instance ids.
+
+    Returns
+    -------
+    bool (H, W).
+
+    >>> thing_instance_mask(np.array([[26, 26001, 29000, 24]])).tolist()
+    [[False, True, False, False]]
+    """
+    return instance_index_map(instance_ids)[0] > 0
+
+
+def semantic_target(label_ids: np.ndarray) -> np.ndarray:
+    """Semantic target: label ids -> train ids.
+
+    Parameters
+    ----------
+    label_ids : uint8 (H, W), Cityscapes label ids.
+
+    Returns
+    -------
+    uint8 (H, W), train ids 0..18, 255 = ignore.
+
+    >>> semantic_target(np.array([[7, 26], [0, 23]], dtype=np.uint8)).tolist()
+    [[0, 13], [255, 10]]
+    """
+    _check_2d("label_ids", label_ids)
+    label_ids = np.ascontiguousarray(label_ids, dtype=np.uint8)
+    return cv2.LUT(label_ids, LABEL_TO_TRAIN)
+
+
+def instance_index_map(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Number the non-crowd thing instances 1..K in increasing instance-id order.
+
+    Parameters
+    ----------
+    instance_ids : integer (H, W), Cityscapes instance ids in 0..65535.
+
+    Returns
+    -------
+    instance_index : uint16 (H, W); 0 off thing instances, k on the k-th instance.
+    ids : intp (K,), the instance id of each index k (at position k-1).
+    areas : int64 (K,), pixels of each instance.
+
+    >>> index, ids, areas = instance_index_map(np.array([[26001, 7, 24000, 26001, 24]]))
+    >>> index.tolist(), ids.tolist(), areas.tolist()
+    ([[2, 0, 1, 2, 0]], [24000, 26001], [1, 2])
+    """
+    _check_2d("instance_ids", instance_ids)
+    ids = np.asarray(instance_ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ConfigError(f"instance_ids must be an integer array, got {ids.dtype}")
+    if ids.dtype != np.uint16 and ids.size:
+        lo, hi = _value_range(ids)
+        if lo < 0 or hi >= _MAX_ID:
+            raise ConfigError(f"instance_ids must lie in 0..{_MAX_ID - 1}, got range "
+                              f"[{lo}, {hi}]")
+    ids16 = np.ascontiguousarray(ids, dtype=np.uint16)
+    counts = cv2.calcHist([ids16], [0], None, [_MAX_ID], [0, _MAX_ID]).ravel()
+    present = np.flatnonzero((counts > 0) & IS_THING_INSTANCE)
+    lut = np.zeros(_MAX_ID, dtype=np.uint16)
+    lut[present] = np.arange(1, len(present) + 1, dtype=np.uint16)
+    # np.take: 30% faster than lut[ids16], which first widens the 2M indices to intp
+    return np.take(lut, ids16), present, counts[present].astype(np.int64)
+
+
+def _boundary_of_index(instance_index: np.ndarray,
+                       row_change: np.ndarray | None = None) -> np.ndarray:
+    """Inner boundary from an instance index map (0 = no thing instance); bool (H, W).
+
+    ``row_change`` (bool (H, W-1), ``index[:, 1:] != index[:, :-1]``) may be passed when
+    already computed.
+    """
+    ii = instance_index
+    edge = np.zeros(ii.shape, dtype=bool)
+    diff = ii[:, 1:] != ii[:, :-1] if row_change is None else row_change
+    edge[:, 1:] |= diff  # horizontal neighbours differ
+    edge[:, :-1] |= diff
+    diff = ii[1:, :] != ii[:-1, :]  # vertical neighbours differ
+    edge[1:, :] |= diff
+    edge[:-1, :] |= diff
+    edge &= ii > 0
+    return edge
+
+
+def inner_boundary(instance_ids: np.ndarray) -> np.ndarray:
+    """Inner boundary of every non-crowd thing instance, united (no dilation).
+
+    A pixel of a thing instance is a boundary pixel if one of its 4-neighbours inside the
+    image has another id (another instance, even of the same class, stuff, crowd, void).
+    The image border itself does not make a boundary.
+
+    Parameters
+    ----------
+    instance_ids : integer (H, W), Cityscapes instance ids.
+
+    Returns
+    -------
+    bool (H, W).
+    """
+    return _boundary_of_index(instance_index_map(instance_ids)[0])
+
+
+def _dilate(edge: np.ndarray, dilation: int) -> np.ndarray:
+    edge = np.ascontiguousarray(edge).view(np.uint8)
+    if dilation > 1:
+        edge = cv2.dilate(edge, _KERNEL, iterations=dilation - 1,
+                          borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return edge
+
+
+def contour_target(instance_ids: np.ndarray, dilation: int = 2) -> np.ndarray:
+    """Contour target: thing-instance boundaries thickened by the dilation rate.
+
+    Parameters
+    ----------
+    instance_ids : integer (H, W), Cityscapes instance ids (``label*1000+k`` for things,
+        the label id for stuff and crowd).
+    dilation : d >= 1; the inner boundary is dilated d - 1 times with a 3x3 square kernel.
+
+    Returns
+    -------
+    uint8 (H, W), 1 on contour pixels, 0 elsewhere.
+
+    Examples
+    --------
+    Two touching cars (26000, 26001) on road (7); their shared boundary survives:
+
+    >>> ids = np.array([[7, 7,     7,     7,     7,     7,     7],
+    ...                 [7, 26000, 26000, 26000, 26001, 26001, 7],
+    ...                 [7, 26000, 26000, 26000, 26001, 26001, 7],
+    ...                 [7, 26000, 26000, 26000, 26001, 26001, 7],
+    ...                 [7, 7,     7,     7,     7,     7,     7]])
+    >>> contour_target(ids, dilation=1)
+    array([[0, 0, 0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 1, 1, 0],
+           [0, 1, 0, 1, 1, 1, 0],
+           [0, 1, 1, 1, 1, 1, 0],
+           [0, 0, 0, 0, 0, 0, 0]], dtype=uint8)
+    """
+    TargetConfig(dilation=dilation)  # validates
+    return _dilate(inner_boundary(instance_ids), dilation)
+
+
+def _centroids(instance_index: np.ndarray, n_instances: int,
+               row_change: np.ndarray | None = None) -> np.ndarray:
+    """Mask centroids (row, column) of instances 1..K of an index map; float32 (K, 2).
+
+    Works on the horizontal runs of equal index (few, even at 1024x2048) instead of on
+    pixels: a run of length n starting at column c of row r adds n*r to the row sum and
+    n*c + n*(n-1)/2 to the column sum. Sums are exact in float64.
+    """
+    h, w = instance_index.shape
+    diff = (instance_index[:, 1:] != instance_index[:, :-1]) if row_change is None \
+        else row_change
+    run_start = np.empty((h, w), dtype=bool)
+    run_start[:, 0] = True  # every row starts a run, so runs never cross rows
+    run_start[:, 1:] = diff
+    starts = np.flatnonzero(run_start)
+    lengths = np.diff(starts, append=h * w).astype(np.float64)
+    values = instance_index.ravel()[starts]
+    keep = values > 0
+    starts, lengths, values = starts[keep], lengths[keep], values[keep]
+    rows, cols = np.divmod(starts, w)
+    size = n_instances + 1
+    area = np.bincount(values, weights=lengths, minlength=size)[1:]
+    sum_y = np.bincount(values, weights=rows * lengths, minlength=size)[1:]
+    sum_x = np.bincount(values, weights=cols * lengths + lengths * (lengths - 1) / 2,
+                        minlength=size)[1:]
+    area = np.maximum(area, 1.0)
+    return np.stack([sum_y / area, sum_x / area], axis=1).astype(np.float32).reshape(-1, 2)
+
+
+def offset_target(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre-offset target, factored: instance index per pixel and instance centroids.
+
+    Parameters
+    ----------
+    instance_ids : integer (H, W), Cityscapes instance ids.
+
+    Returns
+    -------
+    instance_index : uint16 (H, W); 0 off thing instances, k = k-th thing instance in
+        increasing instance-id order.
+    centers_yx : float32 (K, 2); mask centroid (row, column) of instance k at row k-1.
+        :func:`formats.decode_offsets` expands both to the (2, H, W) offset map (dy, dx)
+        and its validity mask.
+
+    Examples
+    --------
+    >>> ids = np.array([[26000, 26000, 7], [26000, 26000, 24001]])
+    >>> index, centers = offset_target(ids)
+    >>> index.tolist(), centers.tolist()
+    ([[2, 2, 0], [2, 2, 1]], [[1.0, 2.0], [0.5, 0.5]])
+    """
+    instance_index, ids, _ = instance_index_map(instance_ids)
+    return instance_index, _centroids(instance_index, len(ids))
+
+
+def compute_targets(label_ids: np.ndarray, instance_ids: np.ndarray,
+                    config: TargetConfig = TargetConfig()) -> dict[str, np.ndarray]:
+    """All targets of one image.
+
+    Parameters
+    ----------
+    label_ids : uint8 (H, W), Cityscapes label ids.
+    instance_ids : integer (H, W), Cityscapes instance ids, same size.
+    config : target settings.
+
+    Returns
+    -------
+    dict with ``train_ids`` uint8 (H, W), ``contour`` uint8 (H, W) 0/1,
+    ``instance_index`` uint16 (H, W) and ``centers_yx`` float32 (K, 2): the keyword
+    arguments of :func:`formats.write_targets`.
+    """
+    _check_2d("label_ids", label_ids)
+    _check_2d("instance_ids", instance_ids)
+    if label_ids.shape != instance_ids.shape:
+        raise ConfigError(f"label_ids {label_ids.shape} and instance_ids {instance_ids.shape} "
+                          f"differ in size")
+    instance_index, ids, _ = instance_index_map(instance_ids)
+    row_change = instance_index[:, 1:] != instance_index[:, :-1]
+    return {"train_ids": semantic_target(label_ids),
+            "contour": _dilate(_boundary_of_index(instance_index, row_change),
+                               config.dilation),
+            "instance_index": instance_index,
+            "centers_yx": _centroids(instance_index, len(ids), row_change)}
+
+
+# --- runner --------------------------------------------------------------------------------
+
+@dataclass
+class TargetSummary:
+    """What :func:`make_targets` did.
+
+    ``instances``, ``contour_pixels`` and ``pixels`` count the images processed in this run
+    (not the skipped ones).
+    """
+
+    out: str
+    split: str
+    images: int = 0
+    done: int = 0
+    skipped: int = 0
+    instances: int = 0
+    contour_pixels: int = 0
+    pixels: int = 0
+    seconds: float = 0.0
+
+    @property
+    def contour_fraction(self) -> float:
+        """Fraction of processed pixels on a contour (NaN if nothing was processed)."""
+        return self.contour_pixels / self.pixels if self.pixels else float("nan")
+
+    def rows(self) -> list[dict]:
+        """The summary as (quantity, value) rows for a table."""
+        frac = self.contour_fraction
+        return [{"quantity": "images in split", "value": self.images},
+                {"quantity": "images done now", "value": self.done},
+                {"quantity": "images skipped (already done)", "value": self.skipped},
+                {"quantity": "thing instances (done now)", "value": self.instances},
+                {"quantity": "contour pixels (%)",
+                 "value": "-" if np.isnan(frac) else f"{100 * frac:.2f}"},
+                {"quantity": "seconds", "value": f"{self.seconds:.1f}"},
+                {"quantity": "output", "value": self.out}]
+
+
+def is_done(out: PathLike, split: str, stem: str) -> bool:
+    """Whether the targets of an image exist (the offsets file is written last)."""
+    return formats.target_paths(out, split, stem)["offset"].is_file()
+
+
+def _process(sample: Sample, *, out: str, config: TargetConfig) -> tuple[int, int, int]:
+    """Compute and write the targets of one sample; ``(instances, contour px, pixels)``."""
+    # uint16 as stored: compute_targets then needs no range check and no conversion
+    label_ids, instance_ids = read_ground_truth(sample, instance_dtype=np.uint16)
+    targets = compute_targets(label_ids, instance_ids, config)
+    formats.write_targets(out, sample.split, sample.stem, **targets)
+    contour = targets["contour"]
+    return len(targets["centers_yx"]), int(np.count_nonzero(contour)), contour.size
+
+
+def _check_previous_config(config_path: Path, config: TargetConfig, overwrite: bool) -> dict:
+    """Settings of an earlier run in the same folder (or {}); refuse mixing settings."""
+    if not config_path.is_file():
+        return {}
+    previous = read_json(config_path)
+    settings = previous.get("settings", {}) if isinstance(previous, dict) else {}
+    if not isinstance(settings, dict):
+        raise InputError(config_path, "has no 'settings' object; not a make-targets config")
+    if overwrite:
+        return settings
+    for field in dataclasses.fields(TargetConfig):
+        old, new = settings.get(field.name), getattr(config, field.name)
+        if old is not None and old != new:
+            raise ConfigError(f"{config_path}: existing targets were made with {field.name}="
+                              f"{old}, this run asks for {field.name}={new}; use --overwrite "
+                              f"to redo them or choose another --out")
+    return settings
+
+
+def make_targets(root: PathLike | None, split: str, out: PathLike,
+                 config: TargetConfig = TargetConfig(), *, workers: int | None = 0,
+                 overwrite: bool = False, show_progress: bool = True) -> TargetSummary:
+    """Write the targets of every image of a split below ``out``.
+
+    Parameters
+    ----------
+    root : Cityscapes root (``None``: ``$CITYSCAPES_DATASET``).
+    split : split folder below ``gtFine/``.
+    out : targets folder; files go to ``out/<split>/<city>/`` (:func:`formats.target_paths`)
+        and the settings to ``out/config.json``.
+    config : target settings.
+    workers : worker processes, 0 or None = all cores.
+    overwrite : redo images whose targets exist (default: skip them, i.e. resume).
+    show_progress : show a progress bar on stderr.
+
+    Returns
+    -------
+    TargetSummary
+
+    Raises
+    ------
+    InputError
+        On a missing root/split or an unreadable/mis-sized ground-truth file (named).
+    ConfigError
+        If ``out`` holds targets made with other settings and ``overwrite`` is False.
+    """
+    from panoptool.runtime.guard import output_lock
+    from panoptool.runtime.pool import run_parallel
+    from panoptool.synth.scenes import config_filename
+
+    start = time.perf_counter()
+    root = resolve_root(root)
+    samples = list_samples(root, split)
+    out = Path(out)
+    config_path = out / formats.CONFIG_JSON
+    upstream_path = root / config_filename(split)
+    upstream = read_json(upstream_path) if upstream_path.is_file() else None
+    with output_lock(out, "make-targets"):  # held from the check of config.json on
+        previous = _check_previous_config(config_path, config, overwrite)
+        splits = sorted(set(previous.get("splits", [])) | {split}) if not overwrite \
+            else [split]
+        settings = {**dataclasses.asdict(config), "root": str(root.resolve()), "split": split,
+                    "splits": splits}
+        write_json(config_path, formats.stage_config("make-targets", settings, upstream))
+        remove_stale_temporaries(out)  # debris of a killed run, at the top of out and below
+
+        todo = [s for s in samples if overwrite or not is_done(out, split, s.stem)]
+        summary = TargetSummary(out=str(out), split=split, images=len(samples),
+                                skipped=len(samples) - len(todo))
+        func = partial(_process, out=str(out), config=config)
+        for n_inst, n_contour, n_pixels in run_parallel(func, todo, workers=workers,
+                                                        description=f"make-targets {split}",
+                                                        show_progress=show_progress):
+            summary.done += 1
+            summary.instances += n_inst
+            summary.contour_pixels += n_contour
+            summary.pixels += n_pixels
+    summary.seconds = time.perf_counter() - start
+    return summary
