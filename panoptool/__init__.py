@@ -22,7 +22,6 @@ FORMAT_VERSION = 1
 #: Module paths of panoptool 0.1's flat layout -> where that module lives now. Importing an old
 #: path still works for this version (it is the same module object, with a DeprecationWarning).
 MOVED_MODULES = {
-    "panoptool.io": None,  # a package now; its old contents are panoptool.io.files
     "panoptool.formats": "panoptool.io.formats",
     "panoptool.dataset": "panoptool.io.cityscapes",
     "panoptool.coco_kernels": "panoptool.io.rle_kernels",

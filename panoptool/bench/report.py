@@ -121,7 +121,8 @@ def time_instance_formats(root: Path, split: str, results: Path, cache: Path, wo
     ``results`` must hold official instance files; ``instances.json`` is written beside them
     (and moved aside for the PNG runs). Returns seconds per variant and the metrics of each.
     """
-    from panoptool.evaluation.coco import INSTANCES_JSON, txt_results_to_coco, write_results
+    from panoptool.evaluation.coco import txt_results_to_coco
+    from panoptool.io.coco import INSTANCES_JSON, write_results
 
     json_path = results / INSTANCES_JSON
     aside = results.parent / f"{results.name}_{INSTANCES_JSON}"

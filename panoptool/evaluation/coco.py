@@ -1,5 +1,7 @@
 """Instances as COCO results JSON (pycocotools RLE), and the COCO view of Cityscapes ground truth.
 
+The results format (reader, writer, RLE) is :mod:`panoptool.io.coco`.
+
 Formats
 -------
 A COCO *results* file (``instances.json``; what detectron2 and mmdetection write as
@@ -44,37 +46,27 @@ from __future__ import annotations
 
 import contextlib
 import io as _io
-import math
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _CS_LABELS
-from pycocotools import mask as mask_utils
 
 from panoptool.errors import ConfigError, InputError, PanoptoolError
 from panoptool.io.files import read_json, write_json
+from panoptool.io.coco import (ImageIdMap, compressed_counts, decode_rle, encode_label_map, encode_mask,
+                               instance_runs, kernels, parse_results, read_image_id_map, rle_bbox,
+                               write_results)
 from panoptool.evaluation.metrics.gt import GroundTruth, instance_label
 from panoptool.evaluation.metrics.instance import INSTANCE_LABEL_IDS, InstanceStats
 
 PathLike = str | os.PathLike
 
-INSTANCES_JSON = "instances.json"
-#: Per-image sidecars of postprocess, assembled into ``instances.json`` at the end.
-SIDECAR_DIR = "coco_instances"
-SIDECAR_SUFFIX = "_instances.json"
 
-#: Label ids a results entry may carry: the classes with instances (24..33); caravan and
-#: trailer (29, 30) are read and, as in the official evaluation, not evaluated.
-RESULT_LABEL_IDS = tuple(lab.id for lab in _CS_LABELS if lab.hasInstances)
-_RESULT_LABEL = np.zeros(256, dtype=bool)
-_RESULT_LABEL[list(RESULT_LABEL_IDS)] = True
 _EVALUATED = np.zeros(256, dtype=bool)
 _EVALUATED[list(INSTANCE_LABEL_IDS)] = True
-_NAME_TO_LABEL = {lab.name: lab.id for lab in _CS_LABELS if lab.id >= 0}
 
 #: COCO mask-AP keys of ``metrics.json`` (percent), in COCOeval's ``stats`` order.
 COCO_METRIC_KEYS = ("coco_AP", "coco_AP50", "coco_AP75", "coco_AP_S", "coco_AP_M", "coco_AP_L")
@@ -87,114 +79,6 @@ def coco_instance_categories() -> list[dict]:
 
 
 # --- RLE ---------------------------------------------------------------------------------------
-
-def kernels():
-    """The compiled loops (:mod:`panoptool.io.rle_kernels`), imported on first use."""
-    from panoptool.io import rle_kernels as coco_kernels
-
-    return coco_kernels
-
-
-def _as_text(rle: dict) -> dict:
-    counts = rle["counts"]
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])],
-            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
-
-
-def encode_mask(mask: np.ndarray) -> dict:
-    """pycocotools RLE of one binary mask, counts as ``str`` (JSON-ready).
-
-    Parameters
-    ----------
-    mask : (H, W), any dtype; non-zero pixels belong to the mask.
-
-    >>> encode_mask(np.array([[0, 1], [1, 1]]))
-    {'size': [2, 2], 'counts': '13'}
-    """
-    fortran = np.asfortranarray(mask != 0, dtype=np.uint8)
-    return _as_text(mask_utils.encode(fortran))
-
-
-def encode_label_map(index_map: np.ndarray, n: int, lut: np.ndarray | None = None,
-                     bbox: tuple[int, int, int, int] | None = None) -> list[dict]:
-    """RLE of every value 1..n of an index map in one pass (exactly ``encode_mask(map == k)``).
-
-    Parameters
-    ----------
-    index_map : non-negative int (H, W), 0 = background, k = object k (values above ``n``
-        are ignored).
-    n : number of objects.
-    lut : optional int (V,): object of each value of ``index_map`` (0 = none; values >= V
-        are none), so that ids or segment indices are encoded without a full-image lookup.
-    bbox : optional ``(x, y, width, height)`` that holds every object: only it is scanned.
-
-    Returns
-    -------
-    list of n RLE dicts (counts as ``str``); an absent value gets an empty mask.
-
-    >>> [r["counts"] for r in encode_label_map(np.array([[1, 2], [1, 0]]), 2)]
-    ['022', '211']
-    """
-    h, w = index_map.shape
-    x0, y0, bw, bh = (0, 0, w, h) if bbox is None else (int(v) for v in bbox)
-    # column-major order of the box = rows of its transpose
-    transposed = _transpose(index_map[y0:y0 + bh, x0:x0 + bw])
-    if lut is None:
-        lut = np.arange(n + 1, dtype=np.int64)
-    lut = np.where((lut >= 0) & (lut <= n), lut, 0).astype(np.int64)
-    values, starts, lengths = kernels().object_runs(transposed, lut, h, x0, y0)
-    order = np.argsort(values, kind="stable")  # runs of each object, in raster order
-    values, lengths, starts = values[order], lengths[order], starts[order]  # int64 each
-    bounds = np.searchsorted(values, np.arange(1, n + 2))
-    total = h * w
-    uncompressed = []
-    for k in range(n):
-        a, b = bounds[k], bounds[k + 1]
-        s, ln = starts[a:b], lengths[a:b].astype(np.int64)
-        ends = s + ln
-        gaps = s - np.concatenate(([0], ends[:-1]))
-        counts = np.empty(2 * len(s), dtype=np.int64)
-        counts[0::2], counts[1::2] = gaps, ln
-        tail = total - (int(ends[-1]) if len(s) else 0)
-        out = counts.tolist() + ([tail] if tail or not len(s) else [])
-        uncompressed.append({"counts": out, "size": [h, w]})
-    if not uncompressed:
-        return []
-    return [_as_text(r) for r in mask_utils.frPyObjects(uncompressed, h, w)]
-
-
-def _transpose(index_map: np.ndarray) -> np.ndarray:
-    """C-contiguous transpose (OpenCV's blocked transpose where the dtype allows)."""
-    if index_map.dtype in (np.uint8, np.uint16, np.int32, np.int16, np.float32):
-        return cv2.transpose(np.ascontiguousarray(index_map))
-    return np.ascontiguousarray(index_map.T)
-
-
-def rle_counts(rle: dict) -> np.ndarray:
-    """The run lengths of an RLE (zeros first, alternating), int64 (R,).
-
-    Raises
-    ------
-    ValueError
-        If the string is truncated, a run is negative, or the runs do not cover the image.
-
-    >>> rle_counts({"size": [2, 2], "counts": "13"}).tolist()
-    [1, 3]
-    """
-    counts = rle["counts"]
-    h, w = int(rle["size"][0]), int(rle["size"][1])
-    if isinstance(counts, (list, tuple)):
-        runs = np.asarray(counts, dtype=np.int64)
-    else:
-        raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-        runs, ok = kernels().counts_from_string(np.frombuffer(raw, dtype=np.uint8))
-        if not ok:
-            raise ValueError("truncated RLE counts string")
-    if runs.size and runs.min() < 0:
-        raise ValueError("negative run length in RLE counts")
-    if int(runs.sum()) != h * w:
-        raise ValueError(f"RLE runs cover {int(runs.sum())} pixels, size {h}x{w} has {h * w}")
-    return runs
 
 
 def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
@@ -213,262 +97,7 @@ def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
                                           gt.n_segments)
 
 
-def decode_rle(rle: dict) -> np.ndarray:
-    """The mask of an RLE, uint8 (H, W) 0/1."""
-    rle = {"size": list(rle["size"]),
-           "counts": rle["counts"].encode("ascii") if isinstance(rle["counts"], str)
-           else rle["counts"]}
-    if isinstance(rle["counts"], list):
-        rle = mask_utils.frPyObjects(rle, *rle["size"])
-    with warnings.catch_warnings():  # pycocotools 2.0.11 under numpy 2: copy=False notice
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return np.ascontiguousarray(mask_utils.decode(rle))
-
-
-def rle_bbox(rles: list[dict]) -> list[list[float]]:
-    """pycocotools' ``[x, y, width, height]`` of each RLE."""
-    if not rles:
-        return []
-    coded = [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in rles]
-    return [[float(v) for v in box] for box in mask_utils.toBbox(coded)]
-
-
 # --- results entries -----------------------------------------------------------------------
-
-def results_entries(image_id: str, instance_ids: np.ndarray, label_ids: list[int],
-                    scores: list[float], values: list[int] | None = None,
-                    bbox: tuple[int, int, int, int] | None = None) -> list[dict]:
-    """COCO results entries of one image's instances.
-
-    Parameters
-    ----------
-    image_id : the image's stem.
-    instance_ids : int (H, W), instance map (0 = none).
-    label_ids, scores : per instance, Cityscapes labelId and confidence.
-    values : the value of each instance in ``instance_ids`` (default 1..N).
-    bbox : ``(x, y, width, height)`` holding every instance, if known (faster).
-    """
-    n = len(label_ids)
-    lut = None
-    if values is not None:
-        lut = np.zeros(int(max(values, default=0)) + 1, dtype=np.int64)
-        lut[np.asarray(values, dtype=np.int64)] = np.arange(1, n + 1)
-    rles = encode_label_map(instance_ids, n, lut, bbox)
-    boxes = rle_bbox(rles)
-    return [{"image_id": image_id, "category_id": int(lab), "score": float(score),
-             "segmentation": rle, "bbox": box}
-            for lab, score, rle, box in zip(label_ids, scores, rles, boxes)]
-
-
-@dataclass(frozen=True)
-class ImageIdMap:
-    """How the ``image_id`` and ``category_id`` of a results file map to stems and labelIds.
-
-    ids : COCO image id -> stem (from a COCO file's ``images``); empty = match by stem only.
-    categories : category id -> labelId (from a COCO file's ``categories`` names); empty =
-        category ids are labelIds.
-    source : the COCO file the maps come from (for messages).
-    """
-
-    ids: dict
-    categories: dict
-    source: str = ""
-
-
-def match_stem(name: str, stems: set[str]) -> str | None:
-    """The stem a file name or image id starts with (``<stem>`` or ``<stem>_...``/``.``); the
-    one rule for result files (``report``'s file discovery) and COCO image ids alike.
-
-    >>> match_stem("aachen_000000_000019_leftImg8bit.png", {"aachen_000000_000019"})
-    'aachen_000000_000019'
-    """
-    base = os.path.basename(name)
-    parts = base.split("_")
-    for k in range(len(parts), 0, -1):
-        prefix = "_".join(parts[:k])
-        for candidate in (prefix, prefix.split(".")[0]):
-            if candidate in stems and (base == candidate or base[len(candidate)] in "_."):
-                return candidate
-    return None
-
-
-def read_image_id_map(coco_json: PathLike, stems: set[str]) -> ImageIdMap:
-    """Image ids and category ids of a COCO ground-truth (or image list) file.
-
-    ``images[].file_name`` gives each id's stem; ``categories[].name`` (a Cityscapes class
-    name) gives each category id's labelId. Images of other splits are skipped.
-    """
-    data = read_json(coco_json)
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise InputError(coco_json, "expected a COCO object with an 'images' list")
-    ids = {}
-    for n, img in enumerate(data["images"]):
-        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
-            raise InputError(coco_json, f"images[{n}]: lacks 'id' or 'file_name'")
-        stem = match_stem(str(img["file_name"]), stems)
-        if stem is not None:
-            ids[_id_key(img["id"])] = stem
-    cats = {}
-    for n, cat in enumerate(data.get("categories") or []):
-        if isinstance(cat, dict) and cat.get("name") in _NAME_TO_LABEL and "id" in cat:
-            cats[_id_key(cat["id"])] = _NAME_TO_LABEL[cat["name"]]
-    return ImageIdMap(ids=ids, categories=cats, source=str(coco_json))
-
-
-def _id_key(value) -> object:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else str(value)
-
-
-@dataclass(frozen=True)
-class ResultInstance:
-    """One validated results entry: ``index`` in the file, labelId, score, RLE."""
-
-    index: int
-    label_id: int
-    score: float
-    height: int
-    width: int
-    counts: str | tuple
-    bbox: tuple | None = None
-
-
-def parse_results(data, stems: list[str], path: PathLike,
-                  id_map: ImageIdMap | None = None) -> dict[str, list[ResultInstance]]:
-    """Validate a COCO results list and group its entries by image stem.
-
-    Parameters
-    ----------
-    data : the parsed JSON.
-    stems : the stems of the split's images.
-    path : the file it came from (named in errors).
-    id_map : image id / category id maps (:func:`read_image_id_map`), or None.
-
-    Returns
-    -------
-    dict stem -> list of :class:`ResultInstance` (every stem present, maybe empty).
-
-    Raises
-    ------
-    InputError
-        Not a list; an entry without image_id / category_id / score / segmentation; an
-        image id that matches no ground-truth image; a category id that is not a thing
-        labelId; a score that is not a finite number; a malformed RLE. The message names the
-        entry (its index in the list).
-    """
-    if not isinstance(data, list):
-        raise InputError(path, f"a COCO results file must be a JSON list of instances, got "
-                               f"{type(data).__name__}")
-    stem_set = set(stems)
-    out: dict[str, list[ResultInstance]] = {s: [] for s in stems}
-    cache: dict = {}
-    for n, entry in enumerate(data):
-        where = f"entry {n}"
-        if not isinstance(entry, dict):
-            raise InputError(path, f"{where}: expected an object, got {type(entry).__name__}")
-        missing = [k for k in ("image_id", "category_id", "score", "segmentation")
-                   if k not in entry]
-        if missing:
-            raise InputError(path, f"{where}: lacks {', '.join(missing)}")
-        image_id = entry["image_id"]
-        key = _id_key(image_id)
-        if key not in cache:
-            cache[key] = _stem_of(image_id, key, stem_set, id_map)
-        stem = cache[key]
-        if stem is None:
-            hint = "" if id_map is None else f" (nor in the images of {id_map.source})"
-            if id_map is None and not isinstance(key, str):
-                hint = "; integer ids need --coco-gt, a COCO file whose images list maps " \
-                       "them to file names"
-            raise InputError(path, f"{where}: image_id {image_id!r} matches no ground-truth "
-                                   f"image of this split{hint}")
-        label = _label_of(entry["category_id"], id_map)
-        if label is None:
-            raise InputError(path, f"{where}: unknown category_id {entry['category_id']!r} "
-                                   f"(expected the labelId of a thing class, "
-                                   f"{RESULT_LABEL_IDS[0]}..{RESULT_LABEL_IDS[-1]}; another "
-                                   f"numbering needs --coco-gt with named categories)")
-        score = entry["score"]
-        if isinstance(score, bool) or not isinstance(score, (int, float)) \
-                or not math.isfinite(score):
-            raise InputError(path, f"{where}: score must be a finite number, got {score!r}")
-        seg = entry["segmentation"]
-        size = seg.get("size") if isinstance(seg, dict) else None
-        counts = seg.get("counts") if isinstance(seg, dict) else None
-        if (not isinstance(size, list) or len(size) != 2
-                or not all(isinstance(v, int) and v > 0 for v in size)
-                or not isinstance(counts, (str, list))):
-            raise InputError(path, f"{where}: segmentation must be an RLE "
-                                   f"{{'size': [height, width], 'counts': ...}}")
-        box = entry.get("bbox")
-        if box is not None and box != []:
-            if not (isinstance(box, list) and len(box) == 4
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                            and math.isfinite(v) for v in box)):
-                raise InputError(path, f"{where}: bbox must be [x, y, width, height], got "
-                                       f"{box!r}")
-            box = tuple(float(v) for v in box)
-        else:
-            box = None
-        out[stem].append(ResultInstance(index=n, label_id=label, score=float(score),
-                                        height=size[0], width=size[1],
-                                        counts=counts if isinstance(counts, str)
-                                        else tuple(counts), bbox=box))
-    return out
-
-
-def _stem_of(image_id, key, stems: set[str], id_map: ImageIdMap | None) -> str | None:
-    if id_map is not None and id_map.ids and key in id_map.ids:
-        return id_map.ids[key]
-    if isinstance(key, str):
-        return match_stem(key, stems)
-    return None
-
-
-def _label_of(category_id, id_map: ImageIdMap | None) -> int | None:
-    if isinstance(category_id, bool) or not isinstance(category_id, (int, float)):
-        return None
-    if id_map is not None and id_map.categories:
-        return id_map.categories.get(_id_key(category_id))
-    if category_id != int(category_id):
-        return None
-    label = int(category_id)
-    return label if 0 <= label < 256 and _RESULT_LABEL[label] else None
-
-
-def read_results(path: PathLike, stems: list[str],
-                 coco_gt: PathLike | None = None) -> dict[str, list[ResultInstance]]:
-    """Read and validate a COCO results JSON file (see :func:`parse_results`)."""
-    id_map = read_image_id_map(coco_gt, set(stems)) if coco_gt else None
-    return parse_results(read_json(path), stems, path, id_map)
-
-
-def instance_runs(inst: ResultInstance, shape: tuple[int, int], path: PathLike) -> np.ndarray:
-    """The run lengths of a results entry, checked against the image size."""
-    if (inst.height, inst.width) != tuple(shape):
-        raise InputError(path, f"entry {inst.index}: RLE size {inst.height}x{inst.width} "
-                               f"(height x width) differs from the image ({shape[0]}x"
-                               f"{shape[1]})")
-    try:
-        return rle_counts({"size": [inst.height, inst.width],
-                           "counts": list(inst.counts) if isinstance(inst.counts, tuple)
-                           else inst.counts})
-    except (ValueError, TypeError) as exc:
-        raise InputError(path, f"entry {inst.index}: invalid RLE ({exc})") from None
-
-
-def compressed_counts(inst: ResultInstance) -> str:
-    """The compressed counts string of an entry (uncompressed lists are compressed)."""
-    if isinstance(inst.counts, str):
-        return inst.counts
-    rle = mask_utils.frPyObjects({"counts": list(inst.counts),
-                                  "size": [inst.height, inst.width]}, inst.height, inst.width)
-    return _as_text(rle)["counts"]
-
-
-def write_results(path: PathLike, entries: list[dict]) -> None:
-    """Write a COCO results list, atomically."""
-    write_json(path, entries, indent=None)
 
 
 # --- ground truth ------------------------------------------------------------------------------
@@ -636,7 +265,6 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
     (InstanceStats, detections): detections are COCO results entries (``image_id`` = stem)
     of the evaluated, non-empty masks, for :func:`coco_mask_ap`.
     """
-    from panoptool.evaluation.metrics import instance
 
     labels, scores, areas, overlaps, dets = [], [], [], [], []
     for inst in entries:

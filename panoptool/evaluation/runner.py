@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from panoptool.io import coco as coco_io
 from panoptool.evaluation import coco as coco_instances
 from panoptool.io import formats
 from panoptool.io.cityscapes import list_samples, resolve_root
@@ -178,7 +179,7 @@ class ImageJob:
     panoptic_categories: tuple[int, ...] = ()
     cache_file: str | None = None
     instance_json: str | None = None  # COCO results file the entries below come from
-    instance_entries: tuple = ()  # coco_instances.ResultInstance of this image
+    instance_entries: tuple = ()  # coco_io.ResultInstance of this image
     coco_ap: bool = False  # also gather COCO ground truth and detections (COCO mask AP)
     coco_cache_file: str | None = None
     boundary_ratio: float = 0.0  # > 0: also boundary statistics with this ratio
@@ -218,7 +219,7 @@ def _index_files(folder: Path, pattern: str, stems: set[str], what: str,
             if inside not in target.parents:
                 raise InputError(path, f"symbolic link to {target}, outside the results "
                                        f"folder {inside}")
-        stem = coco_instances.match_stem(path.name, stems)
+        stem = coco_io.match_stem(path.name, stems)
         if stem is None:
             raise InputError(path, f"{what} result for an image that has no ground truth in "
                                    f"this split")
@@ -304,7 +305,7 @@ def find_parts(results_dir: PathLike) -> tuple[str, ...]:
         parts.append("instance")
     if formats.panoptic_json_path(results_dir).is_file():
         parts.append("panoptic")
-    if "instance" not in parts and (results_dir / coco_instances.INSTANCES_JSON).is_file():
+    if "instance" not in parts and (results_dir / coco_io.INSTANCES_JSON).is_file():
         parts.insert(1 if "semantic" in parts else 0, "instance")
     return tuple(parts)
 
@@ -335,7 +336,7 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
 
     Instances come from ``instances`` (a COCO results JSON) if given, else from the folder's
     ``instances.json`` if it has one, else from ``instance/*.txt``; ``coco_gt`` maps the
-    JSON's image ids and category ids (:func:`coco_instances.read_image_id_map`).
+    JSON's image ids and category ids (:func:`coco_io.read_image_id_map`).
 
     With ``subset`` only the images that have a result in some part are planned (each of
     them must then have a result in every part present).
@@ -350,7 +351,7 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
     parts = find_parts(results_dir)
-    json_path = Path(instances) if instances else results_dir / coco_instances.INSTANCES_JSON
+    json_path = Path(instances) if instances else results_dir / coco_io.INSTANCES_JSON
     use_json = instances is not None or json_path.is_file()
     if instances is not None and "instance" not in parts:
         parts = tuple(p for p in PARTS if p in parts or p == "instance")
@@ -372,7 +373,7 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
         _require_all(semantic_files, stems, folder, "semantic")
     entries = None
     if "instance" in parts and use_json:
-        entries = coco_instances.read_results(json_path, stems, coco_gt)
+        entries = coco_io.read_results(json_path, stems, coco_gt)
     elif "instance" in parts:
         folder = results_dir / formats.INSTANCE_DIR
         instance_files = _index_files(folder, "*.txt", stem_set, "instance")
@@ -811,7 +812,7 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     jobs, parts = plan_jobs(root, split, results_dir, cache_dir, instances, coco_gt, coco_ap,
                             subset=subset)
     if jobs and (jobs[0].instance_json is not None or jobs[0].coco_ap):
-        coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
+        coco_io.kernels().warm_up()  # loaded once here; forked workers inherit them
     if config.boundary and ("semantic" in parts or "panoptic" in parts):
         jobs = [dataclasses.replace(j, boundary_ratio=config.boundary_ratio) for j in jobs]
     total = ImageStats()

@@ -199,7 +199,6 @@ def decode_png(data: bytes | np.ndarray, path: PathLike, *,
             pass
         else:
             return image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
-    from panoptool.runtime.guard import capture_c_stderr
     with capture_c_stderr() as noise:  # libpng prints its errors itself; keep them for ours
         image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if image is None:
@@ -406,3 +405,51 @@ def remove_stale_temporaries(folder: PathLike) -> int:
             tmp.unlink()
             n += 1
     return n
+
+
+# --- C libraries' stderr ------------------------------------------------------------------
+
+class CapturedStderr:
+    """What a C library wrote to file descriptor 2 inside :func:`capture_c_stderr`."""
+
+    text: str = ""
+
+
+_CAPTURE_FD: list[int] = []
+
+
+@contextlib.contextmanager
+def capture_c_stderr() -> Iterator[CapturedStderr]:
+    """Catch what C code (libpng inside OpenCV: "libpng error: IDAT: ...") writes to file
+    descriptor 2 during the block, instead of letting it reach the user's terminal.
+
+    The text is kept (``.text``) so that the caller can put it into its own one-line error
+    when the call failed, and drop it when the call succeeded. Uses one unlinked temporary
+    file per process; a few system calls per use.
+    """
+    import sys
+    import tempfile
+    captured = CapturedStderr()
+    try:
+        if not _CAPTURE_FD:
+            fh = tempfile.TemporaryFile()
+            _CAPTURE_FD.append(os.dup(fh.fileno()))
+            fh.close()
+        sink = _CAPTURE_FD[0]
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded, closed)
+        yield captured
+        return
+    try:
+        os.lseek(sink, 0, os.SEEK_SET)
+        os.ftruncate(sink, 0)
+        os.dup2(sink, 2)
+        yield captured
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        size = os.lseek(sink, 0, os.SEEK_CUR)
+        if size:
+            os.lseek(sink, 0, os.SEEK_SET)
+            captured.text = os.read(sink, min(size, 4096)).decode("utf-8", "replace").strip()

@@ -1,0 +1,2 @@
+"""Jobs made of stages: the resumable step runner, ``demo`` and ``ablate`` (:mod:`.pipeline`).
+"""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import re
 import shlex
@@ -30,6 +29,8 @@ from typing import Callable, Sequence
 
 from panoptool.errors import ConfigError, InputError, PanoptoolError
 from panoptool.io.files import read_json, write_json
+from panoptool.postprocess.config import (CITYSCAPES_PIXELS, PostprocessConfig, scale_area,
+                                          scaled_config)
 
 PathLike = str | os.PathLike
 
@@ -242,36 +243,18 @@ def run_steps(steps: Sequence[Step], state_dir: PathLike, invoke: Invoke, *,
 
 # --- demo ----------------------------------------------------------------------------------
 
-#: Image size the paper's min-area values (1, 100, 300, 500 px) refer to: Cityscapes'.
-CITYSCAPES_PIXELS = 1024 * 2048
-
-
-def scale_area(area: int, scale: float) -> int:
-    """A min-area in Cityscapes pixels -> pixels of an image ``scale`` times as large in area
-    (0 stays 0 = off; anything else at least 1).
-
-    >>> scale_area(300, 256 * 512 / (1024 * 2048)), scale_area(1, 0.0625), scale_area(0, 0.5)
-    (19, 1, 0)
-    """
-    return 0 if area == 0 else max(1, round(area * scale))
-
-
 def scaled_postprocess_args(scale: float) -> tuple:
     """``postprocess`` options that scale its pixel sizes to an image ``scale`` times as large
     in area as 1024x2048, where the defaults hold: ``--eps`` and ``--cell`` (lengths) by
     ``sqrt(scale)``, ``--min-samples`` (a count of pixels) by ``scale``. ``--min-area`` is
-    scaled by the callers (:func:`scale_area`), as they choose its value.
+    scaled by the callers
+    (:func:`~panoptool.postprocess.config.scale_area`), as they choose its value.
 
     >>> scaled_postprocess_args(256 * 512 / (1024 * 2048))
     ('--eps', 5.0, '--min-samples', 6, '--cell', 1.0)
     """
-    from panoptool.postprocess import PostprocessConfig
-
-    d = PostprocessConfig()
-    length = math.sqrt(scale)
-    eps = round(d.eps * length, 3)
-    cell = min(eps, max(0.25, round(d.cell * length, 3)))
-    return ("--eps", eps, "--min-samples", max(1, round(d.min_samples * scale)), "--cell", cell)
+    c = scaled_config(PostprocessConfig(), round(scale * CITYSCAPES_PIXELS))
+    return ("--eps", c.eps, "--min-samples", c.min_samples, "--cell", c.cell)
 
 
 #: The demo's training settings: those of the issue-6 figure (scripts/train_figure.sh), which

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from panoptool.errors import ConfigError
@@ -101,3 +102,36 @@ class PostprocessConfig:
         return [name for name, on in (*grow, ("split", self.split), ("merge", self.merge),
                                       ("min_area", self.min_area > 0),
                                       ("fill_contours", self.fill_contours)) if on]
+
+
+#: Image size the derivation's pixel defaults (and the paper's min-area values 1, 100, 300,
+#: 500 px) refer to: Cityscapes' 1024x2048.
+CITYSCAPES_PIXELS = 1024 * 2048
+
+
+def scale_area(area: int, scale: float) -> int:
+    """A min-area in Cityscapes pixels -> pixels of an image ``scale`` times as large in area
+    (0 stays 0 = off; anything else at least 1).
+
+    >>> scale_area(300, 256 * 512 / (1024 * 2048)), scale_area(1, 0.0625), scale_area(0, 0.5)
+    (19, 1, 0)
+    """
+    return 0 if area == 0 else max(1, round(area * scale))
+
+
+def scaled_config(config: PostprocessConfig, pixels: int) -> PostprocessConfig:
+    """The derivation's pixel sizes, given for a 1024x2048 image, for an image of ``pixels``
+    pixels: ``min_area`` and ``min_samples`` (areas) times the area ratio, ``eps`` and
+    ``cell`` (lengths) times its square root (``cell`` at least 0.25 and at most ``eps``).
+
+    >>> c = scaled_config(PostprocessConfig(), 256 * 512)
+    >>> c.min_area, c.eps, c.min_samples, c.cell
+    (19, 5.0, 6, 1.0)
+    """
+    scale = pixels / CITYSCAPES_PIXELS
+    length = math.sqrt(scale)
+    eps = round(config.eps * length, 3)
+    cell = min(eps, max(0.25, round(config.cell * length, 3)))
+    return dataclasses.replace(config, min_area=scale_area(config.min_area, scale), eps=eps,
+                               min_samples=max(1, round(config.min_samples * scale)),
+                               cell=cell)

@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from panoptool.evaluation import coco as coco_instances
+from panoptool.io import coco as coco_io
 from panoptool.io import formats
 from panoptool.errors import ConfigError, InputError, OutputError
 from panoptool.io.files import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, read_json, remove_stale_temporaries,
@@ -52,8 +52,8 @@ INSTANCE_FORMATS = ("cityscapes", "coco", "both")
 
 def coco_sidecar_path(out: PathLike, stem: str) -> Path:
     """Per-image COCO results entries written during the parallel phase."""
-    return (Path(out) / coco_instances.SIDECAR_DIR
-            / f"{stem}{coco_instances.SIDECAR_SUFFIX}")
+    return (Path(out) / coco_io.SIDECAR_DIR
+            / f"{stem}{coco_io.SIDECAR_SUFFIX}")
 
 
 def sidecar_path(out: PathLike, stem: str) -> Path:
@@ -121,7 +121,7 @@ def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: Panopt
             x1, y1 = (boxes[:, :2] + boxes[:, 2:]).max(axis=0)
             union = (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
         write_json(coco_sidecar_path(out, stem),
-                   coco_instances.results_entries(stem, result.instance_ids,
+                   coco_io.results_entries(stem, result.instance_ids,
                                                   [s.label_id for s in things],
                                                   [round(s.score, 6) for s in things],
                                                   [s.instance for s in things], union),
@@ -202,8 +202,8 @@ _RESULT_GLOBS = (f"{formats.SEMANTIC_DIR}/*_pred_labelIds.png",
                  f"{formats.PANOPTIC_DIR}/*_panoptic.png",
                  f"{formats.PANOPTIC_DIR}/*{SIDECAR_SUFFIX}",
                  formats.PANOPTIC_JSON, formats.CONFIG_JSON,
-                 f"{coco_instances.SIDECAR_DIR}/*{coco_instances.SIDECAR_SUFFIX}",
-                 coco_instances.INSTANCES_JSON)
+                 f"{coco_io.SIDECAR_DIR}/*{coco_io.SIDECAR_SUFFIX}",
+                 coco_io.INSTANCES_JSON)
 
 
 def _result_files(out: Path) -> list[Path]:
@@ -294,7 +294,7 @@ def assemble_instances_json(out: PathLike, stems: list[str]) -> list[dict]:
     entries: list[dict] = []
     for stem in stems:
         entries.extend(read_json(coco_sidecar_path(out, stem)))
-    coco_instances.write_results(Path(out) / coco_instances.INSTANCES_JSON, entries)
+    coco_io.write_results(Path(out) / coco_io.INSTANCES_JSON, entries)
     return entries
 
 
@@ -325,7 +325,7 @@ def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
         todo = [item for stem, item in zip(stems, items) if not is_done(out, stem)]
         coco = config_json["settings"].get("instance_format", "both") != "cityscapes"
         if todo and coco:
-            coco_instances.kernels().warm_up()  # loaded once here; forked workers inherit them
+            coco_io.kernels().warm_up()  # loaded once here; forked workers inherit them
         summary.skipped = len(items) - len(todo)
         for _, n_instances in run_parallel(func, todo, workers=workers,
                                            description="postprocess",

@@ -61,7 +61,7 @@ from panoptool.errors import ConfigError, InputError, OutputError
 from panoptool.io.files import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, atomic_path, decode_png, read_json,
                  remove_stale_temporaries, write_json, write_png, write_text)
 from panoptool.labels import NUM_CLASSES, TRAIN_TO_LABEL
-from panoptool.postprocess.config import PostprocessConfig
+from panoptool.postprocess.config import PostprocessConfig, scaled_config
 from panoptool.postprocess.panoptic import (PanopticResult, coco_categories, derive_panoptic,
                                    segment_bboxes)
 
@@ -74,7 +74,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("panoptic", "cityscapes", "overlay")
 DEFAULT_FORMATS = ("panoptic", "overlay")
 #: The image size the derivation's pixel sizes are given for.
-REFERENCE_PIXELS = 1024 * 2048
 
 ANNOTATIONS_DIR = ".annotations"
 OVERLAY_DIR = "overlay"
@@ -154,27 +153,6 @@ class PredictConfig:
         if self.backend not in BACKENDS:
             raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, "
                               f"got {self.backend!r}")
-
-
-def scaled_config(config: PostprocessConfig, pixels: int) -> PostprocessConfig:
-    """The derivation's pixel sizes, given for a 1024x2048 image, for an image of ``pixels``
-    pixels: ``min_area`` and ``min_samples`` (areas) times the area ratio, ``eps`` and
-    ``cell`` (lengths) times its square root; rounded as ``demo`` and ``ablate`` round them
-    (:func:`panoptool.jobs.pipeline.scale_area`, :func:`panoptool.jobs.pipeline.scaled_postprocess_args`).
-
-    >>> c = scaled_config(PostprocessConfig(), 256 * 512)
-    >>> c.min_area, c.eps, c.min_samples, c.cell
-    (19, 5.0, 6, 1.0)
-    """
-    from panoptool.jobs.pipeline import scale_area
-
-    scale = pixels / REFERENCE_PIXELS
-    length = math.sqrt(scale)
-    eps = round(config.eps * length, 3)
-    cell = min(eps, max(0.25, round(config.cell * length, 3)))
-    return dataclasses.replace(config, min_area=scale_area(config.min_area, scale), eps=eps,
-                               min_samples=max(1, round(config.min_samples * scale)),
-                               cell=cell)
 
 
 # --- inputs --------------------------------------------------------------------------------

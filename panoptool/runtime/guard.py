@@ -165,52 +165,6 @@ def output_lock(folder: PathLike, stage: str) -> Iterator[Path]:
         os.close(fd)
 
 
-class CapturedStderr:
-    """What a C library wrote to file descriptor 2 inside :func:`capture_c_stderr`."""
-
-    text: str = ""
-
-
-_CAPTURE_FD: list[int] = []
-
-
-@contextlib.contextmanager
-def capture_c_stderr() -> Iterator[CapturedStderr]:
-    """Catch what C code (libpng inside OpenCV: "libpng error: IDAT: ...") writes to file
-    descriptor 2 during the block, instead of letting it reach the user's terminal.
-
-    The text is kept (``.text``) so that the caller can put it into its own one-line error
-    when the call failed, and drop it when the call succeeded. Uses one unlinked temporary
-    file per process; a few system calls per use.
-    """
-    import sys
-    import tempfile
-    captured = CapturedStderr()
-    try:
-        if not _CAPTURE_FD:
-            fh = tempfile.TemporaryFile()
-            _CAPTURE_FD.append(os.dup(fh.fileno()))
-            fh.close()
-        sink = _CAPTURE_FD[0]
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable fd 2 (embedded, closed)
-        yield captured
-        return
-    try:
-        os.lseek(sink, 0, os.SEEK_SET)
-        os.ftruncate(sink, 0)
-        os.dup2(sink, 2)
-        yield captured
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        size = os.lseek(sink, 0, os.SEEK_CUR)
-        if size:
-            os.lseek(sink, 0, os.SEEK_SET)
-            captured.text = os.read(sink, min(size, 4096)).decode("utf-8", "replace").strip()
-
-
 def _read_holder(path: Path) -> str:
     try:
         stage, pid = path.read_text(encoding="utf-8").split()[:2]

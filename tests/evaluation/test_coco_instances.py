@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from pycocotools import mask as mask_utils
 
+from panoptool.io import coco as coco_io
 from panoptool.evaluation import coco as ci
 from panoptool.io import formats
 from panoptool.io.cityscapes import list_samples, read_ground_truth
@@ -36,11 +37,11 @@ def test_label_map_rle_equals_pycocotools_and_overlap_equals_the_decoded_mask():
             index_map = rng.integers(0, 5, (h, w))
         else:  # sparse: masks starting/ending anywhere, absent values
             index_map = (rng.random((h, w)) < 0.1) * rng.integers(1, 5, (h, w))
-        rles = ci.encode_label_map(index_map, 4)
+        rles = coco_io.encode_label_map(index_map, 4)
         ys, xs = np.nonzero(index_map)
         if ys.size:  # scanning only a box that holds every object gives the same RLEs
             box = (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-            assert ci.encode_label_map(index_map, 4, bbox=box) == rles
+            assert coco_io.encode_label_map(index_map, 4, bbox=box) == rles
         labels = np.full((h, w), 26, np.uint8)
         gt = gtm.segment_ground_truth(labels, (26000 + index_map).astype(np.uint16))
         for k in range(1, 5):
@@ -48,19 +49,19 @@ def test_label_map_rle_equals_pycocotools_and_overlap_equals_the_decoded_mask():
             ref = mask_utils.encode(np.asfortranarray(mask))
             assert rles[k - 1]["counts"] == ref["counts"].decode()
             assert rles[k - 1]["size"] == [h, w]
-            runs = ci.rle_counts(rles[k - 1])
+            runs = coco_io.rle_counts(rles[k - 1])
             assert runs.sum() == h * w
-            assert (ci.decode_rle(rles[k - 1]) == mask).all()
+            assert (coco_io.decode_rle(rles[k - 1]) == mask).all()
             np.testing.assert_array_equal(ci.rle_segment_overlap(gt, runs),
                                           instance.mask_segment_overlap(gt, mask))
 
 
 def test_rle_counts_rejects_truncated_and_wrong_size():
-    rle = ci.encode_mask(np.eye(5))
+    rle = coco_io.encode_mask(np.eye(5))
     with pytest.raises(ValueError, match="cover"):
-        ci.rle_counts({"size": [5, 6], "counts": rle["counts"]})
+        coco_io.rle_counts({"size": [5, 6], "counts": rle["counts"]})
     with pytest.raises(ValueError):
-        ci.rle_counts({"size": [5, 5], "counts": rle["counts"][:-1] + "o"})
+        coco_io.rle_counts({"size": [5, 5], "counts": rle["counts"][:-1] + "o"})
 
 
 # --- results JSON <-> txt + PNG, and Cityscapes AP from both ----------------------------------
@@ -101,7 +102,7 @@ def test_cityscapes_ap_from_json_equals_txt_png_and_the_official_evaluator(root,
     from_txt = evaluate(root, "val", res, workers=1, cache=False, coco_ap=False)
     json_only = tmp_path / "json_only"
     json_only.mkdir()
-    shutil.copy(coco, json_only / ci.INSTANCES_JSON)
+    shutil.copy(coco, json_only / coco_io.INSTANCES_JSON)
     from_json = evaluate(root, "val", json_only, workers=1, cache=False, coco_ap=False)
     from_flag = evaluate(root, "val", res, workers=2, cache=tmp_path / "c", instances=coco)
     assert from_json.parts == ("instance",)
@@ -149,7 +150,7 @@ def test_coco_ap_equals_cocoeval_on_the_converted_ground_truth(root, noisy, tmp_
         for a, iid in zip(anns, want):
             mask = inst == iid
             assert a["iscrowd"] == int(iid < 1000) and a["area"] == int(mask.sum())
-            np.testing.assert_array_equal(ci.decode_rle(a["segmentation"]), mask)
+            np.testing.assert_array_equal(coco_io.decode_rle(a["segmentation"]), mask)
     dets = [e for e in json.loads(coco.read_text())
             if e["category_id"] in instance.INSTANCE_LABEL_IDS
             and mask_utils.area(dict(e["segmentation"],
@@ -239,7 +240,7 @@ def test_bad_results_json_gives_one_line_naming_file_and_entry(root, noisy, tmp_
         data = {"annotations": entries}
     else:
         if problem == "size":
-            e["segmentation"] = ci.encode_mask(np.ones((5, 7)))
+            e["segmentation"] = coco_io.encode_mask(np.ones((5, 7)))
         elif problem == "category":
             e["category_id"] = 3
         elif problem == "image":
@@ -302,13 +303,13 @@ def test_postprocess_instance_formats(maps_dir, tmp_path):
                       "--min-area", 0, "--eps", 5, "--workers", 1)
         assert result.exit_code == 0, result.output
         outs[fmt] = out
-    assert (outs["both"] / ci.INSTANCES_JSON).is_file()
+    assert (outs["both"] / coco_io.INSTANCES_JSON).is_file()
     assert list((outs["both"] / "instance").glob("*_pred.txt"))
     assert not (outs["coco"] / "instance").exists()
-    assert (outs["coco"] / ci.INSTANCES_JSON).is_file()
-    assert not (outs["cityscapes"] / ci.INSTANCES_JSON).exists()
-    entries = json.loads((outs["both"] / ci.INSTANCES_JSON).read_text())
-    assert entries == json.loads((outs["coco"] / ci.INSTANCES_JSON).read_text())
+    assert (outs["coco"] / coco_io.INSTANCES_JSON).is_file()
+    assert not (outs["cityscapes"] / coco_io.INSTANCES_JSON).exists()
+    entries = json.loads((outs["both"] / coco_io.INSTANCES_JSON).read_text())
+    assert entries == json.loads((outs["coco"] / coco_io.INSTANCES_JSON).read_text())
     assert entries and {"image_id", "category_id", "score", "segmentation", "bbox"} <= set(
         entries[0])
     # the JSON's masks are the PNG masks, in the same order with the same labels and scores
@@ -321,7 +322,7 @@ def test_postprocess_instance_formats(maps_dir, tmp_path):
         assert len(rows) == len(by_stem.get(stem, []))
         for (path, lab, conf), e in zip(rows, by_stem.get(stem, [])):
             assert (lab, conf) == (e["category_id"], e["score"])
-            np.testing.assert_array_equal(ci.decode_rle(e["segmentation"]), read_png(path) > 0)
+            np.testing.assert_array_equal(coco_io.decode_rle(e["segmentation"]), read_png(path) > 0)
             box = mask_utils.toBbox(dict(e["segmentation"],
                                          counts=e["segmentation"]["counts"].encode()))
             assert e["bbox"] == box.tolist()
@@ -338,16 +339,16 @@ def test_postprocess_coco_format_resumes_and_refuses_another_format(maps_dir, tm
     args = ("postprocess", "--maps", maps, "--out", out, "--min-area", 0, "--eps", 5,
             "--workers", 1, "--instance-format", "coco")
     assert _cli(*args).exit_code == 0
-    full = (out / ci.INSTANCES_JSON).read_bytes()
+    full = (out / coco_io.INSTANCES_JSON).read_bytes()
     stems = sorted(s.stem for s in list_samples(root, "val"))
     # an interrupted run: the assembled files and the last image are missing
-    (out / ci.INSTANCES_JSON).unlink()
+    (out / coco_io.INSTANCES_JSON).unlink()
     (out / formats.PANOPTIC_JSON).unlink()
     (out / "panoptic" / f"{stems[-1]}_segments.json").unlink()
     coco_sidecar_path(out, stems[-1]).unlink()
     result = _cli(*args)
     assert result.exit_code == 0 and "1 image(s) written, 2 already done" in result.output
-    assert (out / ci.INSTANCES_JSON).read_bytes() == full
+    assert (out / coco_io.INSTANCES_JSON).read_bytes() == full
     (out / formats.PANOPTIC_JSON).unlink()
     result = _cli(*args[:-1], "both")
     assert result.exit_code == 1 and "other settings" in result.output

@@ -22,10 +22,12 @@ from click.testing import CliRunner
 from panoptool.io import formats
 from panoptool.errors import ConfigError, InputError
 from panoptool.io.files import read_png
-from panoptool.jobs.pipeline import CITYSCAPES_PIXELS, scaled_postprocess_args
+from panoptool.jobs.pipeline import scaled_postprocess_args
+from panoptool.postprocess.config import CITYSCAPES_PIXELS
 from panoptool.postprocess import PostprocessConfig
 from panoptool.postprocess.panoptic import coco_categories
-from panoptool.predict.stream import (PredictConfig, list_sources, predict, scaled_config)
+from panoptool.postprocess.config import scaled_config
+from panoptool.predict.stream import PredictConfig, list_sources, predict
 from panoptool.training.loop import TrainConfig, checkpoint_path, train
 from panoptool_cli.main import cli
 
