@@ -1,0 +1,337 @@
+"""A COCO-panoptic dataset (COCO, Mapillary Vistas, ADE20K, or Cityscapes converted): reading
+and checking it.
+
+Layout (what panopticapi and every COCO-panoptic benchmark ship)::
+
+    <images>/<file_name>                      the images (any format OpenCV reads)
+    <panoptic-json>                           {"images", "annotations", "categories"}
+    <panoptic-dir>/<annotation file_name>     PNG, segment id = R + 256 G + 256^2 B, 0 = void
+
+* ``categories[]``: ``id`` (int), ``name``, ``isthing`` (0/1: required, it decides which
+  categories get instances), optional ``color`` and ``supercategory``.
+* ``images[]``: ``id``, ``file_name``, ``height``, ``width``.
+* ``annotations[]``: ``image_id``, ``file_name`` (of the PNG), ``segments_info[]`` with
+  ``id``, ``category_id``, ``iscrowd`` (0/1, default 0), ``area``, ``bbox``.
+
+An image is named by its *stem*: its file name without folder and extension
+(``000000139.jpg`` -> ``000000139``); stems must be unique.
+
+Every problem is an :class:`~panoptool.errors.InputError` naming the file and the entry: a
+category without ``isthing``, a segment listed twice, an annotation of an unknown image, an
+image listed in the JSON but missing on disk, a PNG of another size than its image, an id in a
+PNG that ``segments_info`` does not list (or a listed segment that the PNG lacks: panopticapi's
+``pq_compute`` refuses both).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from panoptool.errors import InputError
+from panoptool.io.files import read_json, read_png, safe_join
+
+PathLike = str | os.PathLike
+
+#: Value of a pixel that belongs to no segment in a COCO panoptic PNG.
+VOID_ID = 0
+
+
+@dataclass(frozen=True)
+class PanopticCategory:
+    """One entry of a COCO panoptic ``categories`` list."""
+
+    id: int
+    name: str
+    isthing: bool
+    color: tuple[int, int, int] | None = None
+    supercategory: str = ""
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "name": self.name, "isthing": int(self.isthing),
+             "supercategory": self.supercategory}
+        if self.color is not None:
+            d["color"] = list(self.color)
+        return d
+
+
+@dataclass(frozen=True)
+class PanopticSegment:
+    """One entry of an annotation's ``segments_info``."""
+
+    id: int
+    category_id: int
+    iscrowd: bool = False
+
+
+@dataclass(frozen=True)
+class PanopticImage:
+    """An image of the dataset with its annotation."""
+
+    id: int | str
+    stem: str
+    file_name: str
+    height: int
+    width: int
+    png_name: str
+    segments: tuple[PanopticSegment, ...]
+
+
+def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
+    """Segment ids of a COCO panoptic PNG: ``R + 256 G + 256^2 B``.
+
+    Parameters
+    ----------
+    rgb : uint8 (H, W, 3), channels in RGB order.
+
+    Returns
+    -------
+    int32 (H, W).
+
+    >>> rgb_to_ids(np.array([[[1, 0, 0], [0, 1, 0], [255, 255, 255]]], np.uint8)).tolist()
+    [[1, 256, 16777215]]
+    """
+    rgb = rgb.astype(np.int32)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+def ids_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ids`: uint8 (H, W, 3) RGB of int (H, W) ids below 2^24.
+
+    >>> ids_to_rgb(np.array([[1, 256, 16777215]])).tolist()
+    [[[1, 0, 0], [0, 1, 0], [255, 255, 255]]]
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
+
+
+def _int(value, what: str, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(path, f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def parse_categories(raw, path: PathLike) -> tuple[PanopticCategory, ...]:
+    """Check and read a ``categories`` list.
+
+    >>> cats = parse_categories([{"id": 7, "name": "road", "isthing": 0},
+    ...                          {"id": 26, "name": "car", "isthing": 1, "color": [0, 0, 142]}],
+    ...                         "x.json")
+    >>> [(c.id, c.name, c.isthing, c.color) for c in cats]
+    [(7, 'road', False, None), (26, 'car', True, (0, 0, 142))]
+    """
+    path = Path(path)
+    if not isinstance(raw, list) or not raw:
+        raise InputError(path, "'categories' must be a non-empty list")
+    out, seen = [], set()
+    for k, cat in enumerate(raw):
+        if not isinstance(cat, dict):
+            raise InputError(path, f"categories[{k}] is not an object")
+        cid = _int(cat.get("id"), f"categories[{k}].id", path)
+        name = cat.get("name")
+        label = f"category {cid} ({name})" if name else f"category {cid}"
+        if not isinstance(name, str) or not name:
+            raise InputError(path, f"{label} has no name")
+        if "isthing" not in cat:
+            raise InputError(path, f"{label} lacks 'isthing' (0 for stuff, 1 for things)")
+        if cat["isthing"] not in (0, 1):  # True/False compare equal to 1/0
+            raise InputError(path, f"{label}: isthing must be 0 or 1, got {cat['isthing']!r}")
+        if cid in seen:
+            raise InputError(path, f"{label} is listed twice")
+        seen.add(cid)
+        color = cat.get("color")
+        if color is not None:
+            if (not isinstance(color, (list, tuple)) or len(color) != 3
+                    or not all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
+                raise InputError(path, f"{label}: color must be 3 integers in 0..255, "
+                                       f"got {color!r}")
+            color = tuple(int(c) for c in color)
+        out.append(PanopticCategory(cid, name, bool(cat["isthing"]), color,
+                                    str(cat.get("supercategory", ""))))
+    return tuple(out)
+
+
+def _segments(raw, where: str, categories: set[int], path: Path) -> tuple[PanopticSegment, ...]:
+    if not isinstance(raw, list):
+        raise InputError(path, f"{where}: 'segments_info' must be a list")
+    out, seen = [], set()
+    for seg in raw:
+        if not isinstance(seg, dict):
+            raise InputError(path, f"{where}: a segment is not an object")
+        sid = _int(seg.get("id"), f"{where}: segment id", path)
+        if not 0 < sid < 1 << 24:
+            raise InputError(path, f"{where}: segment id {sid} is outside 1..2^24-1")
+        if sid in seen:
+            raise InputError(path, f"{where}: segment {sid} is listed twice")
+        seen.add(sid)
+        cat = _int(seg.get("category_id"), f"{where}: segment {sid}: category_id", path)
+        if cat not in categories:
+            raise InputError(path, f"{where}: segment {sid} has category_id {cat}, which "
+                                   f"'categories' does not list")
+        crowd = seg.get("iscrowd", 0)
+        if crowd not in (0, 1):
+            raise InputError(path, f"{where}: segment {sid}: iscrowd must be 0 or 1, got "
+                                   f"{crowd!r}")
+        out.append(PanopticSegment(sid, cat, bool(crowd)))
+    return tuple(out)
+
+
+def stem_of(file_name: str) -> str:
+    """An image's name in panoptool: its file name without folder and extension.
+
+    >>> stem_of("val2017/000000139.jpg")
+    '000000139'
+    """
+    return os.path.splitext(os.path.basename(file_name))[0]
+
+
+def _images(raw, path: Path) -> dict:
+    if not isinstance(raw, list):
+        raise InputError(path, "'images' must be a list")
+    images, stems = {}, set()
+    for k, img in enumerate(raw):
+        if not isinstance(img, dict) or "id" not in img:
+            raise InputError(path, f"images[{k}] is not an object with an id")
+        image_id = img["id"]
+        file_name = img.get("file_name")
+        if not isinstance(file_name, str) or not file_name:
+            raise InputError(path, f"image {image_id!r} has no file_name")
+        h = _int(img.get("height"), f"image {image_id!r}: height", path)
+        w = _int(img.get("width"), f"image {image_id!r}: width", path)
+        if h < 1 or w < 1:
+            raise InputError(path, f"image {image_id!r}: size {w}x{h} is empty")
+        stem = stem_of(file_name)
+        if image_id in images:
+            raise InputError(path, f"image id {image_id!r} is listed twice")
+        if stem in stems:
+            raise InputError(path, f"two images have the file stem {stem!r}")
+        stems.add(stem)
+        images[image_id] = (stem, file_name, h, w)
+    return images
+
+
+@dataclass(frozen=True)
+class CocoPanopticDataset:
+    """A checked COCO panoptic JSON with its folders. Build with :func:`read_dataset`."""
+
+    json_path: Path
+    panoptic_dir: Path
+    images_dir: Path | None
+    categories: tuple[PanopticCategory, ...]
+    images: tuple[PanopticImage, ...]
+
+    @property
+    def stems(self) -> list[str]:
+        return [img.stem for img in self.images]
+
+    def image(self, stem: str) -> PanopticImage:
+        for img in self.images:
+            if img.stem == stem:
+                return img
+        raise InputError(self.json_path, f"no image with stem {stem!r}")
+
+    def image_path(self, image: PanopticImage) -> Path:
+        if self.images_dir is None:
+            raise InputError(self.json_path, "no images folder given (--images)")
+        return safe_join(self.images_dir, image.file_name, source=self.json_path)
+
+    def png_path(self, image: PanopticImage) -> Path:
+        return safe_join(self.panoptic_dir, image.png_name, source=self.json_path)
+
+    def read_ids(self, image: PanopticImage) -> np.ndarray:
+        """The image's segment-id map, int32 (H, W), checked against its annotation: the PNG
+        has the image's size, each non-zero id is a listed segment and each listed segment
+        occurs."""
+        path = self.png_path(image)
+        rgb = read_png(path, dtype=np.uint8, channels=3)
+        if rgb.shape[:2] != (image.height, image.width):
+            raise InputError(path, f"PNG is {rgb.shape[1]}x{rgb.shape[0]}, its image "
+                                   f"{image.file_name} is {image.width}x{image.height}")
+        ids = rgb_to_ids(rgb)
+        present = np.unique(ids)
+        present = present[present != VOID_ID]
+        listed = np.array(sorted(s.id for s in image.segments), dtype=np.int64)
+        unlisted = np.setdiff1d(present, listed)
+        if unlisted.size:
+            raise InputError(path, f"segment id {int(unlisted[0])} occurs in the PNG but not "
+                                   f"in segments_info of image {image.id!r}"
+                                   + (f" ({unlisted.size} such ids)" if unlisted.size > 1 else ""))
+        absent = np.setdiff1d(listed, present)
+        if absent.size:
+            raise InputError(path, f"segment {int(absent[0])} of image {image.id!r} is listed "
+                                   f"in segments_info but absent from the PNG")
+        return ids
+
+    def check_images_on_disk(self) -> None:
+        """Every image the JSON lists exists in the images folder."""
+        for img in self.images:
+            path = self.image_path(img)
+            if not path.is_file():
+                raise InputError(path, f"image {img.id!r} is listed in {self.json_path.name} "
+                                       f"but missing on disk")
+
+
+def read_dataset(panoptic_json: PathLike, panoptic_dir: PathLike | None = None,
+                 images_dir: PathLike | None = None, *, check_images: bool = True
+                 ) -> CocoPanopticDataset:
+    """Read and check a COCO panoptic dataset description.
+
+    Parameters
+    ----------
+    panoptic_json : the JSON (``images``, ``annotations``, ``categories``).
+    panoptic_dir : folder of the panoptic PNGs; default the JSON's path without ``.json``
+        (panopticapi's convention).
+    images_dir : folder of the images (needed to train and for ``make-targets``' image
+        checks; evaluation needs only the PNGs).
+    check_images : with ``images_dir``: refuse a JSON that lists an image missing on disk.
+    """
+    json_path = Path(panoptic_json)
+    data = read_json(json_path)
+    if not isinstance(data, dict):
+        raise InputError(json_path, "expected a COCO panoptic object (images, annotations, "
+                                    "categories)")
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise InputError(json_path, f"no {key!r} list: not a COCO panoptic JSON")
+    categories = parse_categories(data["categories"], json_path)
+    known = {c.id for c in categories}
+    images = _images(data["images"], json_path)
+    if not isinstance(data["annotations"], list):
+        raise InputError(json_path, "'annotations' must be a list")
+    annotated = {}
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            raise InputError(json_path, "an annotation is not an object with an image_id")
+        image_id = ann["image_id"]
+        if image_id not in images:
+            raise InputError(json_path, f"annotation of image id {image_id!r}, which 'images' "
+                                        f"does not list")
+        if image_id in annotated:
+            raise InputError(json_path, f"image id {image_id!r} is annotated twice")
+        where = f"image {image_id!r}"
+        png = ann.get("file_name")
+        if not isinstance(png, str) or not png:
+            raise InputError(json_path, f"{where}: the annotation has no file_name")
+        annotated[image_id] = (png, _segments(ann.get("segments_info"), where, known,
+                                              json_path))
+    records = []
+    for image_id, (stem, file_name, h, w) in images.items():
+        if image_id not in annotated:
+            raise InputError(json_path, f"image {image_id!r} has no annotation")
+        png, segments = annotated[image_id]
+        records.append(PanopticImage(image_id, stem, file_name, h, w, png, segments))
+    png_dir = Path(panoptic_dir) if panoptic_dir is not None else json_path.with_suffix("")
+    if not png_dir.is_dir():
+        raise InputError(png_dir, "panoptic PNG folder not found (--panoptic-dir)")
+    dataset = CocoPanopticDataset(json_path, png_dir,
+                                  Path(images_dir) if images_dir is not None else None,
+                                  categories, tuple(records))
+    if images_dir is not None:
+        if not Path(images_dir).is_dir():
+            raise InputError(images_dir, "images folder not found (--images)")
+        if check_images:
+            dataset.check_images_on_disk()
+    return dataset
