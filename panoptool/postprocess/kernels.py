@@ -51,7 +51,7 @@ def thing_foreground(train_ids, contour_prob, threshold, is_thing):
     return foreground, hist
 
 
-@_jit
+@_jit_inline
 def _zero_sums(n, n_things):
     """Empty sums of :class:`InstanceStats` for labels 0..n: counts, conf_sum, sum_y,
     sum_x."""
@@ -59,7 +59,7 @@ def _zero_sums(n, n_things):
             np.zeros(n + 1, np.float64), np.zeros(n + 1, np.float64))
 
 
-@_jit
+@_jit_inline
 def _add_pixel(counts, conf_sum, sum_y, sum_x, label, c, confidence, cy, cx):
     """Add one pixel (class index c, its confidence and predicted centre) to a label's
     sums."""
@@ -175,7 +175,7 @@ _PENDING = -1
 _QUEUED = -2
 
 
-@_jit
+@_jit_inline
 def _queue(flat, q, candidates, n_cand):
     """Append pixel q to the candidates if it is a pending target not queued yet."""
     if flat[q] == _PENDING:
@@ -185,7 +185,7 @@ def _queue(flat, q, candidates, n_cand):
     return n_cand
 
 
-@_jit
+@_jit_inline
 def _neighbour_label(flat, q, want, classes):
     """The label at pixel q if it is an instance of class ``want``, else 0."""
     label = flat[q]
@@ -329,38 +329,47 @@ def _neighbour4(q, step, width, size):
     return q + width if q < size - width else -1
 
 
-@_jit_inline
-def _offer(flat, q, label, want_class, train_ids, centre_y, centre_x, mean_y, mean_x, limit2,
-           head, tail, nxt, item, lab, offered, n_entries, cur):
-    """Queue pending target pixel q for ``label`` if q has the label's class, its predicted
-    centre lies within ``sqrt(limit2)`` of the label's mean centre and the label did not
-    just queue it (the same label always gives the same key); returns (n_entries, cur), cur
-    being the lowest bucket that may hold entries."""
-    mark = flat[q]
-    if mark >= 0 or train_ids[q] != want_class:
-        return n_entries, cur
-    p = -1 - mark  # the target's position
-    if offered[p] == label:
-        return n_entries, cur
-    dy = centre_y[p] - mean_y[label]
-    dx = centre_x[p] - mean_x[label]
-    d2 = dy * dy + dx * dx
-    if d2 > limit2:
-        return n_entries, cur
-    offered[p] = label
-    e = n_entries
-    item[e] = q
-    lab[e] = label
-    b = np.intp(min(np.sqrt(d2) * GROW_STEPS, GROW_BUCKETS - 1.0))
-    nxt[e] = -1
-    if tail[b] < 0:
-        head[b] = e
-    else:
-        nxt[tail[b]] = e
-    tail[b] = e
-    if b < cur:
-        cur = b
-    return n_entries + 1, cur
+@_jit
+def _target_neighbours(flat, width, targets, train_ids, classes):
+    """For each target p and step s (0 up, 1 left, 2 right, 3 down): ``nb[4 p + s]``, the
+    position of the neighbour among the targets (-1: no target there), and ``seed[4 p + s]``,
+    the neighbour's label if it is an instance pixel of the target's class (else 0); and
+    the class of each target. ``targets`` ascending; up/down neighbours found by two
+    pointers that only move forward."""
+    m = len(targets)
+    size = flat.size
+    nb = np.full(4 * m, -1, np.intp)
+    seed = np.zeros(4 * m, np.int32)
+    tclass = np.empty(m, np.uint8)
+    up = 0
+    down = 0
+    for p in range(m):
+        q = targets[p]
+        want = train_ids[q]
+        tclass[p] = want
+        for step in range(4):
+            r = _neighbour4(q, step, width, size)
+            if r < 0:
+                continue
+            if step == 0:
+                while targets[up] < r:
+                    up += 1
+                k = up
+            elif step == 1:
+                k = p - 1
+            elif step == 2:
+                k = p + 1 if p + 1 < m else p
+            else:
+                while down < m - 1 and targets[down] < r:
+                    down += 1
+                k = down
+            if 0 <= k < m and targets[k] == r:
+                nb[4 * p + step] = k
+            else:
+                label = flat[r]
+                if label > 0 and classes[label] == want:
+                    seed[4 * p + step] = label
+    return nb, seed, tclass
 
 
 @_jit
@@ -372,7 +381,7 @@ def grow_seeds(flat, width, targets, train_ids, classes, centre_y, centre_x, mea
     Parameters
     ----------
     flat : int32 (H * W,), the raveled instance map: labels 1..n on the seeds, 0 at the
-        targets and elsewhere; updated in place.
+        targets and elsewhere; updated in place (the targets get their labels).
     width : W.
     targets : intp (m,), flat indices of the pixels to grow into, ascending.
     train_ids : uint8 (H * W,), semantic class of every pixel.
@@ -398,86 +407,112 @@ def grow_seeds(flat, width, targets, train_ids, classes, centre_y, centre_x, mea
     The targets left then (reached by no instance of their class within the limit: objects
     that lie wholly in the band) form new instances: one per 4-connected group of targets
     of one class, numbered n + 1, ... in raster order of their first pixel.
+
+    The image-sized arrays are read once, in :func:`_target_neighbours`; the growth then
+    works on arrays of the targets alone (a band of 20-30 thousand pixels fits in the
+    cache, where following the queue through the 8 MB instance map stalled on memory at
+    every step: 18 ms -> a few ms per 1024x2048 image).
     """
-    size_img = flat.size
     m = len(targets)
-    for p in range(m):
-        flat[targets[p]] = -1 - p
+    nb, seed, tclass = _target_neighbours(flat, width, targets, train_ids, classes)
+    got = np.zeros(m, np.int32)  # 0 = pending
+    # the queue: one bucket per distance step, each a linked list of entries (target, label)
     cap = 4 * m + 1
     item = np.empty(cap, np.intp)
     lab = np.empty(cap, np.int32)
     nxt = np.empty(cap, np.intp)
     head = np.full(GROW_BUCKETS, -1, np.intp)
     tail = np.full(GROW_BUCKETS, -1, np.intp)
-    offered = np.zeros(m, np.int32)
-    cur = GROW_BUCKETS
+    offered = np.zeros(m, np.int32)  # the label that last queued each target
+    cand_p = np.empty(4, np.intp)
+    cand_label = np.empty(4, np.int32)
+    cur = GROW_BUCKETS  # the lowest bucket that may hold entries
     counter = 0
     popped = 0
-    # seeds: the instance pixels next to a target, queue that target
-    for p in range(m):
-        q = targets[p]
-        for step in range(4):
-            r = _neighbour4(q, step, width, size_img)
-            if r < 0:
+    next_seed = 0
+    # One loop, one place that queues (numba passes arrays to helper functions with
+    # reference counting, which cost more than the work here): first the seeds (each
+    # target's instance neighbours of its class, in target order), then the pops, each
+    # offering the popped target's pending neighbours to its new label.
+    while True:
+        n_cand = 0
+        if next_seed < m:
+            p = next_seed
+            next_seed += 1
+            for step in range(4):
+                label = seed[4 * p + step]
+                if label > 0:
+                    cand_p[n_cand] = p
+                    cand_label[n_cand] = label
+                    n_cand += 1
+        elif popped < counter:
+            while head[cur] < 0:
+                cur += 1
+            e = head[cur]
+            head[cur] = nxt[e]
+            if head[cur] < 0:
+                tail[cur] = -1
+            popped += 1
+            p = item[e]
+            label = lab[e]
+            if got[p] != 0:
+                continue  # taken already
+            got[p] = label
+            for step in range(4):
+                k = nb[4 * p + step]
+                if k >= 0:
+                    cand_p[n_cand] = k
+                    cand_label[n_cand] = label
+                    n_cand += 1
+        else:
+            break
+        for c in range(n_cand):
+            # queue pending target q for the label if q has the label's class, its predicted
+            # centre lies within sqrt(limit2) of the label's mean centre and the label did not
+            # just queue it (the same label always gives the same key)
+            q = cand_p[c]
+            label = cand_label[c]
+            if got[q] != 0 or tclass[q] != classes[label] or offered[q] == label:
                 continue
-            label = _neighbour_label(flat, r, train_ids[q], classes)
-            if label > 0:
-                counter, cur = _offer(flat, q, label, train_ids[q], train_ids, centre_y,
-                                      centre_x, mean_y, mean_x, limit2, head, tail, nxt,
-                                      item, lab, offered, counter, cur)
-    while popped < counter:
-        while head[cur] < 0:
-            cur += 1
-        e = head[cur]
-        head[cur] = nxt[e]
-        if head[cur] < 0:
-            tail[cur] = -1
-        popped += 1
-        q = item[e]
-        label = lab[e]
-        if flat[q] >= 0:
-            continue  # taken already
-        flat[q] = label
-        want = classes[label]
-        col = q % width
-        if q >= width:
-            counter, cur = _offer(flat, q - width, label, want, train_ids, centre_y, centre_x,
-                                  mean_y, mean_x, limit2, head, tail, nxt, item, lab,
-                                  offered, counter, cur)
-        if col > 0:
-            counter, cur = _offer(flat, q - 1, label, want, train_ids, centre_y, centre_x,
-                                  mean_y, mean_x, limit2, head, tail, nxt, item, lab,
-                                  offered, counter, cur)
-        if col < width - 1:
-            counter, cur = _offer(flat, q + 1, label, want, train_ids, centre_y, centre_x,
-                                  mean_y, mean_x, limit2, head, tail, nxt, item, lab,
-                                  offered, counter, cur)
-        if q < size_img - width:
-            counter, cur = _offer(flat, q + width, label, want, train_ids, centre_y, centre_x,
-                                  mean_y, mean_x, limit2, head, tail, nxt, item, lab,
-                                  offered, counter, cur)
+            dy = centre_y[q] - mean_y[label]
+            dx = centre_x[q] - mean_x[label]
+            d2 = dy * dy + dx * dx
+            if d2 > limit2:
+                continue
+            offered[q] = label
+            e = counter
+            counter += 1
+            item[e] = q
+            lab[e] = label
+            b = np.intp(min(np.sqrt(d2) * GROW_STEPS, GROW_BUCKETS - 1.0))
+            nxt[e] = -1
+            if tail[b] < 0:
+                head[b] = e
+            else:
+                nxt[tail[b]] = e
+            tail[b] = e
+            if b < cur:
+                cur = b
     # the targets left: new instances, one per 4-connected same-class group
     n_new = n
     stack = np.empty(max(m, 1), np.intp)
-    for p in range(m):
-        q0 = targets[p]
-        if flat[q0] >= 0:
+    for p0 in range(m):
+        if got[p0] != 0:
             continue
         n_new += 1
-        want = train_ids[q0]
-        flat[q0] = n_new
-        stack[0] = q0
+        want = tclass[p0]
+        got[p0] = n_new
+        stack[0] = p0
         top = 1
         while top > 0:
             top -= 1
-            q = stack[top]
+            p = stack[top]
             for step in range(4):
-                r = _neighbour4(q, step, width, size_img)
-                if r >= 0 and flat[r] < 0 and train_ids[r] == want:
-                    flat[r] = n_new
-                    stack[top] = r
+                k = nb[4 * p + step]
+                if k >= 0 and got[k] == 0 and tclass[k] == want:
+                    got[k] = n_new
+                    stack[top] = k
                     top += 1
-    got = np.empty(m, np.int32)
     for p in range(m):
-        got[p] = flat[targets[p]]
+        flat[targets[p]] = got[p]
     return got, n_new
