@@ -56,6 +56,7 @@ from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
 from panoptool.errors import ConfigError, InputError, PanoptoolError
 from panoptool.io.files import read_json, write_json
+from panoptool.io.rle import runs_segment_overlap
 from panoptool.io.coco import (ImageIdMap, compressed_counts, decode_rle, encode_label_map, encode_mask,
                                instance_runs, kernels, parse_results, read_image_id_map, rle_bbox,
                                write_results)
@@ -92,9 +93,7 @@ def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
     gt : ground truth (segments) of an image of the RLE's size.
     runs : int64 (R,), :func:`rle_counts` of the mask.
     """
-    return kernels().runs_segment_overlap(np.ascontiguousarray(runs, dtype=np.int64),
-                                          np.ascontiguousarray(gt.segment_index),
-                                          gt.n_segments)
+    return runs_segment_overlap(runs, gt.segment_index, gt.n_segments)
 
 
 # --- results entries -----------------------------------------------------------------------

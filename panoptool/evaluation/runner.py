@@ -811,8 +811,7 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
         cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir(root)
     jobs, parts = plan_jobs(root, split, results_dir, cache_dir, instances, coco_gt, coco_ap,
                             subset=subset)
-    if jobs and (jobs[0].instance_json is not None or jobs[0].coco_ap):
-        coco_io.kernels().warm_up()  # loaded once here; forked workers inherit them
+    # RLE masks are read with numpy (panoptool.io.rle): no compiled kernels to load here
     if config.boundary and ("semantic" in parts or "panoptic" in parts):
         jobs = [dataclasses.replace(j, boundary_ratio=config.boundary_ratio) for j in jobs]
     total = ImageStats()

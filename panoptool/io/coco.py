@@ -33,6 +33,7 @@ from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 from pycocotools import mask as mask_utils
 
 from panoptool.errors import InputError
+from panoptool.io.rle import counts_from_string
 from panoptool.io.files import read_json, write_json
 
 PathLike = str | os.PathLike
@@ -146,7 +147,7 @@ def rle_counts(rle: dict) -> np.ndarray:
         runs = np.asarray(counts, dtype=np.int64)
     else:
         raw = counts.encode("ascii") if isinstance(counts, str) else bytes(counts)
-        runs, ok = kernels().counts_from_string(np.frombuffer(raw, dtype=np.uint8))
+        runs, ok = counts_from_string(np.frombuffer(raw, dtype=np.uint8))
         if not ok:
             raise ValueError("truncated RLE counts string")
     if runs.size and runs.min() < 0:
