@@ -13,6 +13,7 @@ from panoptool.visualize import render as V
 from panoptool.io.cityscapes import list_samples, read_ground_truth
 from panoptool.errors import ConfigError, InputError
 from panoptool.io.files import read_png, write_json, write_png
+from panoptool.io.results import read_panoptic_json
 from panoptool.labels import LABEL_TO_TRAIN
 from panoptool_cli.main import cli
 
@@ -165,7 +166,8 @@ def _write_perfect_predictions(root, tmp_path):
             lines.append(f"{rel} {iid // 1000} 1.0")
         formats.instance_txt_path(results, s.stem).write_text("\n".join(lines) + "\n")
         pan = np.where(things > 0, things, label.astype(np.int64))
-        for sid in np.unique(pan):
+        pan[train == 255] = 0  # void: no segment (panoptic.json lists only categories)
+        for sid in np.unique(pan[pan > 0]):
             segments.append({"id": int(sid), "category_id": int(sid // 1000 if sid >= 1000
                                                                   else sid)})
         write_png(formats.panoptic_png_path(results, s.stem), formats.panoptic_id_to_rgb(pan))
@@ -206,9 +208,9 @@ def test_visualize_cli_writes_a_panel_per_image_and_a_curve(synth_root, tmp_path
 def test_visualize_rows_match_between_ground_truth_and_perfect_prediction(synth_root, tmp_path):
     maps, results = _write_perfect_predictions(synth_root, tmp_path)
     sample = list_samples(synth_root, "val")[0]
-    segments = V._panoptic_segments(results)[sample.stem]
-    train, seg = V.read_panoptic_result(results, sample.stem, segments)
     label, inst = read_ground_truth(sample)
+    annotation = read_panoptic_json(results)[sample.stem]
+    train, seg = V.read_panoptic_result(annotation, label.shape)
     np.testing.assert_array_equal(train, LABEL_TO_TRAIN[label])
     inst_map, labels = V.read_instance_result(results, sample.stem, label.shape)
     things = V.thing_instance_ids(label, inst)
