@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FIRST_TESTS = ("tests/evaluation/test_metrics_rule_edges.py",)
 MORE_TESTS = ("tests/evaluation/test_metrics_panoptic.py", "tests/evaluation/test_metrics_instance.py",
-              "tests/evaluation/test_metrics_semantic.py")
+              "tests/evaluation/test_metrics_semantic.py", "tests/io/test_results.py")
 #: What a copy for mutants needs: the packages, the tests and their configuration.
 COPIED = ("panoptool", "panoptool_cli", "tests", "fixtures", "setup.cfg")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -236,3 +238,76 @@ def test_visualize_reports_bad_input_in_one_line(synth_root, tmp_path):
     result = CliRunner().invoke(cli, ["visualize", "--out", str(tmp_path / "v")],
                                 env={"CITYSCAPES_DATASET": ""})
     assert result.exit_code == 1 and "nothing to draw" in result.output
+
+
+# --- results are read as report reads them (panoptool.io.results) ------------------------------
+
+def _panoptic_tile(panel: np.ndarray) -> np.ndarray:
+    """The prediction tile of the panoptic row (the sixth) of a 128-px-wide panel."""
+    y = 30 + 5 * (22 + 64 + 4) + 4 + 22
+    return panel[y:y + 64, 136:264]
+
+
+def test_visualize_draws_the_panoptic_png_that_panoptic_json_names(synth_root, tmp_path):
+    """file_name is honoured by visualize as by report (not a name made from the stem)."""
+    from panoptool.evaluation.runner import evaluate
+
+    _, results = _write_perfect_predictions(synth_root, tmp_path)
+    stem = list_samples(synth_root, "val")[0].stem
+    path = formats.panoptic_json_path(results)
+    data = json.loads(path.read_text())
+    formats.panoptic_png_path(results, stem).rename(results / "panoptic" / "renamed.png")
+    data["annotations"][0]["file_name"] = "renamed.png"
+    path.write_text(json.dumps(data))
+    assert evaluate(synth_root, "val", results, workers=1, cache=False,
+                    show_progress=False).metrics["PQ"] is not None
+    out = tmp_path / "vis"
+    result = CliRunner().invoke(cli, ["visualize", "--root", str(synth_root), "--results",
+                                      str(results), "--out", str(out), "--n", "1",
+                                      "--tile-width", "128", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    tile = _panoptic_tile(read_png(out / f"{stem}.png"))
+    assert (tile == V.MISSING_COLOR).all(axis=-1).mean() < 0.5
+
+
+def _string_category(data):
+    data["annotations"][0]["segments_info"][0]["category_id"] = "7"
+
+
+def _void_category(data):
+    data["annotations"][0]["segments_info"][0]["category_id"] = 1
+
+
+def _id_twice(data):
+    segments = data["annotations"][0]["segments_info"]
+    segments.append(dict(segments[0]))
+
+
+def _file_name_leaves(data):
+    data["annotations"][0]["file_name"] = "../../elsewhere.png"
+
+
+def _no_segments_info(data):
+    del data["annotations"][0]["segments_info"]
+
+
+@pytest.mark.parametrize("edit", [_string_category, _void_category, _id_twice,
+                                  _file_name_leaves, _no_segments_info])
+def test_a_bad_panoptic_json_entry_is_the_same_error_in_report_and_visualize(
+        synth_root, tmp_path, edit):
+    _, results = _write_perfect_predictions(synth_root, tmp_path)
+    results = results.resolve()
+    path = formats.panoptic_json_path(results)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    report = CliRunner().invoke(cli, ["report", "--root", str(synth_root), "--results",
+                                      str(results), "--out", str(tmp_path / "rep"),
+                                      "--no-cache", "--workers", "1"])
+    vis = CliRunner().invoke(cli, ["visualize", "--root", str(synth_root), "--results",
+                                   str(results), "--out", str(tmp_path / "vis"), "--n", "1",
+                                   "--workers", "1"])
+    assert report.exit_code == vis.exit_code == 1, (report.output, vis.output)
+    line = report.output.strip()
+    assert line.count("\n") == 0 and line.startswith(f"panoptool: error: {path}: "), line
+    assert vis.output.strip() == line
