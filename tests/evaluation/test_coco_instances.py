@@ -12,7 +12,6 @@ from panoptool.io import coco as coco_io
 from panoptool.evaluation import coco as ci
 from panoptool.io import formats
 from panoptool.io.cityscapes import list_samples, read_ground_truth
-from panoptool.errors import InputError
 from panoptool.evaluation.runner import evaluate
 from panoptool.io.results import read_instance_list
 from panoptool.io.files import read_png
