@@ -101,17 +101,12 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     metrics, table = summarize(total, len(jobs))
     if total.coco is not None:
         metrics.update(total.coco.compute(coco_backend))
-    settings = asdict(config)
     subset_text = None
     if subset:
         subset_text = f"{len(jobs)} of {len(list_samples(root, split))} images"
         metrics["subset"] = subset_text
         table.insert_first("subset", subset_text)
-        settings["subset"] = True
-    if "instance" in parts:
-        settings.update(instances=str(instances) if instances else None,
-                        coco_gt=str(coco_gt) if coco_gt else None, coco_ap=coco_ap,
-                        coco_backend=coco_backend)
+    settings = _settings(config, parts, subset, instances, coco_gt, coco_ap, coco_backend)
     return EvaluationResult(metrics=metrics, per_class_table=table, parts=parts,
                             root=str(root), split=split, results_dir=str(Path(results_dir)),
                             results_config=_results_config(Path(results_dir)),
@@ -142,6 +137,21 @@ def _sum_stats(jobs: list[ImageJob], workers: int, show_progress: bool) -> Image
                               chunksize=chunksize, show_progress=show_progress):
         total = total + stats
     return total
+
+
+def _settings(config: ReportConfig, parts: tuple[str, ...], subset: bool,
+              instances: PathLike | None, coco_gt: PathLike | None, coco_ap: bool,
+              coco_backend: str) -> dict:
+    """The settings recorded in the report's ``config.json``: the config, ``subset`` if set,
+    then the instance settings where instances are evaluated (in this order)."""
+    settings = asdict(config)
+    if subset:
+        settings["subset"] = True
+    if "instance" in parts:
+        settings.update(instances=str(instances) if instances else None,
+                        coco_gt=str(coco_gt) if coco_gt else None, coco_ap=coco_ap,
+                        coco_backend=coco_backend)
+    return settings
 
 
 def _results_config(results_dir: Path) -> dict | None:
