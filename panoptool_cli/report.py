@@ -154,7 +154,9 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
     if compare:
         _compare(root, split, compare, columns, settings, format_, out, workers)
         return
-    from panoptool.evaluation.runner import OUTPUT_FORMATS, evaluate, write_report
+    from panoptool.evaluation.config import OUTPUT_FORMATS
+    from panoptool.evaluation.report import write_report
+    from panoptool.evaluation.runner import evaluate
 
     formats_ = _formats(format_, ",".join(OUTPUT_FORMATS), OUTPUT_FORMATS)
     cache = False if no_cache else (cache_dir if cache_dir else True)
@@ -194,7 +196,8 @@ def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
     """Add the contour score to ``result`` (or make a result of it alone)."""
     from panoptool.evaluation.contour_score import ContourScoreConfig, score_contours
     from panoptool.io.cityscapes import resolve_root
-    from panoptool.evaluation.runner import EvaluationResult, ImageStats, PerClassTable, summarize
+    from panoptool.evaluation.image import ImageStats
+    from panoptool.evaluation.summary import EvaluationResult, PerClassTable, summarize
     from panoptool.io.formats import CONFIG_JSON
     from panoptool.io.files import read_json
 

@@ -2,7 +2,7 @@
 """Mutation check of the evaluator: every rule change below must make a test fail.
 
 Each mutation replaces one exact piece of text (found exactly once) in one module of
-``panoptool/evaluation/metrics/`` (three in ``panoptool/evaluation/runner.py``'s readers) by a plausible wrong rule.
+``panoptool/evaluation/metrics/`` (three in the result readers, ``panoptool/io/results.py``) by a plausible wrong rule.
 For each, a copy of the package with that one change is tested, first with the rule-edge
 tests (``tests/evaluation/test_metrics_rule_edges.py``, a few seconds), and only if those pass with the
 other metric tests. A mutation that no test kills is a hole in the suite; the check then exits
@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FIRST_TESTS = ("tests/evaluation/test_metrics_rule_edges.py",)
 MORE_TESTS = ("tests/evaluation/test_metrics_panoptic.py", "tests/evaluation/test_metrics_instance.py",
-              "tests/evaluation/test_metrics_semantic.py")
+              "tests/evaluation/test_metrics_semantic.py", "tests/io/test_results.py")
 #: What a copy for mutants needs: the packages, the tests and their configuration.
 COPIED = ("panoptool", "panoptool_cli", "tests", "fixtures", "setup.cfg")
 
@@ -57,7 +57,7 @@ PAN = "panoptool/evaluation/metrics/panoptic.py"
 INS = "panoptool/evaluation/metrics/instance.py"
 SEM = "panoptool/evaluation/metrics/semantic.py"
 GTM = "panoptool/evaluation/metrics/gt.py"
-EVA = "panoptool/evaluation/runner.py"
+EVA = "panoptool/io/results.py"
 
 MUTATIONS = (
     # --- panoptic quality --------------------------------------------------------------------

@@ -8,7 +8,7 @@ ground-truth cache:
 * ``report`` without and with ``--boundary``, alternately, several times: the boundary
   metrics' added milliseconds per image and their share of the report's time (the spread
   over the repetitions is given, the machine may be shared);
-* the boundary statistics of one image alone (:func:`panoptool.evaluation.runner.boundary_image_stats`);
+* the boundary statistics of one image alone (:func:`panoptool.evaluation.image.boundary_image_stats`);
 * what Boundary AP would add: the boundary of every predicted and ground-truth instance
   mask, one by one (instances overlap, so the one-pass band of a label map does not apply);
 * the contour score per image, end to end (read maps + ground truth, NMS, matching) and its
@@ -31,6 +31,7 @@ from panoptool.io import formats
 from panoptool.bench.core import BenchConfig, BenchSection
 from panoptool.evaluation.contour_score import score_contours
 from panoptool.io.cityscapes import list_samples, read_ground_truth
+from panoptool.io.results import read_mask
 from panoptool.evaluation.metrics import boundary, contour
 from panoptool.synth.scenes import SynthConfig, make_dataset
 from panoptool.targets.core import contour_target, inner_boundary, semantic_target
@@ -69,7 +70,7 @@ def _best_of(func, repeat: int) -> float:
 
 def _instance_boundaries(job: ev.ImageJob, gt, width: int) -> None:
     """The boundary of every predicted and ground-truth instance mask (Boundary AP's need)."""
-    masks = [ev._read_mask(path, gt.shape) > 0
+    masks = [read_mask(path, gt.shape) > 0
              for path, _, _ in ev.read_instance_list(job.instance_txt, job.results_dir)]
     index = gt.segment_index
     masks += [index == k for k in np.flatnonzero(gt.instance_ids >= 1000)]

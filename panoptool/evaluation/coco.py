@@ -303,17 +303,17 @@ _NONZERO[0] = 0
 
 def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_dir: PathLike
                        ) -> tuple[InstanceStats, list[dict]]:
-    """:func:`panoptool.evaluation.runner.instance_stats` of an official ``_pred.txt`` (the same
+    """:func:`panoptool.evaluation.image.instance_stats` of an official ``_pred.txt`` (the same
     statistics, each mask read once) and the COCO detections of its masks (RLE-encoded
     over their bounding box only)."""
-    from panoptool.evaluation.runner import _read_mask, read_instance_list
+    from panoptool.io.results import read_instance_list, read_mask
     from panoptool.evaluation.metrics import instance
 
     labels, scores, areas, overlaps, dets = [], [], [], [], []
     for mask_path, label_id, conf in read_instance_list(txt_path, results_dir):
         if not instance.is_evaluated_label(label_id):
             continue
-        mask = _read_mask(mask_path, gt.shape)
+        mask = read_mask(mask_path, gt.shape)
         overlap = instance.mask_segment_overlap(gt, mask)
         area = int(overlap.sum())
         if area == 0:
@@ -382,7 +382,7 @@ def txt_results_to_coco(results_dir: PathLike, show_progress: bool = False) -> l
     Every line is kept (labels that are not evaluated too); empty masks are kept as empty
     RLEs so that the conversion is lossless.
     """
-    from panoptool.evaluation.runner import _read_mask, read_instance_list, read_result_png
+    from panoptool.io.results import read_instance_list, read_mask, read_result_png
 
     results_dir = Path(results_dir)
     folder = results_dir / "instance"
@@ -398,7 +398,7 @@ def txt_results_to_coco(results_dir: PathLike, show_progress: bool = False) -> l
         for mask_path, label, conf in rows:
             if shape is None:
                 shape = read_result_png(mask_path, "mask").shape[:2]
-            mask = _read_mask(mask_path, shape)
+            mask = read_mask(mask_path, shape)
             rle = encode_mask(mask)
             entries.append({"image_id": stem, "category_id": int(label), "score": float(conf),
                             "segmentation": rle, "bbox": rle_bbox([rle])[0]})
@@ -452,7 +452,7 @@ def coco_to_txt_results(data, path: PathLike, out: PathLike,
 
 def _gt_image(job: tuple[str, str, str, str | None, str | None]) -> CocoImages:
     stem, label_path, inst_path, cache_file, coco_cache = job
-    from panoptool.evaluation.runner import read_segmented_ground_truth
+    from panoptool.evaluation.image import read_segmented_ground_truth
     from panoptool.evaluation.metrics import gt as gtm
 
     gt = read_segmented_ground_truth(label_path, inst_path, cache_file)

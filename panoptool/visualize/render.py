@@ -5,7 +5,8 @@ in the Cityscapes colours, contour probabilities as a heat map, centre offsets o
 wheel (direction = hue, length = brightness), instances and panoptic segments with outlines,
 and a panel that puts titled tiles on a grid, ground truth beside prediction. The second part
 is the thin runner behind ``panoptool visualize``: it reads one image's ground truth and
-whatever predictions exist and writes one PNG panel per image, in parallel.
+whatever predictions exist (result files through :mod:`panoptool.io.results`, the parsers
+``report`` uses) and writes one PNG panel per image, in parallel.
 
 Every image is RGB uint8 (H, W, 3).
 """
@@ -23,7 +24,9 @@ import numpy as np
 
 from panoptool.io import formats
 from panoptool.errors import ConfigError, InputError
-from panoptool.io.files import read_json, read_png, write_png
+from panoptool.io.files import write_png
+from panoptool.io.results import (PanopticAnnotation, read_instance_list, read_mask,
+                                  read_panoptic_json, read_panoptic_rgb, read_semantic_result)
 from panoptool.labels import CLASS_COLORS, IGNORE, IS_THING_TRAIN, LABEL_TO_TRAIN, NUM_CLASSES
 
 PathLike = str | os.PathLike
@@ -379,19 +382,39 @@ def training_curve(metrics, *, title: str = "", smooth: int = 0,
     df = metrics.copy()
     if df.empty:
         raise ConfigError("training_curve: metrics table is empty")
-    xcol = next((c for c in _X_COLUMNS if c in df.columns), None)
+    xcol, losses, others = _curve_columns(df)
     x = df[xcol].to_numpy() if xcol else np.arange(len(df))
-    numeric = [c for c in df.columns if c != xcol
-               and np.issubdtype(df[c].dtype, np.number) and df[c].notna().any()
-               and c not in ("time", "seconds", "wall_s", "elapsed_s")]
-    losses = [c for c in numeric if "loss" in c.lower()]
-    others = [c for c in numeric if c not in losses]
     window = smooth or max(1, len(df) // 50)
 
     fig = Figure(figsize=size, dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if others else 1, squeeze=False)[0]
-    ax = axes[0]
+    _plot_losses(axes[0], df, x, xcol, losses, window)
+    if others:
+        _plot_others(axes[1], df, x, xcol, others)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    return np.ascontiguousarray(rgba[..., :3])
+
+
+def _curve_columns(df) -> tuple[str | None, list[str], list[str]]:
+    """(iteration column or None, loss columns, other numeric columns) of a metrics table;
+    columns that are entirely NaN and timing columns are left out."""
+    xcol = next((c for c in _X_COLUMNS if c in df.columns), None)
+    numeric = [c for c in df.columns if c != xcol
+               and np.issubdtype(df[c].dtype, np.number) and df[c].notna().any()
+               and c not in ("time", "seconds", "wall_s", "elapsed_s")]
+    losses = [c for c in numeric if "loss" in c.lower()]
+    others = [c for c in numeric if c not in losses]
+    return xcol, losses, others
+
+
+def _plot_losses(ax, df, x: np.ndarray, xcol: str | None, losses: list[str],
+                 window: int) -> None:
+    """The loss columns, as rolling means over ``window`` rows (log scale if all > 0)."""
     for c in losses:
         y = df[c].astype(float).rolling(window, min_periods=1).mean().to_numpy()
         ax.plot(x, y, label=c, linewidth=1.4 if c.lower() in ("loss", "loss_total",
@@ -404,20 +427,16 @@ def training_curve(metrics, *, title: str = "", smooth: int = 0,
     ax.set_xlabel(xcol or "row")
     ax.set_ylabel(f"loss (rolling mean of {window})" if window > 1 else "loss")
     ax.grid(True, alpha=0.3)
-    if others:
-        ax2 = axes[1]
-        for c in others:
-            ax2.plot(x, df[c].astype(float).to_numpy(), label=c, marker="." if
-                     df[c].notna().sum() < 50 else None)
-        ax2.set_xlabel(xcol or "row")
-        ax2.legend(fontsize=8)
-        ax2.grid(True, alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.canvas.draw()
-    rgba = np.asarray(fig.canvas.buffer_rgba())
-    return np.ascontiguousarray(rgba[..., :3])
+
+
+def _plot_others(ax, df, x: np.ndarray, xcol: str | None, others: list[str]) -> None:
+    """The other numeric columns (learning rate, validation metrics, ...), unsmoothed."""
+    for c in others:
+        ax.plot(x, df[c].astype(float).to_numpy(), label=c, marker="." if
+                df[c].notna().sum() < 50 else None)
+    ax.set_xlabel(xcol or "row")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
 
 
 # --- runner: one panel per image -------------------------------------------------------------
@@ -439,7 +458,8 @@ class VisualizeConfig:
 
 def read_instance_result(results_root: PathLike, stem: str,
                          shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted instances of one image from the official instance format.
+    """Predicted instances of one image from the official instance format, read as
+    ``report`` reads them (:mod:`panoptool.io.results`).
 
     Returns
     -------
@@ -447,39 +467,37 @@ def read_instance_result(results_root: PathLike, stem: str,
         overlap, the more confident instance is drawn on top.
     label_ids : uint8 (K,), the label id of instance k at index k-1.
     """
-    from panoptool.evaluation.runner import read_instance_list  # the one parser of the official format
-
     entries = read_instance_list(formats.instance_txt_path(results_root, stem), results_root)
     instance_map = np.zeros(shape, dtype=np.int32)
     for k in sorted(range(len(entries)), key=lambda k: entries[k][2]):
-        mask_path = entries[k][0]
-        mask = read_png(mask_path, dtype=np.uint8, channels=1)
-        if mask.shape != tuple(shape):
-            raise InputError(mask_path, f"size {mask.shape} differs from the image {shape}")
-        instance_map[mask > 0] = k + 1
+        instance_map[read_mask(entries[k][0], shape) > 0] = k + 1
     labels = np.array([e[1] for e in entries], dtype=np.uint8)
     return instance_map, labels
 
 
-def read_panoptic_result(results_root: PathLike, stem: str,
-                         segments: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def read_panoptic_result(annotation: PanopticAnnotation,
+                         shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Predicted panoptic segmentation of one image.
 
     Parameters
     ----------
-    segments : segment id -> category (label) id of this image, from ``panoptic.json``.
+    annotation : this image's entry of ``panoptic.json``
+        (:func:`panoptool.io.results.read_panoptic_json`): its PNG and segments.
+    shape : (H, W) of the image.
 
     Returns
     -------
     train_ids : uint8 (H, W). segment_ids : int64 (H, W), things renumbered to 1000 + k so
         that :func:`colorize_panoptic` shades them.
     """
-    png = formats.panoptic_png_path(results_root, stem)
-    ids = formats.rgb_to_panoptic_id(read_png(png, dtype=np.uint8, channels=3))
+    png = annotation.png
+    ids = formats.rgb_to_panoptic_id(read_panoptic_rgb(png, shape))
+    segments = annotation.segments()
     uniq, inverse = np.unique(ids, return_inverse=True)
     missing = [int(i) for i in uniq if i != 0 and int(i) not in segments]
     if missing:
-        raise InputError(png, f"segment id(s) {missing[:5]} not listed in panoptic.json")
+        raise InputError(png, f"segment id(s) {missing[:5]} are in the PNG but not listed in "
+                              f"{formats.PANOPTIC_JSON}")
     label = np.array([segments.get(int(i), 0) for i in uniq], dtype=np.uint8)
     train = LABEL_TO_TRAIN[label]
     train[uniq == 0] = IGNORE
@@ -488,23 +506,12 @@ def read_panoptic_result(results_root: PathLike, stem: str,
     return train[inverse], seg[inverse]
 
 
-def _panoptic_segments(results_root: Path) -> dict[str, dict[int, int]]:
-    """``panoptic.json`` -> {stem: {segment id: category id}}."""
-    path = formats.panoptic_json_path(results_root)
-    data = read_json(path)
-    try:
-        out = {}
-        for ann in data["annotations"]:
-            stem = Path(ann.get("file_name", ann.get("image_id", ""))).name
-            stem = stem.removesuffix("_panoptic.png").removesuffix(".png")
-            out[stem] = {int(s["id"]): int(s["category_id"]) for s in ann["segments_info"]}
-        return out
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(path, f"not a COCO panoptic annotation file ({exc!r})") from None
+def _has_panoptic(annotation: PanopticAnnotation | None) -> bool:
+    return annotation is not None and annotation.png.is_file()
 
 
 def render_sample(sample, *, maps_root: Path | None, results_root: Path | None,
-                  targets_root: Path | None, segments: dict[int, int] | None,
+                  targets_root: Path | None, panoptic: PanopticAnnotation | None,
                   tile_width: int) -> np.ndarray:
     """The panel of one image: every part whose data exists, ground truth left, prediction
     right.
@@ -513,7 +520,7 @@ def render_sample(sample, *, maps_root: Path | None, results_root: Path | None,
     ----------
     sample : :class:`panoptool.io.cityscapes.Sample`.
     maps_root, results_root, targets_root : folders of the predictions / targets, or None.
-    segments : this image's ``panoptic.json`` segments (segment id -> label id), or None.
+    panoptic : this image's ``panoptic.json`` entry, or None.
     tile_width : width of each tile.
     """
     from panoptool.io.cityscapes import read_ground_truth, read_image
@@ -526,58 +533,13 @@ def render_sample(sample, *, maps_root: Path | None, results_root: Path | None,
     shape = label_ids.shape
     gt_train = LABEL_TO_TRAIN[label_ids]
     gt_inst = thing_instance_ids(label_ids, instance_ids)
-
-    maps = None
-    if maps_root is not None:
-        path = formats.maps_path(maps_root, sample.split, sample.stem)
-        maps = formats.read_maps(path)
-        if maps["train_ids"].shape != shape:
-            raise InputError(path, f"size {maps['train_ids'].shape} differs from the image "
-                                   f"{shape}")
-    pred_sem = None
-    if maps is not None:
-        pred_sem = maps["train_ids"]
-    elif results_root is not None and formats.semantic_result_path(results_root,
-                                                                   sample.stem).is_file():
-        pred_sem = LABEL_TO_TRAIN[read_png(formats.semantic_result_path(
-            results_root, sample.stem), dtype=np.uint8, channels=1)]
-    pred_inst = pred_pan = None
-    if results_root is not None:
-        if formats.instance_txt_path(results_root, sample.stem).is_file():
-            pred_inst, _ = read_instance_result(results_root, sample.stem, shape)
-        if segments is not None and formats.panoptic_png_path(results_root,
-                                                              sample.stem).is_file():
-            pred_pan = read_panoptic_result(results_root, sample.stem, segments)
-
+    maps = _read_sample_maps(maps_root, sample, shape)
+    pred_sem, pred_inst, pred_pan = _read_sample_results(results_root, sample, shape, maps,
+                                                         panoptic)
     gt_pan = colorize_panoptic(gt_train, instance_ids)
-    overlay_src = (colorize_panoptic(*pred_pan) if pred_pan is not None
-                   else colorize_train_ids(pred_sem) if pred_sem is not None else gt_pan)
-    rows: list[list[Tile]] = [[("image", image),
-                               ("image + " + ("prediction" if overlay_src is not gt_pan
-                                              else "ground truth"), blend(image, overlay_src))]]
-    rows.append([("semantic: ground truth", colorize_train_ids(gt_train)),
-                 ("semantic: prediction", None if pred_sem is None
-                  else colorize_train_ids(pred_sem))])
-    if targets_root is not None:
-        target_contour = formats.read_targets(targets_root, sample.split,
-                                              sample.stem)["contour"]
-        contour_title = "contour: target"
-    else:
-        target_contour = gt_contour(gt_inst)
-        contour_title = "contour: ground truth (1 px)"
-    rows.append([(contour_title, heatmap(target_contour.astype(np.float32))),
-                 ("contour: probability", None if maps is None
-                  else heatmap(maps["contour_prob"]))])
-    gt_off, gt_valid = gt_offsets(gt_inst)
-    norm = float(np.percentile(np.hypot(*gt_off)[gt_valid], 99)) if gt_valid.any() else 1.0
-    wheel = color_wheel(max(24, min(72, shape[0] // 5)))
-    pred_off = None
-    if maps is not None:
-        pred_valid = IS_THING_TRAIN[maps["train_ids"]]
-        pred_off = inset(offsets_to_rgb(maps["offset_yx"], pred_valid, max_norm=norm), wheel)
-    rows.append([("centre offsets: ground truth", inset(offsets_to_rgb(gt_off, gt_valid,
-                                                                       max_norm=norm), wheel)),
-                 ("centre offsets: prediction", pred_off)])
+    rows = _overview_rows(image, gt_train, gt_pan, pred_sem, pred_pan)
+    rows.append(_contour_row(sample, targets_root, gt_inst, maps))
+    rows.append(_offset_row(gt_inst, maps, shape))
     rows.append([("instances: ground truth", colorize_instances(gt_inst, background=image)),
                  ("instances: prediction", None if pred_inst is None
                   else colorize_instances(pred_inst, background=image))])
@@ -587,6 +549,81 @@ def render_sample(sample, *, maps_root: Path | None, results_root: Path | None,
     return compose_panel(rows, tile_width=tile_width, title=sample.stem)
 
 
+def _read_sample_maps(maps_root: Path | None, sample, shape: tuple[int, int]) -> dict | None:
+    """The image's prediction maps (:func:`panoptool.io.formats.read_maps`), or None."""
+    if maps_root is None:
+        return None
+    path = formats.maps_path(maps_root, sample.split, sample.stem)
+    maps = formats.read_maps(path)
+    if maps["train_ids"].shape != shape:
+        raise InputError(path, f"size {maps['train_ids'].shape} differs from the image "
+                               f"{shape}")
+    return maps
+
+
+def _read_sample_results(results_root: Path | None, sample, shape: tuple[int, int],
+                         maps: dict | None, panoptic: PanopticAnnotation | None):
+    """(semantic train ids, instance map, (train ids, segment ids)) predicted for the image,
+    each None where absent; the semantic map comes from the maps when there are any."""
+    pred_sem = None
+    if maps is not None:
+        pred_sem = maps["train_ids"]
+    elif results_root is not None and formats.semantic_result_path(results_root,
+                                                                   sample.stem).is_file():
+        pred_sem = LABEL_TO_TRAIN[read_semantic_result(
+            formats.semantic_result_path(results_root, sample.stem), shape)]
+    pred_inst = pred_pan = None
+    if results_root is not None:
+        if formats.instance_txt_path(results_root, sample.stem).is_file():
+            pred_inst, _ = read_instance_result(results_root, sample.stem, shape)
+        if _has_panoptic(panoptic):
+            pred_pan = read_panoptic_result(panoptic, shape)
+    return pred_sem, pred_inst, pred_pan
+
+
+def _overview_rows(image: np.ndarray, gt_train: np.ndarray, gt_pan: np.ndarray,
+                   pred_sem: np.ndarray | None, pred_pan) -> list[list[Tile]]:
+    """The image with the prediction (else the ground truth) blended in; the semantic maps."""
+    overlay_src = (colorize_panoptic(*pred_pan) if pred_pan is not None
+                   else colorize_train_ids(pred_sem) if pred_sem is not None else gt_pan)
+    rows: list[list[Tile]] = [[("image", image),
+                               ("image + " + ("prediction" if overlay_src is not gt_pan
+                                              else "ground truth"), blend(image, overlay_src))]]
+    rows.append([("semantic: ground truth", colorize_train_ids(gt_train)),
+                 ("semantic: prediction", None if pred_sem is None
+                  else colorize_train_ids(pred_sem))])
+    return rows
+
+
+def _contour_row(sample, targets_root: Path | None, gt_inst: np.ndarray,
+                 maps: dict | None) -> list[Tile]:
+    """The contour target (or the 1-px ground-truth contour) and the predicted probability."""
+    if targets_root is not None:
+        target_contour = formats.read_targets(targets_root, sample.split,
+                                              sample.stem)["contour"]
+        contour_title = "contour: target"
+    else:
+        target_contour = gt_contour(gt_inst)
+        contour_title = "contour: ground truth (1 px)"
+    return [(contour_title, heatmap(target_contour.astype(np.float32))),
+            ("contour: probability", None if maps is None
+             else heatmap(maps["contour_prob"]))]
+
+
+def _offset_row(gt_inst: np.ndarray, maps: dict | None, shape: tuple[int, int]) -> list[Tile]:
+    """Ground-truth and predicted centre offsets at one brightness scale, with the wheel."""
+    gt_off, gt_valid = gt_offsets(gt_inst)
+    norm = float(np.percentile(np.hypot(*gt_off)[gt_valid], 99)) if gt_valid.any() else 1.0
+    wheel = color_wheel(max(24, min(72, shape[0] // 5)))
+    pred_off = None
+    if maps is not None:
+        pred_valid = IS_THING_TRAIN[maps["train_ids"]]
+        pred_off = inset(offsets_to_rgb(maps["offset_yx"], pred_valid, max_norm=norm), wheel)
+    return [("centre offsets: ground truth", inset(offsets_to_rgb(gt_off, gt_valid,
+                                                                  max_norm=norm), wheel)),
+            ("centre offsets: prediction", pred_off)]
+
+
 def panel_path(out: PathLike, stem: str) -> Path:
     """Where the panel of one image is written."""
     return Path(out) / f"{stem}.png"
@@ -594,9 +631,9 @@ def panel_path(out: PathLike, stem: str) -> Path:
 
 def _render_and_write(item, *, out: Path, maps_root, results_root, targets_root,
                       tile_width) -> Path:
-    sample, segments = item
+    sample, panoptic = item
     panel = render_sample(sample, maps_root=maps_root, results_root=results_root,
-                          targets_root=targets_root, segments=segments,
+                          targets_root=targets_root, panoptic=panoptic,
                           tile_width=tile_width)
     path = panel_path(out, sample.stem)
     write_png(path, panel, compression=3)
@@ -625,9 +662,9 @@ def visualize_dataset(root: PathLike | None, out: PathLike, config: VisualizeCon
                          ("--targets", targets_root)):
         if folder is not None and not folder.is_dir():
             raise InputError(folder, f"{name} folder not found")
-    segments = None
+    annotations: dict[str, PanopticAnnotation] = {}
     if results_root is not None and formats.panoptic_json_path(results_root).is_file():
-        segments = _panoptic_segments(results_root)
+        annotations = read_panoptic_json(results_root)
     if maps_root is not None:
         samples = [s for s in samples
                    if formats.maps_path(maps_root, s.split, s.stem).is_file()]
@@ -639,12 +676,11 @@ def visualize_dataset(root: PathLike | None, out: PathLike, config: VisualizeCon
         samples = [s for s in samples
                    if formats.semantic_result_path(results_root, s.stem).is_file()
                    or formats.instance_txt_path(results_root, s.stem).is_file()
-                   or formats.panoptic_png_path(results_root, s.stem).is_file()]
+                   or _has_panoptic(annotations.get(s.stem))]
         if not samples:
             raise InputError(results_root, f"no results for any image of split "
                                            f"{config.split!r}")
-    items = [(s, None if segments is None else segments.get(s.stem))
-             for s in samples[: config.n]]
+    items = [(s, annotations.get(s.stem)) for s in samples[: config.n]]
     work = partial(_render_and_write, out=Path(out), maps_root=maps_root,
                    results_root=results_root, targets_root=targets_root,
                    tile_width=config.tile_width)

@@ -12,8 +12,8 @@ from panoptool.io import coco as coco_io
 from panoptool.evaluation import coco as ci
 from panoptool.io import formats
 from panoptool.io.cityscapes import list_samples, read_ground_truth
-from panoptool.errors import InputError
-from panoptool.evaluation.runner import evaluate, read_instance_list
+from panoptool.evaluation.runner import evaluate
+from panoptool.io.results import read_instance_list
 from panoptool.io.files import read_png
 from panoptool.evaluation.metrics import gt as gtm
 from panoptool.evaluation.metrics import instance

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ from panoptool.visualize import render as V
 from panoptool.io.cityscapes import list_samples, read_ground_truth
 from panoptool.errors import ConfigError, InputError
 from panoptool.io.files import read_png, write_json, write_png
+from panoptool.io.results import read_panoptic_json
 from panoptool.labels import LABEL_TO_TRAIN
 from panoptool_cli.main import cli
 
@@ -165,7 +168,8 @@ def _write_perfect_predictions(root, tmp_path):
             lines.append(f"{rel} {iid // 1000} 1.0")
         formats.instance_txt_path(results, s.stem).write_text("\n".join(lines) + "\n")
         pan = np.where(things > 0, things, label.astype(np.int64))
-        for sid in np.unique(pan):
+        pan[train == 255] = 0  # void: no segment (panoptic.json lists only categories)
+        for sid in np.unique(pan[pan > 0]):
             segments.append({"id": int(sid), "category_id": int(sid // 1000 if sid >= 1000
                                                                   else sid)})
         write_png(formats.panoptic_png_path(results, s.stem), formats.panoptic_id_to_rgb(pan))
@@ -206,9 +210,9 @@ def test_visualize_cli_writes_a_panel_per_image_and_a_curve(synth_root, tmp_path
 def test_visualize_rows_match_between_ground_truth_and_perfect_prediction(synth_root, tmp_path):
     maps, results = _write_perfect_predictions(synth_root, tmp_path)
     sample = list_samples(synth_root, "val")[0]
-    segments = V._panoptic_segments(results)[sample.stem]
-    train, seg = V.read_panoptic_result(results, sample.stem, segments)
     label, inst = read_ground_truth(sample)
+    annotation = read_panoptic_json(results)[sample.stem]
+    train, seg = V.read_panoptic_result(annotation, label.shape)
     np.testing.assert_array_equal(train, LABEL_TO_TRAIN[label])
     inst_map, labels = V.read_instance_result(results, sample.stem, label.shape)
     things = V.thing_instance_ids(label, inst)
@@ -234,3 +238,76 @@ def test_visualize_reports_bad_input_in_one_line(synth_root, tmp_path):
     result = CliRunner().invoke(cli, ["visualize", "--out", str(tmp_path / "v")],
                                 env={"CITYSCAPES_DATASET": ""})
     assert result.exit_code == 1 and "nothing to draw" in result.output
+
+
+# --- results are read as report reads them (panoptool.io.results) ------------------------------
+
+def _panoptic_tile(panel: np.ndarray) -> np.ndarray:
+    """The prediction tile of the panoptic row (the sixth) of a 128-px-wide panel."""
+    y = 30 + 5 * (22 + 64 + 4) + 4 + 22
+    return panel[y:y + 64, 136:264]
+
+
+def test_visualize_draws_the_panoptic_png_that_panoptic_json_names(synth_root, tmp_path):
+    """file_name is honoured by visualize as by report (not a name made from the stem)."""
+    from panoptool.evaluation.runner import evaluate
+
+    _, results = _write_perfect_predictions(synth_root, tmp_path)
+    stem = list_samples(synth_root, "val")[0].stem
+    path = formats.panoptic_json_path(results)
+    data = json.loads(path.read_text())
+    formats.panoptic_png_path(results, stem).rename(results / "panoptic" / "renamed.png")
+    data["annotations"][0]["file_name"] = "renamed.png"
+    path.write_text(json.dumps(data))
+    assert evaluate(synth_root, "val", results, workers=1, cache=False,
+                    show_progress=False).metrics["PQ"] is not None
+    out = tmp_path / "vis"
+    result = CliRunner().invoke(cli, ["visualize", "--root", str(synth_root), "--results",
+                                      str(results), "--out", str(out), "--n", "1",
+                                      "--tile-width", "128", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    tile = _panoptic_tile(read_png(out / f"{stem}.png"))
+    assert (tile == V.MISSING_COLOR).all(axis=-1).mean() < 0.5
+
+
+def _string_category(data):
+    data["annotations"][0]["segments_info"][0]["category_id"] = "7"
+
+
+def _void_category(data):
+    data["annotations"][0]["segments_info"][0]["category_id"] = 1
+
+
+def _id_twice(data):
+    segments = data["annotations"][0]["segments_info"]
+    segments.append(dict(segments[0]))
+
+
+def _file_name_leaves(data):
+    data["annotations"][0]["file_name"] = "../../elsewhere.png"
+
+
+def _no_segments_info(data):
+    del data["annotations"][0]["segments_info"]
+
+
+@pytest.mark.parametrize("edit", [_string_category, _void_category, _id_twice,
+                                  _file_name_leaves, _no_segments_info])
+def test_a_bad_panoptic_json_entry_is_the_same_error_in_report_and_visualize(
+        synth_root, tmp_path, edit):
+    _, results = _write_perfect_predictions(synth_root, tmp_path)
+    results = results.resolve()
+    path = formats.panoptic_json_path(results)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    report = CliRunner().invoke(cli, ["report", "--root", str(synth_root), "--results",
+                                      str(results), "--out", str(tmp_path / "rep"),
+                                      "--no-cache", "--workers", "1"])
+    vis = CliRunner().invoke(cli, ["visualize", "--root", str(synth_root), "--results",
+                                   str(results), "--out", str(tmp_path / "vis"), "--n", "1",
+                                   "--workers", "1"])
+    assert report.exit_code == vis.exit_code == 1, (report.output, vis.output)
+    line = report.output.strip()
+    assert line.count("\n") == 0 and line.startswith(f"panoptool: error: {path}: "), line
+    assert vis.output.strip() == line

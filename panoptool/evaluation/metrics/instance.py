@@ -131,23 +131,12 @@ def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
     pred : this image's predictions of evaluated classes with non-empty masks, in the order
         of the ``_pred.txt`` file.
     """
-    # ground-truth instances: distinct instance ids (segments of one id are merged)
-    inst_ids, seg_to_inst = np.unique(gt.instance_ids, return_inverse=True)
-    inst_area = np.bincount(seg_to_inst, weights=gt.areas, minlength=len(inst_ids)).astype(
-        np.int64)
-    inst_lab = instance_label(inst_ids)
-    void_seg = VOID_LABEL[gt.instance_ids.clip(0, 255)] & (gt.instance_ids < 256)
-    n_inst = len(inst_ids)
+    inst_ids, seg_to_inst, inst_area, inst_cls = _gt_instances(gt)
+    inter, void_inter = _intersections(gt, pred, seg_to_inst, len(inst_ids))
     n_pred = len(pred.scores)
-    inter = np.zeros((n_pred, n_inst), dtype=np.int64)
-    if n_pred:
-        np.add.at(inter.T, seg_to_inst, pred.segment_overlap.T)
-    void_inter = pred.segment_overlap[:, void_seg].sum(axis=1) if n_pred else np.zeros(0)
-
     out = InstanceStats(n_images=1)
     lengths, score_l, true_l = [], [], []
     pred_cls = _CLASS_OF_LABEL[pred.label_ids] if n_pred else np.zeros(0, dtype=np.int64)
-    inst_cls = np.where(inst_lab < 256, _CLASS_OF_LABEL[inst_lab.clip(0, 255)], -1)
     for c in range(N_CLASSES):
         g_sel = np.flatnonzero(inst_cls == c)
         p_sel = np.flatnonzero(pred_cls == c)
@@ -161,30 +150,13 @@ def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
             out.hard_fn[c, :] = int(g_valid.sum())
             lengths += [0] * N_OVERLAPS
             continue
-        p_area = pred.areas[p_sel]
-        p_score = pred.scores[p_sel]
-        ix = inter[np.ix_(p_sel, g_sel)]  # (P_c, G_c)
-        iou = ix / (g_area[None, :] + p_area[:, None] - ix)
-        ignore_px = (void_inter[p_sel] + (ix * g_group[None, :]).sum(axis=1)
-                     + (ix * g_small[None, :]).sum(axis=1))
-        ignore_frac = ignore_px / p_area
-        valid_cols = np.flatnonzero(g_valid)
-        for t, overlap in enumerate(OVERLAPS):
-            match = iou > overlap  # (P_c, G_c); at most one True per row for overlap >= 0.5
-            valid_match = match[:, valid_cols]
-            n_match = valid_match.sum(axis=0)
-            out.hard_fn[c, t] = int((n_match == 0).sum())
-            # a matched valid instance: its best-scored prediction is a TP, the others FPs
-            matched_rows, matched_cols = np.nonzero(valid_match)
-            masked = np.where(valid_match, p_score[:, None], -np.inf)
-            best_row = np.argmax(masked, axis=0)
-            is_tp = best_row[matched_cols] == matched_rows
-            # predictions matching no instance of their class at all (valid, group or small)
-            fp = ~match.any(axis=1) & (ignore_frac <= overlap)
-            scores = np.concatenate([p_score[matched_rows], p_score[fp]])
-            lengths.append(len(scores))
-            score_l.append(scores)
-            true_l.append(np.concatenate([is_tp, np.zeros(int(fp.sum()), dtype=bool)]))
+        iou, ignore_frac = _class_overlaps(inter[np.ix_(p_sel, g_sel)], pred.areas[p_sel],
+                                           g_area, void_inter[p_sel], g_group, g_small)
+        out.hard_fn[c], scores, trues = _class_detections(iou, pred.scores[p_sel],
+                                                          ignore_frac, g_valid)
+        lengths += [len(x) for x in scores]
+        score_l += scores
+        true_l += trues
     if score_l:
         counts = np.array(lengths)
         out.cls = np.repeat(np.repeat(np.arange(N_CLASSES, dtype=np.int8), N_OVERLAPS), counts)
@@ -192,6 +164,82 @@ def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
         out.score = np.concatenate(score_l).astype(np.float64)
         out.true = np.concatenate(true_l)
     return out
+
+
+def _gt_instances(gt: GroundTruth) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ground-truth instances: distinct instance ids (segments of one id are merged).
+
+    Returns
+    -------
+    inst_ids : int (G,), sorted. seg_to_inst : int (S,), the instance of each segment.
+    inst_area : int64 (G,), pixels. inst_cls : int64 (G,), class index (order of
+    :data:`INSTANCE_LABEL_IDS`), -1 for labels not evaluated.
+    """
+    inst_ids, seg_to_inst = np.unique(gt.instance_ids, return_inverse=True)
+    inst_area = np.bincount(seg_to_inst, weights=gt.areas, minlength=len(inst_ids)).astype(
+        np.int64)
+    inst_lab = instance_label(inst_ids)
+    inst_cls = np.where(inst_lab < 256, _CLASS_OF_LABEL[inst_lab.clip(0, 255)], -1)
+    return inst_ids, seg_to_inst, inst_area, inst_cls
+
+
+def _intersections(gt: GroundTruth, pred: PredictedInstances, seg_to_inst: np.ndarray,
+                   n_inst: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of each prediction on each ground-truth instance, int64 (P, G), and on void
+    segments, (P,)."""
+    void_seg = VOID_LABEL[gt.instance_ids.clip(0, 255)] & (gt.instance_ids < 256)
+    n_pred = len(pred.scores)
+    inter = np.zeros((n_pred, n_inst), dtype=np.int64)
+    if n_pred:
+        np.add.at(inter.T, seg_to_inst, pred.segment_overlap.T)
+    void_inter = pred.segment_overlap[:, void_seg].sum(axis=1) if n_pred else np.zeros(0)
+    return inter, void_inter
+
+
+def _class_overlaps(ix: np.ndarray, p_area: np.ndarray, g_area: np.ndarray,
+                    p_void: np.ndarray, g_group: np.ndarray, g_small: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """IoU of each prediction of a class with each of its instances, float (P_c, G_c), and
+    the share of each prediction that is ignored (on void, groups and small instances; a
+    small group counted twice, as in the official loop), float (P_c,).
+
+    ``ix`` int64 (P_c, G_c): intersections; ``p_void`` (P_c,): pixels on void.
+    """
+    iou = ix / (g_area[None, :] + p_area[:, None] - ix)
+    ignore_px = (p_void + (ix * g_group[None, :]).sum(axis=1)
+                 + (ix * g_small[None, :]).sum(axis=1))
+    return iou, ignore_px / p_area
+
+
+def _class_detections(iou: np.ndarray, p_score: np.ndarray, ignore_frac: np.ndarray,
+                      g_valid: np.ndarray
+                      ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """The scored detections of one class at every overlap threshold.
+
+    Returns
+    -------
+    hard_fn : int64 (10,), valid instances without a match per threshold.
+    scores, true : per threshold, float64 (N_t,) confidences and bool (N_t,) true positive
+        of the scored detections (matched ones first, then false positives).
+    """
+    hard_fn = np.zeros(N_OVERLAPS, dtype=np.int64)
+    score_l, true_l = [], []
+    valid_cols = np.flatnonzero(g_valid)
+    for t, overlap in enumerate(OVERLAPS):
+        match = iou > overlap  # (P_c, G_c); at most one True per row for overlap >= 0.5
+        valid_match = match[:, valid_cols]
+        n_match = valid_match.sum(axis=0)
+        hard_fn[t] = int((n_match == 0).sum())
+        # a matched valid instance: its best-scored prediction is a TP, the others FPs
+        matched_rows, matched_cols = np.nonzero(valid_match)
+        masked = np.where(valid_match, p_score[:, None], -np.inf)
+        best_row = np.argmax(masked, axis=0)
+        is_tp = best_row[matched_cols] == matched_rows
+        # predictions matching no instance of their class at all (valid, group or small)
+        fp = ~match.any(axis=1) & (ignore_frac <= overlap)
+        score_l.append(np.concatenate([p_score[matched_rows], p_score[fp]]))
+        true_l.append(np.concatenate([is_tp, np.zeros(int(fp.sum()), dtype=bool)]))
+    return hard_fn, score_l, true_l
 
 
 def average_precision(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> float:
