@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
 import click
 
-from panoptool_cli.options import (device_option, overwrite_option, root_option, split_option,
-                                   workers_option)
+from panoptool.jobs.ablate import AblateConfig
+from panoptool_cli.options import (device_option, field_option, overwrite_option, root_option,
+                                   split_option, workers_option)
+
+# see panoptool_cli/infer.py: sleeping OpenMP threads on a shared CPU; before torch's import
+# (the train and infer steps import it)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _csv(kind):
@@ -25,51 +31,30 @@ def _csv(kind):
 @click.command("ablate")
 @root_option
 @split_option
-@click.option("--train-split", default="train", show_default=True,
-              help="Split the networks are trained on.")
+@field_option(AblateConfig, "train_split")
 @click.option("--runs-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Working folder: targets, networks, maps, results and per-row reports.")
 @click.option("--reports-dir", type=click.Path(file_okay=False, path_type=Path),
               default="reports", show_default=True,
               help="Where the tables go (ablation_table_<I..V>.<format>).")
-@click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, help="Total training time, split evenly over the distinct "
-                                      "networks the tables need.")
-@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md",
-              show_default=True, help="Table file format.")
-@click.option("--tables", default="I,II,III,IV,V", show_default=True, callback=_csv(str),
-              help="Which tables: I loss terms, II dilation, III refinement, IV min-area, "
-                   "V neck and depth; VI (beyond the paper, on request) the paper's vs the "
-                   "seeded derivation (postprocess --derivation) on Table II's networks and "
-                   "the oracle at each of --dilations.")
-@click.option("--oracle/--no-oracle", default=True, show_default=True,
-              help="Add oracle rows (ground-truth maps) to Tables II-IV and VI.")
-@click.option("--train/--no-train", "train", default=True, show_default=True,
-              help="Train networks for the network rows; --no-train gives the oracle rows of "
-                   "Tables II-IV only.")
-@click.option("--backbone", default="resnet18", show_default=True,
-              help="Encoder of every network except Table V's.")
-@click.option("--neck", type=click.Choice(["shared", "separate"]), default="separate",
-              show_default=True, help="Neck of every network except Table V's.")
-@click.option("--dilation", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Contour dilation rate of every row except Table II's.")
-@click.option("--min-area", type=click.IntRange(min=0), default=300, show_default=True,
-              help="Min-area of every row except Table IV's, in pixels of a 1024x2048 image "
-                   "(see --scale-areas).")
-@click.option("--backbones", default="resnet18,resnet34", show_default=True,
-              callback=_csv(str), help="Table V: encoders to compare.")
-@click.option("--min-areas", default="1,100,300,500", show_default=True, callback=_csv(int),
-              help="Table IV: min-area values, in pixels of a 1024x2048 image.")
+@field_option(AblateConfig, "budget_minutes", type=click.FloatRange(min=0, min_open=True))
+@field_option(AblateConfig, "fmt", "--format", "fmt", type=click.Choice(["md", "csv"]))
+@field_option(AblateConfig, "tables", callback=_csv(str))
+@field_option(AblateConfig, "oracle")
+@field_option(AblateConfig, "train")
+@field_option(AblateConfig, "backbone")
+@field_option(AblateConfig, "neck", type=click.Choice(["shared", "separate"]))
+@field_option(AblateConfig, "dilation", type=click.IntRange(min=1))
+@field_option(AblateConfig, "min_area", type=click.IntRange(min=0))
+@field_option(AblateConfig, "backbones", callback=_csv(str))
+@field_option(AblateConfig, "min_areas", callback=_csv(int))
 @click.option("--scale-areas/--no-scale-areas", default=True, show_default=True,
               help="Scale postprocess's pixel sizes to the dataset's image size: the "
                    "paper's values are for 1024x2048 Cityscapes images, so at 256x512 the "
                    "min-area 300 becomes 19, eps 20 becomes 5, min-samples 100 becomes 6 "
                    "and cell 4 becomes 1.")
-@click.option("--dilations", default="1,2,3", show_default=True, callback=_csv(int),
-              help="Table II: dilation rates.")
-@click.option("--train-args", default="", show_default=True,
-              help="Extra options for every `panoptool train`, e.g. \"--batch 2 --crop "
-                   "256x512\".")
+@field_option(AblateConfig, "dilations", callback=_csv(int))
+@field_option(AblateConfig, "train_args")
 @device_option
 @workers_option
 @overwrite_option
@@ -86,10 +71,12 @@ def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt
     """
     from panoptool.io.cityscapes import list_samples, resolve_root
     from panoptool.io.files import read_png
-    from panoptool.jobs.pipeline import (CITYSCAPES_PIXELS, AblateConfig, TABLE_TITLES,
-                                    ablate_steps, ablation_table_path, plan, run_steps)
+    from panoptool.jobs.ablate import TABLE_TITLES, ablate_steps, ablation_table_path
+    from panoptool.jobs.steps import plan, run_steps
+    from panoptool.postprocess.config import CITYSCAPES_PIXELS
     from panoptool.runtime.pool import console
     from panoptool_cli.demo import invoke
+    from panoptool_cli.legacy import settings_of_command
 
     root = resolve_root(root)
     samples = list_samples(root, split)  # fail now, not after hours of training
@@ -103,7 +90,7 @@ def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt
                           backbones=backbones, min_areas=min_areas, dilations=dilations,
                           device=device, workers=workers, train_args=shlex.split(train_args))
     steps, table_rows, minutes = ablate_steps(root, runs_dir, reports_dir, config)
-    if any(s.args[0] == "train" for s in steps):
+    if any(s.stage == "train" for s in steps):
         list_samples(root, train_split)
     n_nets = sum(1 for s in steps if s.name.startswith("train-"))
     console.print(f"ablate: {len(table_rows)} table(s), {n_nets} network(s) to train"
@@ -111,10 +98,10 @@ def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt
                   + f", {len(steps)} steps", highlight=False)
     state = runs_dir / ".steps"
     if dry_run:
-        for status in plan(steps, state, redo=overwrite):
+        for status in plan(steps, state, redo=overwrite, legacy=settings_of_command):
             click.echo(f"{status.action:6s} {status.step.command_line}")
         return
-    run_steps(steps, state, invoke, redo=overwrite)
+    run_steps(steps, state, invoke, redo=overwrite, legacy=settings_of_command)
     for t in table_rows:
         path = ablation_table_path(reports_dir, t, fmt)
         click.echo(f"\n## {TABLE_TITLES[t]} ({path})\n")

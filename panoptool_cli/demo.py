@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
 import click
 
-from panoptool_cli.options import device_option, overwrite_option, workers_option
+from panoptool.jobs.demo import DemoConfig
+from panoptool_cli.options import device_option, field_option, overwrite_option, workers_option
+
+# see panoptool_cli/infer.py: sleeping OpenMP threads on a shared CPU; before torch's import
+# (the demo's train and infer steps import it)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def invoke(args: Sequence[str]) -> None:
@@ -36,17 +42,12 @@ def invoke(args: Sequence[str]) -> None:
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="demo",
               show_default=True, help="Folder for everything the demo writes.")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=12.0,
-              show_default=True, help="Training time budget in minutes; the other stages take "
-                                      "under a minute on 2 cores.")
-@click.option("--n-train", type=click.IntRange(min=1), default=120, show_default=True,
-              help="Synthetic training images.")
-@click.option("--n-val", type=click.IntRange(min=1), default=12, show_default=True,
-              help="Synthetic validation images.")
-@click.option("--size", default="256x512", show_default=True,
+@field_option(DemoConfig, "minutes", type=click.FloatRange(min=0, min_open=True))
+@field_option(DemoConfig, "n_train", type=click.IntRange(min=1))
+@field_option(DemoConfig, "n_val", type=click.IntRange(min=1))
+@click.option("--size", default=f"{DemoConfig.height}x{DemoConfig.width}", show_default=True,
               help="Image size HxW of the synthetic dataset (multiples of 32).")
-@click.option("--backbone", default="resnet18", show_default=True,
-              help="Encoder of the network (resnet18/34/50/101).")
+@field_option(DemoConfig, "backbone")
 @device_option
 @workers_option
 @overwrite_option
@@ -56,7 +57,9 @@ def command(out, minutes, n_train, n_val, size, backbone, device, workers, overw
     Prints the metrics and where everything was written. Run it again to continue an
     interrupted demo; finished steps are skipped.
     """
-    from panoptool.jobs.pipeline import DemoConfig, demo_layout, demo_steps, run_steps
+    from panoptool.jobs.demo import demo_layout, demo_steps
+    from panoptool.jobs.steps import run_steps
+    from panoptool_cli.legacy import settings_of_command
 
     try:
         height, width = (int(v) for v in size.lower().split("x"))
@@ -66,13 +69,14 @@ def command(out, minutes, n_train, n_val, size, backbone, device, workers, overw
     config = DemoConfig(minutes=minutes, n_train=n_train, n_val=n_val, height=height,
                         width=width, backbone=backbone, device=device, workers=workers)
     steps = demo_steps(out, config)
-    run_steps(steps, demo_layout(out)["state"], invoke, redo=overwrite)
+    run_steps(steps, demo_layout(out)["state"], invoke, redo=overwrite,
+              legacy=settings_of_command)
     _summary(out)
 
 
 def _summary(out: Path) -> None:
     from panoptool.io.files import read_json
-    from panoptool.jobs.pipeline import demo_layout
+    from panoptool.jobs.demo import demo_layout
     from panoptool.runtime.pool import console
     from panoptool.evaluation.tables import to_markdown
 

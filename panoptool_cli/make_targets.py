@@ -9,16 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from panoptool.targets.core import TargetConfig, make_targets
-from panoptool_cli.options import overwrite_option, root_option, workers_option
+from panoptool_cli.options import field_option, overwrite_option, root_option, workers_option
 
 
 @click.command()
 @root_option
 @click.option("--split", default="train", show_default=True,
               help="Dataset split (folder below gtFine/).")
-@click.option("--dilation", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Contour dilation rate d: the 1-px instance boundary dilated d-1 times "
-                   "with a 3x3 kernel (1 thinnest, 2 the paper's default, 3 thicker).")
+@field_option(TargetConfig, "dilation", type=click.IntRange(min=1))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="targets",
               show_default=True,
               help="Targets folder; files go to OUT/<split>/<city>/, settings to "

@@ -1,6 +1,11 @@
-"""Options shared by several subcommands, as reusable decorators."""
+"""Options shared by several subcommands, as reusable decorators, and options made from the
+fields of a stage's settings dataclass (:func:`field_option`): the field holds the default and
+the help (``metadata["help"]``), so that the command line and the library cannot disagree.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import click
 
@@ -35,48 +40,112 @@ on_bad_image_option = click.option(
          "file, or skip it (logged on stderr) and go on.")
 
 
+
+class FieldOption(click.Option):
+    """A click option made from a dataclass field by :func:`field_option`; ``field_of`` is
+    ``(dataclass, field name)``, for the tests that compare every default with its field."""
+
+    def __init__(self, *args, field_of: tuple[type, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.field_of = field_of
+
+
+def config_field(config: type, name: str) -> dataclasses.Field:
+    """The field ``name`` of the dataclass ``config`` (a ``KeyError`` names a missing one)."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    if name not in fields:
+        raise KeyError(f"{config.__name__} has no field {name!r}")
+    return fields[name]
+
+
+def field_default(config: type, name: str):
+    """The declared default of a field (``dataclasses.MISSING`` if it has none).
+
+    >>> from panoptool.postprocess.config import PostprocessConfig
+    >>> field_default(PostprocessConfig, "eps")
+    20.0
+    """
+    f = config_field(config, name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def as_option_text(value):
+    """A field default as the command line spells it: a tuple as a comma list, else as is.
+
+    >>> as_option_text(("I", "II")), as_option_text((1, 300)), as_option_text(2.5)
+    ('I,II', '1,300', 2.5)
+    """
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def field_option(config: type, name: str, *param_decls: str, help_extra: str = "", **attrs):
+    """A click option that sets the field ``name`` of the settings dataclass ``config``.
+
+    Its default is the field's (shown in ``--help``; a tuple as a comma list, a
+    :class:`click.Choice` value as text) and its help the field's ``metadata["help"]`` (plus
+    ``help_extra``). ``param_decls`` default to ``--<name with dashes>``, and
+    ``--<name>/--no-<name>`` for a bool. ``attrs`` go to :func:`click.option` (``type``,
+    ``callback``, ...); a ``default`` there overrides the field's, for a command whose default
+    depends on its other options: its help must say so (``help_extra``).
+    """
+    f = config_field(config, name)
+    default = field_default(config, name)
+    if not param_decls:
+        flag = name.replace("_", "-")
+        param_decls = (f"--{flag}/--no-{flag}",) if isinstance(default, bool) else (f"--{flag}",)
+    if "help" not in f.metadata:
+        raise KeyError(f"{config.__name__}.{name} has no metadata['help'] for its option")
+    default = as_option_text(default)
+    if isinstance(attrs.get("type"), click.Choice) and default is not None:
+        default = str(default)
+    attrs.setdefault("default", default)
+    attrs.setdefault("show_default", attrs["default"] is not None)
+    help_ = f.metadata["help"] + (f" {help_extra}" if help_extra else "")
+    return click.option(*param_decls, cls=FieldOption, field_of=(config, name), help=help_,
+                        **attrs)
+
+
 def derivation_options(func):
     """The options of the derivation (``PostprocessConfig`` but min-area, whose default differs
-    between commands), shared by ``postprocess`` and ``predict`` so that they mean the same."""
+    between commands), shared by ``postprocess`` and ``predict`` so that they mean the same;
+    defaults and help come from the fields."""
+    from panoptool.postprocess.config import DERIVATIONS, PostprocessConfig as C
+
     options = [
-        click.option("--split/--no-split", "split_", default=True, show_default=True,
-                     help="Split instances whose predicted centres form several clusters."),
-        click.option("--merge/--no-merge", default=True, show_default=True,
-                     help="Join same-class instances whose mean predicted centres are closer "
-                          "than --eps."),
-        click.option("--eps", type=float, default=20.0, show_default=True,
-                     help="Clustering radius in pixels (split and merge)."),
-        click.option("--min-samples", type=click.IntRange(min=1), default=100, show_default=True,
-                     help="DBSCAN min_samples (pixels) for the split."),
-        click.option("--cell", type=float, default=4.0, show_default=True,
-                     help="Grid cell (pixels) on which predicted centres are clustered."),
-        click.option("--contour-threshold", type=float, default=0.5, show_default=True,
-                     help="Pixels with contour probability above this separate instances."),
-        click.option("--connectivity", type=click.Choice(["4", "8"]), default="4",
-                     show_default=True, help="Neighbourhood of the connected components."),
-        click.option("--fill-contours/--no-fill-contours", default=True, show_default=True,
-                     help="Give contour pixels back to the nearest instance of their class."),
-        click.option("--derivation", type=click.Choice(["paper", "seeded"]), default="paper",
-                     show_default=True,
-                     help="How instances are derived. paper: connected components of the thing "
-                          "mask minus the contours, then split / merge / min-area, then contour "
-                          "pixels filled back (an object lying wholly inside the contour band is "
-                          "lost). seeded: the components are first grown over the contour band "
-                          "(each band pixel joins the same-class instance whose mean centre is "
-                          "nearest its predicted centre, within --eps) and band pixels that no "
-                          "instance takes become instances of their own, so no thing region is "
-                          "lost; split / merge / min-area / fill-back then run as in paper."),
-        click.option("--band-eps", "band_eps", type=click.FloatRange(min=0), default=None,
-                     help="With --derivation seeded: a contour-band pixel joins an instance "
-                          "only if its predicted centre is within this many pixels of the "
-                          "instance's mean centre; band pixels pointing farther, to a centre "
-                          "of their own (at least --min-samples of them), become an "
-                          "instance; 0 = no limit: only band regions that no instance "
-                          "reaches become instances. Default: 0 on a network's maps (its "
-                          "offsets in the band are too rough for the limit: it made more "
-                          "false instances than it recovered, see README), --eps with "
-                          "--oracle."),
+        field_option(C, "split", "--split/--no-split", "split_"),
+        field_option(C, "merge"),
+        field_option(C, "eps", type=float),
+        field_option(C, "min_samples", type=click.IntRange(min=1)),
+        field_option(C, "cell", type=float),
+        field_option(C, "contour_threshold", type=float),
+        field_option(C, "connectivity", type=click.Choice(["4", "8"])),
+        field_option(C, "fill_contours"),
+        field_option(C, "derivation", type=click.Choice(list(DERIVATIONS))),
+        field_option(C, "band_eps", "--band-eps", "band_eps", type=click.FloatRange(min=0)),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def min_area_option(**attrs):
+    """``--min-area`` (:attr:`PostprocessConfig.min_area`)."""
+    from panoptool.postprocess.config import PostprocessConfig
+
+    return field_option(PostprocessConfig, "min_area", type=click.IntRange(min=0), **attrs)
+
+
+def postprocess_config(*, split_, merge, min_area, eps, min_samples, cell, contour_threshold,
+                       connectivity, fill_contours, derivation, band_eps):
+    """The :class:`PostprocessConfig` of the derivation options and ``--min-area``."""
+    from panoptool.postprocess.config import PostprocessConfig
+
+    return PostprocessConfig(contour_threshold=contour_threshold,
+                             connectivity=int(connectivity), split=split_, merge=merge,
+                             min_area=min_area, eps=eps, min_samples=min_samples, cell=cell,
+                             fill_contours=fill_contours, derivation=derivation,
+                             band_eps=band_eps)

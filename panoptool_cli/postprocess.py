@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from panoptool_cli.options import (derivation_options, overwrite_option, root_option,
-                                   workers_option)
+from panoptool.postprocess.config import PostprocessConfig
+from panoptool_cli.options import (derivation_options, min_area_option, overwrite_option,
+                                   postprocess_config, root_option, workers_option)
 
 
 @click.command("postprocess")
@@ -23,12 +24,10 @@ from panoptool_cli.options import (derivation_options, overwrite_option, root_op
                    "--split/--no-split switches the split refinement.")
 @click.option("--targets", type=click.Path(file_okay=False, path_type=str),
               help="make-targets output folder (with --oracle).")
-@click.option("--min-area", type=click.IntRange(min=0), default=None,
-              help="Remove instances smaller than this (pixels); their pixels go to the "
-                   "same-class instance whose centre their offsets point to (within "
-                   "--eps), else become void; 0 = off. Default: 300 (the paper's best), 0 "
-                   "with --oracle: it filters a network's noise fragments, and ground-truth "
-                   "maps have none, so there it would only delete genuine small objects.")
+@min_area_option(default=None, show_default=False, help_extra=(
+    f"Default: {PostprocessConfig.min_area} (the paper's best), 0 with --oracle: it filters a "
+    "network's noise fragments, and ground-truth maps have none, so there it would only "
+    "delete genuine small objects."))
 @derivation_options
 @click.option("--instance-format", "instance_format", default="both", show_default=True,
               type=click.Choice(["cityscapes", "coco", "both"]),
@@ -50,18 +49,17 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
       panoptool postprocess --oracle --root data --targets targets --out results/oracle
     """
     from panoptool.errors import ConfigError
-    from panoptool.postprocess import PostprocessConfig, postprocess_maps, postprocess_oracle
+    from panoptool.postprocess import postprocess_maps, postprocess_oracle
     from panoptool.runtime.pool import console
 
     if min_area is None:
         min_area = 0 if oracle else PostprocessConfig.min_area
     if band_eps is None and not oracle and derivation == "seeded":
         band_eps = 0.0
-    config = PostprocessConfig(contour_threshold=contour_threshold,
-                               connectivity=int(connectivity), split=split_, merge=merge,
-                               min_area=min_area, eps=eps, min_samples=min_samples, cell=cell,
-                               fill_contours=fill_contours, derivation=derivation,
-                               band_eps=band_eps)
+    config = postprocess_config(
+        split_=split_, merge=merge, min_area=min_area, eps=eps, min_samples=min_samples,
+        cell=cell, contour_threshold=contour_threshold, connectivity=connectivity,
+        fill_contours=fill_contours, derivation=derivation, band_eps=band_eps)
     if oracle:
         if maps:
             raise ConfigError("--oracle reads the ground truth and --targets; drop --maps")

@@ -8,21 +8,16 @@ import click
 
 from panoptool.runtime.pool import console
 from panoptool.synth.scenes import SynthConfig, make_dataset
-from panoptool_cli.options import workers_option
+from panoptool_cli.options import field_option, workers_option
 
 
 @click.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--n", "n", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Number of images.")
-@click.option("--height", type=click.IntRange(min=32), default=256, show_default=True,
-              help="Image height in pixels (Cityscapes: 1024).")
-@click.option("--width", type=click.IntRange(min=32), default=512, show_default=True,
-              help="Image width in pixels (Cityscapes: 2048).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Random seed; the same seed gives the same images, whatever --workers.")
-@click.option("--split", default="val", show_default=True,
-              help="Split folder to write (below leftImg8bit/ and gtFine/).")
+@field_option(SynthConfig, "n", "--n", "n", type=click.IntRange(min=1))
+@field_option(SynthConfig, "height", type=click.IntRange(min=32))
+@field_option(SynthConfig, "width", type=click.IntRange(min=32))
+@field_option(SynthConfig, "seed", type=click.IntRange(min=0))
+@field_option(SynthConfig, "split")
 @workers_option
 def command(out, n, height, width, seed, split, workers):
     """Write a synthetic street-scene dataset to OUT in the Cityscapes layout.

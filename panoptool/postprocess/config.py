@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from panoptool.errors import ConfigError
 
@@ -49,17 +49,45 @@ class PostprocessConfig:
         become instances; better where the offsets in the band are poor).
     """
 
-    contour_threshold: float = 0.5
-    connectivity: int = 4
-    split: bool = True
-    merge: bool = True
-    min_area: int = 300
-    eps: float = 20.0
-    min_samples: int = 100
-    cell: float = 4.0
-    fill_contours: bool = True
-    derivation: str = "paper"
-    band_eps: float | None = None
+    # metadata["help"]: the command-line help of the option made from the field
+    # (panoptool_cli.options.field_option), shared by postprocess and predict
+    contour_threshold: float = field(default=0.5, metadata={
+        "help": "Pixels with contour probability above this separate instances."})
+    connectivity: int = field(default=4, metadata={
+        "help": "Neighbourhood of the connected components."})
+    split: bool = field(default=True, metadata={
+        "help": "Split instances whose predicted centres form several clusters."})
+    merge: bool = field(default=True, metadata={
+        "help": "Join same-class instances whose mean predicted centres are closer than --eps."})
+    min_area: int = field(default=300, metadata={
+        "help": "Remove instances smaller than this (pixels); their pixels go to the same-class "
+                "instance whose centre their offsets point to (within --eps), else become "
+                "void; 0 = off."})
+    eps: float = field(default=20.0, metadata={
+        "help": "Clustering radius in pixels (split and merge)."})
+    min_samples: int = field(default=100, metadata={
+        "help": "DBSCAN min_samples (pixels) for the split."})
+    cell: float = field(default=4.0, metadata={
+        "help": "Grid cell (pixels) on which predicted centres are clustered."})
+    fill_contours: bool = field(default=True, metadata={
+        "help": "Give contour pixels back to the nearest instance of their class."})
+    derivation: str = field(default="paper", metadata={
+        "help": "How instances are derived. paper: connected components of the thing mask "
+                "minus the contours, then split / merge / min-area, then contour pixels filled "
+                "back (an object lying wholly inside the contour band is lost). seeded: the "
+                "components are first grown over the contour band (each band pixel joins the "
+                "same-class instance whose mean centre is nearest its predicted centre, within "
+                "--eps) and band pixels that no instance takes become instances of their own, "
+                "so no thing region is lost; split / merge / min-area / fill-back then run as "
+                "in paper."})
+    band_eps: float | None = field(default=None, metadata={
+        "help": "With --derivation seeded: a contour-band pixel joins an instance only if its "
+                "predicted centre is within this many pixels of the instance's mean centre; "
+                "band pixels pointing farther, to a centre of their own (at least "
+                "--min-samples of them), become an instance; 0 = no limit: only band regions "
+                "that no instance reaches become instances. Default: 0 on a network's maps "
+                "(its offsets in the band are too rough for the limit: it made more false "
+                "instances than it recovered, see README), --eps with --oracle."})
 
     def __post_init__(self):
         if not 0.0 <= self.contour_threshold < 1.0:

@@ -78,11 +78,16 @@ class SynthConfig:
     split : the split folder name (``train``, ``val``, ...).
     """
 
-    n: int
-    height: int
-    width: int
-    seed: int
-    split: str = "val"
+    # defaults and metadata["help"]: those of the `panoptool synth` options made from them
+    n: int = dataclasses.field(default=20, metadata={"help": "Number of images."})
+    height: int = dataclasses.field(default=256, metadata={
+        "help": "Image height in pixels (Cityscapes: 1024)."})
+    width: int = dataclasses.field(default=512, metadata={
+        "help": "Image width in pixels (Cityscapes: 2048)."})
+    seed: int = dataclasses.field(default=0, metadata={
+        "help": "Random seed; the same seed gives the same images, whatever --workers."})
+    split: str = dataclasses.field(default="val", metadata={
+        "help": "Split folder to write (below leftImg8bit/ and gtFine/)."})
 
     def __post_init__(self):
         for name in ("n", "height", "width", "seed"):

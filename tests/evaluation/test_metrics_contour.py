@@ -238,26 +238,3 @@ def test_report_maps_bad_input(make_synth, tmp_path):
     r = CliRunner().invoke(main.cli, ["report", "--root", str(root), "--maps", str(maps),
                                       "--contour-tolerance", "1.5"])
     assert r.exit_code == 2 and "contour-tolerance" in r.output
-
-
-def test_ablate_tables_i_and_ii_show_the_contour_score(tmp_path):
-    from panoptool.jobs import pipeline as P
-
-    steps, tables, _ = P.ablate_steps("root", tmp_path / "abl", tmp_path / "rep",
-                                      P.AblateConfig(budget_minutes=90))
-    by_name = {s.name: s for s in steps}
-    for t in ("I", "II", "III", "IV", "V"):
-        args = by_name[f"table-{t}"].args
-        has = "--columns" in args
-        assert has == (t in ("I", "II"))
-        if has:
-            cols = args[args.index("--columns") + 1].split(",")
-            assert cols[-2:] == ["contour_ODS", "contour_OIS"] and "PQ_th" in cols
-    for t in ("I", "II"):
-        for row in tables[t]:
-            args = by_name[f"report-{row.key}"].args
-            if isinstance(row.source, P.TrainRun):  # network rows score their maps
-                maps = args[args.index("--maps") + 1]
-                assert maps == str(tmp_path / "abl" / "maps" / row.source.name)
-            else:  # oracle rows have no maps
-                assert "--maps" not in args

@@ -1,0 +1,146 @@
+"""``panoptool demo``: the whole pipeline on a small synthetic dataset, as :class:`Step` s.
+
+Every stage but ``train`` is a library call with its settings dataclass
+(:mod:`panoptool.jobs.stages`); ``train`` still runs as its subcommand, with
+:data:`DEMO_TRAIN_ARGS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from panoptool.errors import ConfigError
+from panoptool.io.formats import CONFIG_JSON
+from panoptool.jobs import stages
+from panoptool.jobs.steps import PathLike, Step
+from panoptool.postprocess.config import (CITYSCAPES_PIXELS, PostprocessConfig, scale_area,
+                                          scaled_config)
+from panoptool.synth.scenes import SynthConfig
+from panoptool.targets.core import TargetConfig
+from panoptool.visualize.render import VisualizeConfig
+
+#: The demo's training settings: those of the issue-6 figure (scripts/train_figure.sh), which
+#: learn most in minutes on a CPU: many small SGD steps (batch 2 of 256x256 crops, scale
+#: 0.75..1.25), lr 0.01 from scratch, cross entropy over the 25% hardest pixels, one loader
+#: worker (more only compete with the training threads for 2 cores).
+DEMO_TRAIN_ARGS = ("--batch", 2, "--crop", "256x256", "--scale", "0.75,1.25", "--lr", 0.01,
+                   "--semantic-top-k", 0.25, "--workers", 1)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of ``panoptool demo``: sizes chosen so that everything fits in 15 minutes on
+    2 CPU cores. ``metadata["help"]``: the help of the ``demo`` option made from a field
+    (``--size`` sets ``height`` and ``width``)."""
+
+    minutes: float = field(default=12.0, metadata={
+        "help": "Training time budget in minutes; the other stages take under a minute on 2 "
+                "cores."})
+    n_train: int = field(default=120, metadata={"help": "Synthetic training images."})
+    n_val: int = field(default=12, metadata={"help": "Synthetic validation images."})
+    height: int = 256
+    width: int = 512
+    backbone: str = field(default="resnet18", metadata={
+        "help": "Encoder of the network (resnet18/34/50/101)."})
+    dilation: int = 2
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    n_figures: int = 4
+
+    @property
+    def area_scale(self) -> float:
+        return self.height * self.width / CITYSCAPES_PIXELS
+
+    @property
+    def min_area(self) -> int:
+        """The paper's min-area (300 px at 1024x2048) scaled to the demo's image size."""
+        return scale_area(300, self.area_scale)
+
+    def __post_init__(self):
+        if not 0 < self.minutes <= 24 * 60:
+            raise ConfigError(f"--minutes must be in (0, 1440], got {self.minutes}")
+        for name in ("n_train", "n_val", "n_figures"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.height < 64 or self.width < 64 or self.height % 32 or self.width % 32:
+            raise ConfigError(f"demo image size must be multiples of 32 and >= 64, got "
+                              f"{self.height}x{self.width}")
+
+
+def demo_layout(out: PathLike) -> dict[str, Path]:
+    """Where the demo writes each stage's output."""
+    out = Path(out)
+    return {"data": out / "data", "targets": out / "targets", "run": out / "runs" / "demo",
+            "maps": out / "maps" / "demo", "results": out / "results" / "demo",
+            "report": out / "reports" / "demo", "figures": out / "figures",
+            "state": out / ".steps"}
+
+
+def demo_postprocess_config(config: DemoConfig) -> PostprocessConfig:
+    """The derivation's defaults scaled to the demo's image size (min-area: ``min_area``)."""
+    scaled = scaled_config(PostprocessConfig(), round(config.area_scale * CITYSCAPES_PIXELS))
+    return dataclasses.replace(scaled, min_area=config.min_area)
+
+
+def _data_steps(p: dict[str, Path], config: DemoConfig) -> list[Step]:
+    """synth and make-targets of both splits."""
+    data, workers = str(p["data"]), config.workers
+    size = dict(height=config.height, width=config.width)
+    steps = []
+    for split, n, seed, title in (
+            ("train", config.n_train, config.seed,
+             f"synth: {config.n_train} training images {config.height}x{config.width}"),
+            ("val", config.n_val, config.seed + 1000,
+             f"synth: {config.n_val} validation images")):
+        steps.append(Step(f"synth-{split}", call=stages.synth, kwargs=dict(
+            out=p["data"], config=SynthConfig(n=n, seed=seed, split=split, **size),
+            workers=workers), outputs=(p["data"] / f"synth-{split}.json",), title=title))
+    for split, title in (("train", "training split"), ("val", "validation split")):
+        steps.append(Step(f"targets-{split}", call=stages.make_targets, kwargs=dict(
+            root=data, split=split, out=p["targets"],
+            config=TargetConfig(dilation=config.dilation), workers=workers),
+            outputs=(p["targets"] / split,), after=(f"synth-{split}",),
+            overwrite_on=("redo",), title=f"make-targets: {title}"))
+    return steps
+
+
+def demo_steps(out: PathLike, config: DemoConfig) -> list[Step]:
+    """The demo: synth train + val, make-targets, train, infer, postprocess, report,
+    visualize."""
+    from panoptool.inference.maps import InferConfig  # imports torch: only where it runs
+
+    p = demo_layout(out)
+    data, workers = str(p["data"]), config.workers
+    checkpoint = p["run"] / "checkpoints" / "last.pt"
+    infer = InferConfig(checkpoint=str(checkpoint), root=data, split="val", out=str(p["maps"]),
+                        device=config.device)
+    return [
+        *_data_steps(p, config),
+        Step("train", ("train", "--root", data, "--targets", p["targets"], "--out", p["run"],
+                       "--backbone", config.backbone, "--max-minutes", config.minutes,
+                       *DEMO_TRAIN_ARGS, "--device", config.device),
+             outputs=(checkpoint, p["run"] / "metrics.csv"),
+             after=("targets-train",), resume_args=("--resume",),
+             redo_args=("--overwrite",),
+             title=f"train: {config.backbone}, {config.minutes:g} minutes"),
+        Step("infer", call=stages.infer, kwargs=dict(config=infer),
+             outputs=(p["maps"] / CONFIG_JSON,), after=("train", "synth-val"),
+             overwrite_on=("redo",), title="infer: prediction maps of the validation split"),
+        Step("postprocess", call=stages.postprocess_maps, kwargs=dict(
+            maps=p["maps"], out=p["results"], config=demo_postprocess_config(config),
+            workers=workers), outputs=(p["results"] / CONFIG_JSON,), after=("infer",),
+            overwrite_on=("resume", "redo"), title="postprocess: instances and panoptic results"),
+        Step("report", call=stages.report, kwargs=dict(
+            root=data, split="val", results=p["results"], out=p["report"], workers=workers),
+            outputs=(p["report"] / "metrics.json",), after=("postprocess",),
+            title="report: mIoU / AP / PQ"),
+        Step("visualize", call=stages.visualize, kwargs=dict(
+            root=data, out=p["figures"], config=VisualizeConfig(split="val", n=config.n_figures),
+            maps=p["maps"], results=p["results"], targets=p["targets"], run=p["run"],
+            workers=workers),
+            outputs=(p["figures"] / "training_curve.png",),
+            after=("report", "targets-val"), title="visualize: figure panels, training curve"),
+    ]

@@ -1,0 +1,68 @@
+"""`panoptool demo` (panoptool.jobs.demo): its steps, its library calls, end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from panoptool.jobs import demo as D
+from panoptool.jobs import stages
+from panoptool.jobs.steps import Step
+from panoptool_cli.main import cli
+
+
+def test_demo_steps_call_the_library_with_the_stages_settings(tmp_path):
+    config = D.DemoConfig(n_train=7, height=128, width=256, workers=3, device="cpu")
+    steps = {s.name: s for s in D.demo_steps(tmp_path / "demo", config)}
+    assert list(steps) == ["synth-train", "synth-val", "targets-train", "targets-val", "train",
+                           "infer", "postprocess", "report", "visualize"]
+    synth = steps["synth-train"].kwargs["config"]
+    assert (synth.n, synth.height, synth.width, synth.seed, synth.split) == \
+        (7, 128, 256, 0, "train")
+    assert steps["synth-val"].kwargs["config"].seed == 1000
+    assert steps["targets-val"].kwargs["config"].dilation == 2
+    assert steps["targets-val"].overwrite_on == ("redo",)
+    infer = steps["infer"].kwargs["config"]
+    assert infer.device == "cpu" and infer.split == "val" and infer.checkpoint.endswith("last.pt")
+    post = steps["postprocess"].kwargs["config"]  # the 1024x2048 pixel sizes at 1/64 area
+    assert (post.min_area, post.eps, post.min_samples, post.cell) == (5, 2.5, 2, 0.5)
+    assert steps["visualize"].kwargs["config"].n == config.n_figures
+    assert steps["train"].args[:2] == ("train", "--root")  # still the subcommand
+    for step in steps.values():
+        assert step.args or getattr(stages, step.stage) is step.call
+
+
+def test_demo_runs_every_stage_and_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--minutes", "0.05", "--n-train", "4", "--n-val", "2",
+            "--size", "64x128", "--workers", "1", "--device", "cpu"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "reports" / "demo" / "metrics.json").read_text())
+    assert {"mIoU", "AP", "PQ"} <= set(metrics) and metrics["n_images"] == 2
+    assert "PQ" in result.stdout.splitlines()[0]  # the metrics table on stdout
+    assert (out / "figures" / "training_curve.png").is_file()
+    assert len(list((out / "figures").glob("*_*_*.png"))) == 2
+    assert (out / "runs" / "demo" / "checkpoints" / "last.pt").is_file()
+    markers = {p.stem: json.loads(p.read_text()) for p in (out / ".steps").glob("*.json")}
+    assert markers["postprocess"]["settings"]["config"]["min_area"] == 1  # 300 px at 1/256
+    assert markers["train"]["args"][0] == "train"
+    # re-running skips every stage
+    monkeypatch.setattr(Step, "run", lambda self, *a: pytest.fail(f"step run: {self.name}"))
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+
+
+def test_figure_scripts_train_with_the_demos_settings():
+    """The demo, the figure script and make reports' ablations train alike; a setting changed
+    in one place only would make the README's figures disagree with what the demo does."""
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    args = D.DEMO_TRAIN_ARGS
+    pairs = [f"{flag} {value}" for flag, value in zip(args[::2], args[1::2])]
+    for name in ("train_figure.sh", "make_reports.sh"):
+        text = " ".join((scripts / name).read_text().replace("\\\n", " ").split())
+        missing = [p for p in pairs if p not in text]
+        assert not missing, f"scripts/{name} lacks {missing}"
