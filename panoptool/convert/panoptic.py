@@ -281,6 +281,26 @@ def _part_is_current(part_path: Path, png_dir: Path, source: str) -> bool:
     return isinstance(ann, dict) and (png_dir / str(ann.get("file_name"))).is_file()
 
 
+def _image_ids(files: list[str]) -> list[str]:
+    """The image id (stem) of each ground-truth file; refuses two files with one id."""
+    stems = [os.path.basename(f).replace("_gtFine_instanceIds.png", "") for f in files]
+    seen: dict[str, str] = {}
+    for stem, f in zip(stems, files):
+        if stem in seen:
+            raise InputError(f, f"same image id {stem!r} as {seen[stem]} (another city "
+                                f"folder); the COCO files would overwrite each other")
+        seen[stem] = f
+    return stems
+
+
+def _make_folders(out: Path, png_dir: Path, parts_dir: Path) -> None:
+    try:
+        png_dir.mkdir(parents=True, exist_ok=True)
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create folders ({exc.strerror})") from exc
+
+
 def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None, *,
                         category_ids: str = "label", workers: int = 0, overwrite: bool = False,
                         show_progress: bool = True) -> ConvertSummary:
@@ -302,6 +322,7 @@ def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None,
     ConvertSummary
     """
     from panoptool.io.cityscapes import resolve_root
+    from panoptool.runtime.pool import run_parallel
 
     root = resolve_root(root)
     files = gt_files(root, split)
@@ -313,41 +334,6 @@ def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None,
     todo = [f for f, p in zip(files, parts)
             if overwrite or not _part_is_current(p, png_dir, f)]
     _make_folders(out, png_dir, parts_dir)
-    _convert_files(todo, png_dir, parts_dir, category_ids, workers, show_progress)
-    images, annotations = _read_parts(parts)
-    data = {"images": images, "annotations": annotations,
-            "categories": panoptic_categories(category_ids)}
-    json_path = out / f"{base}.json"
-    write_text(json_path, json.dumps(data, sort_keys=True, indent=4))
-    return ConvertSummary(json_path=str(json_path), png_dir=str(png_dir), images=len(files),
-                          converted=len(todo), skipped=len(files) - len(todo))
-
-
-def _image_ids(files: list[str]) -> list[str]:
-    """The image id (stem) of each ground-truth file; refuses two files with one id."""
-    stems = [os.path.basename(f).replace("_gtFine_instanceIds.png", "") for f in files]
-    seen: dict[str, str] = {}
-    for stem, f in zip(stems, files):
-        if stem in seen:
-            raise InputError(f, f"same image id {stem!r} as {seen[stem]} (another city "
-                                f"folder); the COCO files would overwrite each other")
-        seen[stem] = f
-    return stems
-
-
-def _make_folders(out: Path, png_dir: Path, parts_dir: Path) -> None:
-    try:
-        png_dir.mkdir(parents=True, exist_ok=True)
-        parts_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create folders ({exc.strerror})") from exc
-
-
-def _convert_files(todo: list[str], png_dir: Path, parts_dir: Path, category_ids: str,
-                   workers: int, show_progress: bool) -> None:
-    """Convert the ground-truth files ``todo`` in worker processes (PNG, then sidecar)."""
-    from panoptool.runtime.pool import run_parallel
-
     if todo:
         from panoptool.postprocess import kernels  # noqa: F401  imported (and compiled) before the
         gt_to_panoptic(np.zeros((1, 1), np.uint16), category_ids)  # workers fork: once
@@ -357,16 +343,17 @@ def _convert_files(todo: list[str], png_dir: Path, parts_dir: Path, category_ids
     for _ in run_parallel(func, todo, workers=workers, description="convert panoptic-gt",
                           chunksize=chunksize, show_progress=show_progress):
         pass
-
-
-def _read_parts(parts: list[Path]) -> tuple[list[dict], list[dict]]:
-    """(images, annotations) of the JSON: the sidecars read back in order."""
     images, annotations = [], []
     for p in parts:
         part = read_json(p)
         images.append(part["image"])
         annotations.append(part["annotation"])
-    return images, annotations
+    data = {"images": images, "annotations": annotations,
+            "categories": panoptic_categories(category_ids)}
+    json_path = out / f"{base}.json"
+    write_text(json_path, json.dumps(data, sort_keys=True, indent=4))
+    return ConvertSummary(json_path=str(json_path), png_dir=str(png_dir), images=len(files),
+                          converted=len(todo), skipped=len(files) - len(todo))
 
 
 # --- panoptic results between layouts ----------------------------------------------------------

@@ -302,11 +302,22 @@ def parse_results(data, stems: list[str], path: PathLike,
                                f"{type(data).__name__}")
     stem_set = set(stems)
     out: dict[str, list[ResultInstance]] = {s: [] for s in stems}
-    cache: dict = {}  # image id key -> stem (or None)
+    cache: dict = {}
     for n, entry in enumerate(data):
         where = f"entry {n}"
         _check_entry_keys(entry, where, path)
-        stem = _entry_stem(entry["image_id"], where, path, stem_set, id_map, cache)
+        image_id = entry["image_id"]
+        key = _id_key(image_id)
+        if key not in cache:
+            cache[key] = _stem_of(image_id, key, stem_set, id_map)
+        stem = cache[key]
+        if stem is None:
+            hint = "" if id_map is None else f" (nor in the images of {id_map.source})"
+            if id_map is None and not isinstance(key, str):
+                hint = "; integer ids need --coco-gt, a COCO file whose images list maps " \
+                       "them to file names"
+            raise InputError(path, f"{where}: image_id {image_id!r} matches no ground-truth "
+                                   f"image of this split{hint}")
         label = _label_of(entry["category_id"], id_map)
         if label is None:
             raise InputError(path, f"{where}: unknown category_id {entry['category_id']!r} "
@@ -331,23 +342,6 @@ def _check_entry_keys(entry, where: str, path: PathLike) -> None:
                if k not in entry]
     if missing:
         raise InputError(path, f"{where}: lacks {', '.join(missing)}")
-
-
-def _entry_stem(image_id, where: str, path: PathLike, stems: set[str],
-                id_map: ImageIdMap | None, cache: dict) -> str:
-    """The ground-truth stem an entry's ``image_id`` names (looked up once per id)."""
-    key = _id_key(image_id)
-    if key not in cache:
-        cache[key] = _stem_of(image_id, key, stems, id_map)
-    stem = cache[key]
-    if stem is None:
-        hint = "" if id_map is None else f" (nor in the images of {id_map.source})"
-        if id_map is None and not isinstance(key, str):
-            hint = "; integer ids need --coco-gt, a COCO file whose images list maps " \
-                   "them to file names"
-        raise InputError(path, f"{where}: image_id {image_id!r} matches no ground-truth "
-                               f"image of this split{hint}")
-    return stem
 
 
 def _entry_score(score, where: str, path: PathLike) -> float:
