@@ -94,7 +94,7 @@ def run(config: BenchConfig) -> BenchSection:
     else:
         height, width, n, repeat = config.height, config.width, config.n_images, 5
     cv2.setNumThreads(1)
-    rows, notes = [], []
+    size = f"{height}x{width}"
     with tempfile.TemporaryDirectory(dir=config.workdir or None) as tmp:
         tmp = Path(tmp)
         root = tmp / "root"
@@ -104,65 +104,92 @@ def run(config: BenchConfig) -> BenchSection:
         maps = write_maps(root, "val", tmp / "maps")
         cache = tmp / "cache"
         ev.evaluate(root, "val", results, workers=1, cache=cache, show_progress=False)
-        off, on = [], []
-        for _ in range(repeat):  # alternate, so that a change in the machine's load hits both
-            for flag, times in ((False, off), (True, on)):
-                start = time.perf_counter()
-                metrics = ev.evaluate(root, "val", results, workers=1, cache=cache,
-                                      boundary=flag, show_progress=False).metrics
-                times.append(1000 * (time.perf_counter() - start) / n)
-        added = [b - a for a, b in zip(off, on)]
-        share = [d / a for d, a in zip(added, off)]
-        size = f"{height}x{width}"
-        rows.append(_row("report (3 parts), warm GT cache, 1 worker", size, n, off))
-        rows.append(_row("report --boundary, same", size, n, on))
-        rows.append(_row("added by --boundary", size, n, added,
-                         extra=f"{100 * statistics.median(share):.0f}% of report "
-                               f"({100 * min(share):.0f}..{100 * max(share):.0f})"))
-        # one image's pieces
-        jobs, _ = ev.plan_jobs(root, "val", results, cache)
-        job = dataclasses.replace(jobs[0], boundary_ratio=boundary.DEFAULT_RATIO)
-        gt = ev.read_segmented_ground_truth(job.label_ids_path, job.instance_ids_path,
-                                            job.cache_file)
-        sem_keep, pan_keep = {}, {}
-        ev.semantic_stats(gt, job.semantic_path, keep=sem_keep)
-        ev.panoptic_stats(gt, job.panoptic_png, job.panoptic_ids, job.panoptic_categories,
-                          keep=pan_keep)
-        d = boundary.boundary_width(gt.shape)
-        t_stats = _best_of(lambda: ev.boundary_image_stats(gt, job, sem_keep, pan_keep), repeat)
-        labels = boundary.ground_truth_train_ids(gt)
-        t_band = _best_of(lambda: boundary.boundary_band(labels, d), repeat)
-        t_ap = _best_of(lambda: _instance_boundaries(job, gt, d), repeat)
-        n_inst = len(ev.read_instance_list(job.instance_txt, job.results_dir))
-        rows.append(_row("boundary statistics of one image (semantic + panoptic)", size, 1,
-                         [1000 * t_stats], extra=f"d = {d} px; best of {repeat}"))
-        rows.append(_row("one boundary band of a label map (of 4 per image)", size, 1,
-                         [1000 * t_band], extra=f"best of {repeat}"))
-        rows.append(_row("Boundary AP's need: per-instance mask boundaries", size, 1,
-                         [1000 * t_ap],
-                         extra=f"{n_inst} predicted + {int((gt.instance_ids >= 1000).sum())} "
-                               f"gt instances; best of {repeat}"))
-        # contour score
-        t_cs = []
-        score_contours(root, "val", maps, workers=1, show_progress=False)  # compiles the loop
-        for _ in range(repeat):
+        rows, metrics = _time_report(root, results, cache, n, repeat, size)
+        one_image, stem = _time_one_image(root, results, cache, repeat, size)
+        rows += one_image
+        rows += _time_contour_score(root, maps, stem, n, repeat, size)
+    return BenchSection(title="boundary metrics and contour score", rows=rows,
+                        notes=_notes(repeat, metrics))
+
+
+def _time_report(root: Path, results: Path, cache: Path, n: int, repeat: int, size: str
+                 ) -> tuple[list[dict], dict]:
+    """Rows of ``report`` without and with ``--boundary`` (alternating) and their
+    difference; the metrics of the last run (with ``--boundary``)."""
+    off, on = [], []
+    for _ in range(repeat):  # alternate, so that a change in the machine's load hits both
+        for flag, times in ((False, off), (True, on)):
             start = time.perf_counter()
-            cmetrics, _ = score_contours(root, "val", maps, workers=1, show_progress=False)
-            t_cs.append(1000 * (time.perf_counter() - start) / n)
-        prob = formats.read_maps(formats.maps_path(maps, "val", jobs[0].stem))["contour_prob"]
-        from panoptool.io.cityscapes import read_instance_ids
-        gtb = inner_boundary(read_instance_ids(list_samples(root, "val")[0].instance_ids_path))
-        tol = contour.tolerance_px(gtb.shape)
-        t_upd = _best_of(lambda: contour.update(prob, gtb, tol), repeat)
-        t_nms = _best_of(lambda: contour.contour_nms(prob), repeat)
-        rows.append(_row("contour score (report --maps), read + score, 1 worker", size, n,
-                         t_cs, extra=f"ODS {cmetrics['contour_ODS']:.1f}, "
-                                     f"OIS {cmetrics['contour_OIS']:.1f}"))
-        rows.append(_row("contour score: metrics.contour.update alone", size, 1,
-                         [1000 * t_upd], extra=f"tolerance {tol:.1f} px; best of {repeat}"))
-        rows.append(_row("contour score: its NMS alone", size, 1, [1000 * t_nms],
-                         extra=f"best of {repeat}"))
-    notes += [
+            metrics = ev.evaluate(root, "val", results, workers=1, cache=cache,
+                                  boundary=flag, show_progress=False).metrics
+            times.append(1000 * (time.perf_counter() - start) / n)
+    added = [b - a for a, b in zip(off, on)]
+    share = [d / a for d, a in zip(added, off)]
+    rows = [_row("report (3 parts), warm GT cache, 1 worker", size, n, off),
+            _row("report --boundary, same", size, n, on),
+            _row("added by --boundary", size, n, added,
+                 extra=f"{100 * statistics.median(share):.0f}% of report "
+                       f"({100 * min(share):.0f}..{100 * max(share):.0f})")]
+    return rows, metrics
+
+
+def _time_one_image(root: Path, results: Path, cache: Path, repeat: int, size: str
+                    ) -> tuple[list[dict], str]:
+    """Rows of the boundary pieces on the split's first image (its statistics, one band,
+    the per-instance boundaries Boundary AP would need); and that image's stem."""
+    jobs, _ = ev.plan_jobs(root, "val", results, cache)
+    job = dataclasses.replace(jobs[0], boundary_ratio=boundary.DEFAULT_RATIO)
+    gt = ev.read_segmented_ground_truth(job.label_ids_path, job.instance_ids_path,
+                                        job.cache_file)
+    sem_keep, pan_keep = {}, {}
+    ev.semantic_stats(gt, job.semantic_path, keep=sem_keep)
+    ev.panoptic_stats(gt, job.panoptic_png, job.panoptic_ids, job.panoptic_categories,
+                      keep=pan_keep)
+    d = boundary.boundary_width(gt.shape)
+    t_stats = _best_of(lambda: ev.boundary_image_stats(gt, job, sem_keep, pan_keep), repeat)
+    labels = boundary.ground_truth_train_ids(gt)
+    t_band = _best_of(lambda: boundary.boundary_band(labels, d), repeat)
+    t_ap = _best_of(lambda: _instance_boundaries(job, gt, d), repeat)
+    n_inst = len(ev.read_instance_list(job.instance_txt, job.results_dir))
+    rows = [_row("boundary statistics of one image (semantic + panoptic)", size, 1,
+                 [1000 * t_stats], extra=f"d = {d} px; best of {repeat}"),
+            _row("one boundary band of a label map (of 4 per image)", size, 1,
+                 [1000 * t_band], extra=f"best of {repeat}"),
+            _row("Boundary AP's need: per-instance mask boundaries", size, 1,
+                 [1000 * t_ap],
+                 extra=f"{n_inst} predicted + {int((gt.instance_ids >= 1000).sum())} "
+                       f"gt instances; best of {repeat}")]
+    return rows, jobs[0].stem
+
+
+def _time_contour_score(root: Path, maps: Path, stem: str, n: int, repeat: int, size: str
+                        ) -> list[dict]:
+    """Rows of the contour score end to end, and of its update and NMS alone on one image
+    (the maps of ``stem``, the ground-truth boundaries of the split's first image)."""
+    from panoptool.io.cityscapes import read_instance_ids
+
+    t_cs = []
+    score_contours(root, "val", maps, workers=1, show_progress=False)  # compiles the loop
+    for _ in range(repeat):
+        start = time.perf_counter()
+        cmetrics, _ = score_contours(root, "val", maps, workers=1, show_progress=False)
+        t_cs.append(1000 * (time.perf_counter() - start) / n)
+    prob = formats.read_maps(formats.maps_path(maps, "val", stem))["contour_prob"]
+    gtb = inner_boundary(read_instance_ids(list_samples(root, "val")[0].instance_ids_path))
+    tol = contour.tolerance_px(gtb.shape)
+    t_upd = _best_of(lambda: contour.update(prob, gtb, tol), repeat)
+    t_nms = _best_of(lambda: contour.contour_nms(prob), repeat)
+    return [_row("contour score (report --maps), read + score, 1 worker", size, n,
+                 t_cs, extra=f"ODS {cmetrics['contour_ODS']:.1f}, "
+                             f"OIS {cmetrics['contour_OIS']:.1f}"),
+            _row("contour score: metrics.contour.update alone", size, 1,
+                 [1000 * t_upd], extra=f"tolerance {tol:.1f} px; best of {repeat}"),
+            _row("contour score: its NMS alone", size, 1, [1000 * t_nms],
+                 extra=f"best of {repeat}")]
+
+
+def _notes(repeat: int, metrics: dict) -> list[str]:
+    return [
         f"one core: workers = 1 and cv2.setNumThreads(1); ms/image is the median of {repeat} "
         f"runs, spread = min..max; report timings alternate without/with --boundary",
         "the issue's rule: --boundary on by default if it costs under 30% of the report's "
@@ -174,7 +201,6 @@ def run(config: BenchConfig) -> BenchSection:
                                if metrics.get(k) is not None),
         "the machine may be shared with other work while this runs; compare rows of one run",
     ]
-    return BenchSection(title="boundary metrics and contour score", rows=rows, notes=notes)
 
 
 def _row(step: str, size: str, n: int, ms: list[float], extra: str = "") -> dict:

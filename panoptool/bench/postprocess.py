@@ -46,25 +46,38 @@ def _clouds(rng, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(config: BenchConfig) -> BenchSection:
-    from sklearn.metrics import adjusted_rand_score
-
-    from panoptool.postprocess import PostprocessConfig, derive_panoptic
-    from panoptool.postprocess.refine import dbscan_clusters, grid_clusters
-    from panoptool.postprocess.runner import write_result
-
     h, w = (256, 512) if config.quick else (config.height, config.width)
     n_images = 2 if config.quick else config.n_images
-    rows, notes = [], []
     keep_freed_memory()  # as run_parallel does for the stage itself
     data = [_maps(i, h, w) for i in range(n_images)]
     n_inst = float(np.mean([k for _, k in data]))
-    variants = {"full (split+merge+min-area+fill)": PostprocessConfig(),
-                "full, --derivation seeded": PostprocessConfig(derivation="seeded"),
-                "full, --derivation seeded --band-eps 0": PostprocessConfig(derivation="seeded",
-                                                                            band_eps=0.0),
-                "no split": PostprocessConfig(split=False),
-                "components only": PostprocessConfig(split=False, merge=False, min_area=0,
-                                                     fill_contours=False)}
+    variants = _variants()
+    rows = _time_derivation(data, variants, f"{w}x{h}")
+    rows += _time_writing(data, next(iter(variants.values())), f"{w}x{h}", config.workdir)
+    rows += _time_split((1000, 3000) if config.quick else (2000, 5000, 10000))
+    notes = _notes(n_images, n_inst, rows, variants)
+    return BenchSection(title="postprocess", rows=rows, notes=notes)
+
+
+def _variants() -> dict:
+    """The derivation settings timed, by row name."""
+    from panoptool.postprocess import PostprocessConfig
+
+    return {"full (split+merge+min-area+fill)": PostprocessConfig(),
+            "full, --derivation seeded": PostprocessConfig(derivation="seeded"),
+            "full, --derivation seeded --band-eps 0": PostprocessConfig(derivation="seeded",
+                                                                        band_eps=0.0),
+            "no split": PostprocessConfig(split=False),
+            "components only": PostprocessConfig(split=False, merge=False, min_area=0,
+                                                 fill_contours=False)}
+
+
+def _time_derivation(data: list[tuple[dict, int]], variants: dict, size: str) -> list[dict]:
+    """One row per variant: ms per image of the derivation alone (mean of 3 runs after a
+    warm-up, per image)."""
+    from panoptool.postprocess import derive_panoptic
+
+    rows = []
     for name, cfg in variants.items():
         times, counts = [], []
         for maps, _ in data:
@@ -76,14 +89,22 @@ def run(config: BenchConfig) -> BenchSection:
                 # them all made every new result a fresh, page-faulting allocation)
                 counts.append(len(derive_panoptic(**maps, config=cfg).instances))
             times.append((time.perf_counter() - t0) / reps)
-        rows.append({"step": f"derive: {name}", "size": f"{w}x{h}",
+        rows.append({"step": f"derive: {name}", "size": size,
                      "ms/image (1 core)": round(1e3 * float(np.mean(times)), 1),
                      "instances": round(float(np.mean(counts)), 1), "agreement": ""})
+    return rows
+
+
+def _time_writing(data: list[tuple[dict, int]], cfg, size: str, workdir: str) -> list[dict]:
+    """One row per instance format: ms per image of writing the results derived with
+    ``cfg`` (3 interleaved runs)."""
+    from panoptool.postprocess import derive_panoptic
+    from panoptool.postprocess.runner import write_result
+
     formats_ = ("cityscapes", "coco", "both")
-    with tempfile.TemporaryDirectory(dir=config.workdir or None) as tmp:
+    with tempfile.TemporaryDirectory(dir=workdir or None) as tmp:
         times = {f: [] for f in formats_}
-        results = [derive_panoptic(**maps, config=next(iter(variants.values())))
-                   for maps, _ in data]
+        results = [derive_panoptic(**maps, config=cfg) for maps, _ in data]
         write_result(Path(tmp) / "warm-up", "benchcity_000000_999999", data[0][0]["train_ids"],
                      results[0], "coco")  # compiles the RLE loop on a machine's first run
         for rep in range(3):  # interleaved, so that load changes hit every format alike
@@ -96,14 +117,26 @@ def run(config: BenchConfig) -> BenchSection:
     labels = {"cityscapes": "write official files (instances as txt + PNG masks)",
               "coco": "write with --instance-format coco (instances as COCO RLE JSON)",
               "both": "write with --instance-format both (default)"}
+    rows = []
     for fmt in formats_:
         per_rep = np.array(times[fmt]).reshape(3, -1).mean(axis=1)
-        rows.append({"step": labels[fmt], "size": f"{w}x{h}",
+        rows.append({"step": labels[fmt], "size": size,
                      "ms/image (1 core)": round(1e3 * float(np.mean(times[fmt])), 1),
                      "instances": "",
                      "agreement": f"runs {1e3 * per_rep.min():.1f}-{1e3 * per_rep.max():.1f}"})
+    return rows
+
+
+def _time_split(sizes: tuple[int, ...]) -> list[dict]:
+    """One row per instance size: the grid-clustered split against per-pixel DBSCAN, with
+    their agreement (adjusted Rand index)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from panoptool.postprocess.refine import dbscan_clusters, grid_clusters
+
     rng = np.random.default_rng(0)
-    for n in ((1000, 3000) if config.quick else (2000, 5000, 10000)):
+    rows = []
+    for n in sizes:
         cy, cx = _clouds(rng, n)
         t0 = time.perf_counter()
         fast, kf = grid_clusters(cy, cx, (20, 20, 220, 240), eps=20, min_samples=100, cell=4)
@@ -115,19 +148,23 @@ def run(config: BenchConfig) -> BenchSection:
         rows.append({"step": f"split one instance of {n} px: grid (fast) / per-pixel DBSCAN",
                      "size": "", "ms/image (1 core)": f"{1e3 * t_fast:.2f} / {1e3 * t_slow:.1f}",
                      "instances": f"{kf} / {ks} clusters", "agreement": f"ARI {ari:.4f}"})
-    notes.append(f"{n_images} synthetic scene(s), {n_inst:.0f} thing instances on average; "
-                 "maps = ground-truth classes, dilation-2 contours with 10 gaps, offsets + "
-                 "N(0, 2 px) noise. Times are wall-clock on one core (OpenCV single-threaded, "
-                 "numba loops serial), mean of 3 runs after a warm-up (which also compiles "
-                 "the loops on a machine's first run), before writing files.")
-    notes.append("The issue's target: the full derivation <= 40 ms per 1024x2048 image.")
-    notes.append("Writing: semantic + panoptic PNGs + sidecar JSON in every row; the instances "
-                 "as one PNG per instance + _pred.txt, or as pycocotools RLE entries "
-                 "(coco_instances/<stem>_instances.json, assembled into instances.json at the "
-                 "end of a run); mean of 3 interleaved runs, 'agreement' = their range.")
+    return rows
+
+
+def _notes(n_images: int, n_inst: float, rows: list[dict], variants: dict) -> list[str]:
+    notes = [f"{n_images} synthetic scene(s), {n_inst:.0f} thing instances on average; "
+             "maps = ground-truth classes, dilation-2 contours with 10 gaps, offsets + "
+             "N(0, 2 px) noise. Times are wall-clock on one core (OpenCV single-threaded, "
+             "numba loops serial), mean of 3 runs after a warm-up (which also compiles "
+             "the loops on a machine's first run), before writing files.",
+             "The issue's target: the full derivation <= 40 ms per 1024x2048 image.",
+             "Writing: semantic + panoptic PNGs + sidecar JSON in every row; the instances "
+             "as one PNG per instance + _pred.txt, or as pycocotools RLE entries "
+             "(coco_instances/<stem>_instances.json, assembled into instances.json at the "
+             "end of a run); mean of 3 interleaved runs, 'agreement' = their range."]
     ms = {r["step"]: r["ms/image (1 core)"] for r in rows}
     paper = ms["derive: full (split+merge+min-area+fill)"]
     notes.append("Seeded derivation (issue 14) / paper's, same run: "
                  + ", ".join(f"{name.split(', ', 1)[1]} {ms['derive: ' + name] / paper:.2f}x"
                              for name in variants if name.startswith("full, ")))
-    return BenchSection(title="postprocess", rows=rows, notes=notes)
+    return notes

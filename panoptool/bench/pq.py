@@ -106,9 +106,6 @@ def _timed(cmd: list[str], env: dict) -> tuple[float, str]:
 
 def run(config: BenchConfig) -> BenchSection:
     """Time whole-process PQ of panoptool and hotcoco on the same files."""
-    from panoptool.convert.panoptic import convert_panoptic_gt
-    from panoptool.synth.scenes import SynthConfig, make_dataset
-
     if config.quick:
         height, width, n, repeats = 128, 256, 3, 1
     else:
@@ -118,32 +115,60 @@ def run(config: BenchConfig) -> BenchSection:
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # both start as on a user's machine: bytecode cached
     with tempfile.TemporaryDirectory(dir=config.workdir or None) as tmp:
         tmp = Path(tmp)
-        root = tmp / "root"
-        make_dataset(root, SynthConfig(n=n, height=height, width=width, seed=0),
-                     workers=workers, show_progress=False)
-        gt = convert_panoptic_gt(root, "val", tmp / "gt", workers=workers, show_progress=False)
-        results = write_panoptic_results(root, "val", tmp / "results", workers)
-        ours_cmd = [sys.executable, "-m", "panoptool_cli.main", "report", "--root", str(root),
-                    "--results", str(results), "--out", str(tmp / "report"), "--format",
-                    "json", "--workers", str(workers), "--cache-dir", str(tmp / "cache")]
-        gt_int, pred_int = integer_image_ids(Path(gt.json_path),
-                                             formats.panoptic_json_path(results), tmp)
-        theirs_cmd = [sys.executable, "-c", HOTCOCO_SCRIPT, str(gt_int), str(pred_int),
-                      gt.png_dir, str(results / formats.PANOPTIC_DIR)]
-        first_s, _ = _timed(ours_cmd, env)  # fills the ground-truth cache
-        _timed(theirs_cmd, env)  # and hotcoco's first run warms the page cache alike
-        times: dict[str, list[float]] = {"panoptool": [], "hotcoco": []}
-        hot_out = ""
-        for _ in range(repeats):  # alternating, so both see the same machine load
-            seconds, _ = _timed(ours_cmd, env)
-            times["panoptool"].append(seconds)
-            seconds, hot_out = _timed(theirs_cmd, env)
-            times["hotcoco"].append(seconds)
+        ours_cmd, theirs_cmd = _setup(tmp, n, height, width, workers)
+        first_s, times, hot_out = _measure(ours_cmd, theirs_cmd, env, repeats)
         ours = json.loads((tmp / "report" / "metrics.json").read_text())
         theirs = json.loads(hot_out.strip().splitlines()[-1])
         start = time.perf_counter()
         _timed([sys.executable, "-c", "import panoptool_cli.main"], env)
         import_s = time.perf_counter() - start
+    worst = _check_agreement(ours, theirs)
+    rows = _table(times, workers, n, f"{height}x{width}")
+    notes = _notes(times, repeats, worst, ours, first_s, import_s)
+    return BenchSection(title="pq", rows=rows, notes=notes)
+
+
+def _setup(tmp: Path, n: int, height: int, width: int, workers: int
+           ) -> tuple[list[str], list[str]]:
+    """A synthetic split, its COCO panoptic ground truth and panoptic predictions; the
+    commands of the two evaluators on them (panoptool report, hotcoco)."""
+    from panoptool.convert.panoptic import convert_panoptic_gt
+    from panoptool.synth.scenes import SynthConfig, make_dataset
+
+    root = tmp / "root"
+    make_dataset(root, SynthConfig(n=n, height=height, width=width, seed=0),
+                 workers=workers, show_progress=False)
+    gt = convert_panoptic_gt(root, "val", tmp / "gt", workers=workers, show_progress=False)
+    results = write_panoptic_results(root, "val", tmp / "results", workers)
+    ours_cmd = [sys.executable, "-m", "panoptool_cli.main", "report", "--root", str(root),
+                "--results", str(results), "--out", str(tmp / "report"), "--format",
+                "json", "--workers", str(workers), "--cache-dir", str(tmp / "cache")]
+    gt_int, pred_int = integer_image_ids(Path(gt.json_path),
+                                         formats.panoptic_json_path(results), tmp)
+    theirs_cmd = [sys.executable, "-c", HOTCOCO_SCRIPT, str(gt_int), str(pred_int),
+                  gt.png_dir, str(results / formats.PANOPTIC_DIR)]
+    return ours_cmd, theirs_cmd
+
+
+def _measure(ours_cmd: list[str], theirs_cmd: list[str], env: dict, repeats: int
+             ) -> tuple[float, dict[str, list[float]], str]:
+    """(seconds of panoptool's first run, which fills its cache; seconds of each evaluator's
+    alternating runs; hotcoco's last output)."""
+    first_s, _ = _timed(ours_cmd, env)  # fills the ground-truth cache
+    _timed(theirs_cmd, env)  # and hotcoco's first run warms the page cache alike
+    times: dict[str, list[float]] = {"panoptool": [], "hotcoco": []}
+    hot_out = ""
+    for _ in range(repeats):  # alternating, so both see the same machine load
+        seconds, _ = _timed(ours_cmd, env)
+        times["panoptool"].append(seconds)
+        seconds, hot_out = _timed(theirs_cmd, env)
+        times["hotcoco"].append(seconds)
+    return first_s, times, hot_out
+
+
+def _check_agreement(ours: dict, theirs: dict) -> float:
+    """The largest difference of PQ/SQ/RQ of All/Things/Stuff between panoptool's
+    metrics.json and hotcoco's output, in points; raises above 1e-6."""
     worst = 0.0
     for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
         for key in ("pq", "sq", "rq"):
@@ -151,17 +176,26 @@ def run(config: BenchConfig) -> BenchSection:
             worst = max(worst, diff)
     if worst > 1e-6:
         raise AssertionError(f"PQ differs between panoptool and hotcoco by {worst:.3g} points")
+    return worst
+
+
+def _table(times: dict[str, list[float]], workers: int, n: int, size: str) -> list[dict]:
     hot = statistics.median(times["hotcoco"])
-    pairs = sorted(h / o for o, h in zip(times["panoptool"], times["hotcoco"]))
     rows = []
     for name, values in times.items():
         med = statistics.median(values)
         rows.append({"evaluator": "panoptool report (panoptic only, GT cached)"
                      if name == "panoptool" else "hotcoco pq_compute",
-                     "workers/threads": workers, "images": n, "size": f"{height}x{width}",
+                     "workers/threads": workers, "images": n, "size": size,
                      "median s": med, "min s": min(values), "max s": max(values),
                      "ms/image": 1000 * med / n, "x hotcoco": hot / med})
-    notes = [
+    return rows
+
+
+def _notes(times: dict[str, list[float]], repeats: int, worst: float, ours: dict,
+           first_s: float, import_s: float) -> list[str]:
+    pairs = sorted(h / o for o, h in zip(times["panoptool"], times["hotcoco"]))
+    return [
         f"whole processes (interpreter start-up, imports, reading every file), {repeats} "
         f"alternating runs each; median, min and max wall time; hotcoco time / panoptool "
         f"time of each pair of runs: median {statistics.median(pairs):.2f}, range "
@@ -178,4 +212,3 @@ def run(config: BenchConfig) -> BenchSection:
         "with image ids renumbered 1..N in copies of both JSONs (hotcoco accepts only integer "
         "image ids)",
     ]
-    return BenchSection(title="pq", rows=rows, notes=notes)

@@ -159,7 +159,7 @@ def run(config: BenchConfig) -> BenchSection:
         height, width, n = config.height, config.width, config.n_images
         n_official = min(n, 10)
     workers = resolve_workers(config.workers)
-    rows = []
+    reps = 1 if config.quick else 5
     with tempfile.TemporaryDirectory(dir=config.workdir or None) as tmp:
         tmp = Path(tmp)
         root = tmp / "root"
@@ -167,60 +167,85 @@ def run(config: BenchConfig) -> BenchSection:
                      workers=workers, show_progress=False)
         results = write_results(root, "val", tmp / "results")
         cache = tmp / "cache"
-        timings = {}
-        for name, use_cache in (("first evaluation (empty GT cache)", cache),
-                                ("again (warm GT cache)", cache),
-                                ("no GT cache", False)):
-            start = time.perf_counter()
-            metrics = evaluate(root, "val", results, workers=workers, cache=use_cache,
-                               show_progress=False, coco_ap=False).metrics
-            timings[name] = time.perf_counter() - start
-        reps = 1 if config.quick else 5
+        timings, metrics = _time_cache_variants(root, results, cache, workers)
         by_format, format_metrics = time_instance_formats(root, "val", results, cache, workers,
                                                           reps)
-        # the official pipeline on the first images of the same data (same seed)
-        off_root = tmp / "official_root"
-        make_dataset(off_root, SynthConfig(n=n_official, height=height, width=width, seed=0),
-                     workers=1, show_progress=False)
-        off_results = write_results(off_root, "val", tmp / "official_results")
-        official_s = time_official(off_root, "val", off_results, tmp / "official_work")
-        official_ms = 1000 * official_s / n_official
-        parts_s = time_official_parts(off_root, "val", off_results, tmp / "official_parts")
-        evaluators_ms = 1000 * sum(v for k, v in parts_s.items()
-                                   if k != "panoptic GT conversion") / n_official
+        official = _time_official_subset(tmp, n_official, height, width)
         shutil.rmtree(cache, ignore_errors=True)
+    size = {"images": n, "size": f"{height}x{width}"}
+    rows = _table(timings, by_format, official, workers, n, n_official, size)
+    notes = _notes(reps, metrics, format_metrics, n_official)
+    return BenchSection(title="report", rows=rows, notes=notes)
+
+
+def _time_cache_variants(root: Path, results: Path, cache: Path, workers: int
+                         ) -> tuple[dict[str, float], dict]:
+    """Seconds of a report with an empty ground-truth cache, again with it warm, and without
+    a cache; the metrics (of the last)."""
+    timings = {}
+    for name, use_cache in (("first evaluation (empty GT cache)", cache),
+                            ("again (warm GT cache)", cache),
+                            ("no GT cache", False)):
+        start = time.perf_counter()
+        metrics = evaluate(root, "val", results, workers=workers, cache=use_cache,
+                           show_progress=False, coco_ap=False).metrics
+        timings[name] = time.perf_counter() - start
+    return timings, metrics
+
+
+def _time_official_subset(tmp: Path, n_official: int, height: int, width: int) -> dict:
+    """The official pipeline on the first ``n_official`` images of the same data (same
+    seed): its total seconds and ms/image, the seconds of each step, and the ms/image of
+    the three evaluators without the ground-truth conversion."""
+    off_root = tmp / "official_root"
+    make_dataset(off_root, SynthConfig(n=n_official, height=height, width=width, seed=0),
+                 workers=1, show_progress=False)
+    off_results = write_results(off_root, "val", tmp / "official_results")
+    official_s = time_official(off_root, "val", off_results, tmp / "official_work")
+    parts_s = time_official_parts(off_root, "val", off_results, tmp / "official_parts")
+    evaluators_ms = 1000 * sum(v for k, v in parts_s.items()
+                               if k != "panoptic GT conversion") / n_official
+    return {"s": official_s, "ms": 1000 * official_s / n_official, "parts_s": parts_s,
+            "evaluators_ms": evaluators_ms}
+
+
+def _table(timings: dict[str, float], by_format: dict[str, list[float]], official: dict,
+           workers: int, n: int, n_official: int, size: dict) -> list[dict]:
+    official_ms, evaluators_ms = official["ms"], official["evaluators_ms"]
+    ref = f"x official ({REFERENCE_OFFICIAL_MS:.0f} ms/img)"
+    rows = []
     for name, seconds in timings.items():
         rows.append({"evaluator": f"panoptool report, {name}", "workers": workers,
-                     "images": n, "size": f"{height}x{width}", "wall s": seconds,
-                     "ms/image": 1000 * seconds / n,
+                     **size, "wall s": seconds, "ms/image": 1000 * seconds / n,
                      "x official (measured)": official_ms * n / 1000 / seconds,
-                     f"x official ({REFERENCE_OFFICIAL_MS:.0f} ms/img)":
-                         REFERENCE_OFFICIAL_MS * n / 1000 / seconds})
+                     ref: REFERENCE_OFFICIAL_MS * n / 1000 / seconds})
     rows.append({"evaluator": "official: createPanopticImgs + 3 evaluators", "workers": 1,
-                 "images": n_official, "size": f"{height}x{width}", "wall s": official_s,
+                 "images": n_official, "size": size["size"], "wall s": official["s"],
                  "ms/image": official_ms, "x official (measured)": 1.0,
-                 f"x official ({REFERENCE_OFFICIAL_MS:.0f} ms/img)":
-                     REFERENCE_OFFICIAL_MS / official_ms})
+                 ref: REFERENCE_OFFICIAL_MS / official_ms})
     png = float(np.median(by_format["PNG masks"]))
     for name, values in by_format.items():
         median = float(np.median(values))
         rows.append({"evaluator": f"panoptool report, warm GT cache, instances as {name}",
-                     "workers": workers, "images": n, "size": f"{height}x{width}",
-                     "wall s": median, "ms/image": 1000 * median / n,
+                     "workers": workers, **size, "wall s": median,
+                     "ms/image": 1000 * median / n,
                      "x official (measured)": official_ms * n / 1000 / median,
-                     f"x official ({REFERENCE_OFFICIAL_MS:.0f} ms/img)":
-                         REFERENCE_OFFICIAL_MS * n / 1000 / median,
+                     ref: REFERENCE_OFFICIAL_MS * n / 1000 / median,
                      "x official evaluators alone": evaluators_ms * n / 1000 / median,
                      "x PNG masks": png / median, "spread s": _spread(values)})
-    for name, seconds in parts_s.items():
+    for name, seconds in official["parts_s"].items():
         rows.append({"evaluator": f"official: {name}", "workers": 1, "images": n_official,
-                     "size": f"{height}x{width}", "wall s": seconds,
+                     "size": size["size"], "wall s": seconds,
                      "ms/image": 1000 * seconds / n_official})
     rows.append({"evaluator": "official: the three evaluators alone (no GT conversion)",
-                 "workers": 1, "images": n_official, "size": f"{height}x{width}",
+                 "workers": 1, "images": n_official, "size": size["size"],
                  "wall s": evaluators_ms * n_official / 1000, "ms/image": evaluators_ms,
                  "x official evaluators alone": 1.0})
-    notes = [
+    return rows
+
+
+def _notes(reps: int, metrics: dict, format_metrics: dict, n_official: int) -> list[str]:
+    return [
         "issue 16 targets: with instances as COCO RLE JSON the whole report (mIoU + AP + PQ, "
         "GT cached) >= 2x faster than with PNG masks ('x PNG masks') and >= 10x faster than "
         "the three official evaluators alone ('x official evaluators alone'; the official "
@@ -245,4 +270,3 @@ def run(config: BenchConfig) -> BenchSection:
         "sanity: " + ", ".join(f"{k} {metrics[k]:.2f}" for k in ("mIoU", "AP", "PQ")
                                if metrics[k] is not None),
     ]
-    return BenchSection(title="report", rows=rows, notes=notes)

@@ -250,80 +250,118 @@ def run(config: BenchConfig) -> BenchSection:
     """Measure both stages on the small and the large count, ``repeats`` times each, and the
     streaming check once."""
     from panoptool.runtime.pool import resolve_workers
-    from panoptool.synth.scenes import SynthConfig, make_dataset
 
     counts = QUICK_COUNTS if config.quick else COUNTS
     repeats = 1 if config.quick else 3
-    height, width = SIZE
     workers = resolve_workers(config.workers)
     split = "val"
     small, big = counts
-    found: dict[tuple[str, int], list[dict]] = {}
     with tempfile.TemporaryDirectory(dir=config.workdir or None) as tmp:
         tmp = Path(tmp)
-        roots = {n: tmp / f"root{n}" for n in counts}
-        maps = {n: tmp / f"maps{n}" for n in counts}
-        prep = time.perf_counter()
-        make_dataset(roots[big], SynthConfig(n=big, height=height, width=width, seed=0,
-                                             split=split), workers=workers,
-                     show_progress=False)
-        _write_maps(roots[big], split, maps[big], seed=0)
-        _first_images(roots[big], maps[big], split, small, roots[small], maps[small])
-        # warm-up, not counted: numba compiles (and caches) the postprocess kernels once
-        measure_isolated("postprocess", {"maps": str(maps[small]),
-                                         "out": str(tmp / "warmup"), "workers": 1})
-        prep = time.perf_counter() - prep
-        for _ in range(repeats):
-            for n in counts:
-                results = tmp / f"results{n}"
-                shutil.rmtree(results, ignore_errors=True)  # a fresh run every time
-                found.setdefault(("postprocess", n), []).append(measure_isolated(
-                    "postprocess", {"maps": str(maps[n]), "out": str(results),
-                                    "workers": workers}))
-                cache = tmp / f"cache{n}"
-                shutil.rmtree(cache, ignore_errors=True)  # a first evaluation every time
-                found.setdefault(("report", n), []).append(measure_isolated(
-                    "report", {"root": str(roots[n]), "split": split,
-                               "results": str(results), "workers": workers,
-                               "cache": str(cache)}))
+        roots, maps, prep = _setup(tmp, counts, split, workers)
+        found = _measure(tmp, roots, maps, counts, split, workers, repeats)
         stream = measure_isolated("stream", {
             "maps": str(maps[big]), "out": str(tmp / "stream"), "root": str(roots[big]),
             "split": split, "results": str(tmp / f"results{big}"), "at": small})["check"]
-
-    def median(stage, n, key):
-        return float(np.median([r[key] for r in found[(stage, n)]]))
-
     rows, notes, flat_all = [], [], True
     for stage in ("postprocess", "report"):
+        stage_rows, note, flat = _stage_rows(stage, found, stream, counts, workers)
+        rows += stage_rows
+        notes.append(note)
+        flat_all &= flat
+    notes += _notes(counts, repeats, workers, prep, flat_all)
+    return BenchSection(title=f"scale: postprocess and report, {small} vs {big} images",
+                        rows=rows, notes=notes)
+
+
+def _setup(tmp: Path, counts: tuple[int, int], split: str, workers: int
+           ) -> tuple[dict[int, Path], dict[int, Path], float]:
+    """The large dataset with its maps, the small one (its first images), and a warm-up run;
+    (dataset roots and maps folders by image count, seconds taken)."""
+    from panoptool.synth.scenes import SynthConfig, make_dataset
+
+    height, width = SIZE
+    small, big = counts
+    roots = {n: tmp / f"root{n}" for n in counts}
+    maps = {n: tmp / f"maps{n}" for n in counts}
+    prep = time.perf_counter()
+    make_dataset(roots[big], SynthConfig(n=big, height=height, width=width, seed=0,
+                                         split=split), workers=workers,
+                 show_progress=False)
+    _write_maps(roots[big], split, maps[big], seed=0)
+    _first_images(roots[big], maps[big], split, small, roots[small], maps[small])
+    # warm-up, not counted: numba compiles (and caches) the postprocess kernels once
+    measure_isolated("postprocess", {"maps": str(maps[small]),
+                                     "out": str(tmp / "warmup"), "workers": 1})
+    return roots, maps, time.perf_counter() - prep
+
+
+def _measure(tmp: Path, roots: dict[int, Path], maps: dict[int, Path],
+             counts: tuple[int, int], split: str, workers: int, repeats: int
+             ) -> dict[tuple[str, int], list[dict]]:
+    """(stage, image count) -> the :func:`measure` results of its ``repeats`` runs; each
+    repeat runs postprocess then report on each count, into fresh folders."""
+    found: dict[tuple[str, int], list[dict]] = {}
+    for _ in range(repeats):
         for n in counts:
-            runs = found[(stage, n)]
-            pss = [r["tree_pss_mib"] for r in runs]
-            rows.append({"stage": stage, "images": n, "size": f"{height}x{width}",
-                         "workers": workers, "runs": len(runs),
-                         "tree PSS peak MiB": median(stage, n, "tree_pss_mib"),
-                         "PSS min..max": f"{min(pss):.1f}..{max(pss):.1f}",
-                         "tree RSS-sum peak MiB": median(stage, n, "tree_rss_mib"),
-                         "largest process MiB": median(stage, n, "max_rss_mib"),
-                         "ms/image": 1000 * median(stage, n, "seconds") / n})
-        growth = {key: median(stage, big, key) - median(stage, small, key)
-                  for key in ("tree_pss_mib", "tree_rss_mib", "max_rss_mib")}
-        streamed = stream[f"{stage}_rss_end"] - stream[f"{stage}_rss_at"]
-        verdicts = {"images stream": streamed <= STREAM_TOLERANCE_MIB,
-                    "largest process flat": growth["max_rss_mib"] <= TOLERANCE_MIB,
-                    "tree flat": growth["tree_pss_mib"] <= TOLERANCE_MIB}
-        flat_all &= all(verdicts.values())
-        checks = {n: found[(stage, n)][0]["check"] for n in counts}
-        verdict = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in verdicts.items())
-        rows[-1]["verdict"] = verdict
-        rows[-2]["verdict"] = ""
-        notes.append(
-            f"{stage}, {big} vs {small} images (medians): tree PSS {growth['tree_pss_mib']:+.1f} "
+            results = tmp / f"results{n}"
+            shutil.rmtree(results, ignore_errors=True)  # a fresh run every time
+            found.setdefault(("postprocess", n), []).append(measure_isolated(
+                "postprocess", {"maps": str(maps[n]), "out": str(results),
+                                "workers": workers}))
+            cache = tmp / f"cache{n}"
+            shutil.rmtree(cache, ignore_errors=True)  # a first evaluation every time
+            found.setdefault(("report", n), []).append(measure_isolated(
+                "report", {"root": str(roots[n]), "split": split,
+                           "results": str(results), "workers": workers,
+                           "cache": str(cache)}))
+    return found
+
+
+def _stage_rows(stage: str, found: dict[tuple[str, int], list[dict]], stream: dict,
+                counts: tuple[int, int], workers: int) -> tuple[list[dict], str, bool]:
+    """One stage's rows (one per image count, the verdict on the last), its note, and
+    whether its memory is flat."""
+    height, width = SIZE
+    small, big = counts
+
+    def median(n, key):
+        return float(np.median([r[key] for r in found[(stage, n)]]))
+
+    rows = []
+    for n in counts:
+        runs = found[(stage, n)]
+        pss = [r["tree_pss_mib"] for r in runs]
+        rows.append({"stage": stage, "images": n, "size": f"{height}x{width}",
+                     "workers": workers, "runs": len(runs),
+                     "tree PSS peak MiB": median(n, "tree_pss_mib"),
+                     "PSS min..max": f"{min(pss):.1f}..{max(pss):.1f}",
+                     "tree RSS-sum peak MiB": median(n, "tree_rss_mib"),
+                     "largest process MiB": median(n, "max_rss_mib"),
+                     "ms/image": 1000 * median(n, "seconds") / n})
+    growth = {key: median(big, key) - median(small, key)
+              for key in ("tree_pss_mib", "tree_rss_mib", "max_rss_mib")}
+    streamed = stream[f"{stage}_rss_end"] - stream[f"{stage}_rss_at"]
+    verdicts = {"images stream": streamed <= STREAM_TOLERANCE_MIB,
+                "largest process flat": growth["max_rss_mib"] <= TOLERANCE_MIB,
+                "tree flat": growth["tree_pss_mib"] <= TOLERANCE_MIB}
+    checks = {n: found[(stage, n)][0]["check"] for n in counts}
+    verdict = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in verdicts.items())
+    rows[-1]["verdict"] = verdict
+    rows[-2]["verdict"] = ""
+    note = (f"{stage}, {big} vs {small} images (medians): tree PSS {growth['tree_pss_mib']:+.1f} "
             f"MiB, RSS sum {growth['tree_rss_mib']:+.1f} MiB, largest process "
             f"{growth['max_rss_mib']:+.1f} MiB, i.e. "
             f"{1024 * growth['tree_pss_mib'] / (big - small):.1f} KiB (PSS) per extra image; "
             f"one process over all {big} images: RSS after the last image {streamed:+.1f} MiB "
             f"against after image {small} -> {verdict}; sanity {checks}")
-    notes += [
+    return rows, note, all(verdicts.values())
+
+
+def _notes(counts: tuple[int, int], repeats: int, workers: int, prep: float,
+           flat_all: bool) -> list[str]:
+    small, big = counts
+    return [
         f"overall: {'flat' if flat_all else 'NOT FLAT'}; 'images stream' = in one process "
         f"over all {big} images, RSS after the last image exceeds RSS after image {small} by "
         f"at most {STREAM_TOLERANCE_MIB:.0f} MiB (nothing per image stays in memory); "
@@ -341,8 +379,6 @@ def run(config: BenchConfig) -> BenchSection:
         f"numba's cache) took {prep:.0f} s, not timed; ms/image includes the process's start "
         f"(imports, worker pool), which dominates at {small} images",
     ]
-    return BenchSection(title=f"scale: postprocess and report, {small} vs {big} images",
-                        rows=rows, notes=notes)
 
 
 if __name__ == "__main__":

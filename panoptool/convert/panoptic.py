@@ -155,39 +155,54 @@ def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
     >>> rgb[0, 2].tolist()  # 26001 = 145 + 256 * 101
     [145, 101, 0]
     """
-    from panoptool.postprocess import kernels
-
     if instance_ids.dtype not in (np.uint8, np.uint16) or instance_ids.ndim != 2:
         raise ValueError(f"instance_ids must be uint8/uint16 (H, W), got {instance_ids.dtype} "
                          f"{instance_ids.shape}")
     known, kept, category, crowd = _tables(category_ids)
     inst = np.ascontiguousarray(instance_ids, dtype=np.uint16)
-    flat = inst.reshape(1, -1)
-    top = int(inst.max(initial=0)) + 1
-    if inst.size < 1 << 24:  # float32 counts are exact
-        counts = cv2.calcHist([flat], [0], None, [top], [0, top]).ravel().astype(np.int64)
-    else:
-        counts = np.bincount(flat.ravel(), minlength=top)
+    counts = _id_counts(inst)
     ids = np.flatnonzero(counts)
     if not known[ids].all():
         raise ValueError(f"instance id(s) {ids[~known[ids]][:5].tolist()} encode no "
                          f"Cityscapes label id")
     ids = ids[kept[ids]]
-    # pixels of a segment keep their id, everything else becomes 0; the uint16 bytes are
-    # R (id % 256) and G (id // 256); B (id // 65536) is 0 for 16-bit ids
-    keep_value = np.zeros(_N, dtype=np.uint16)
-    keep_value[ids] = ids
-    pan = keep_value[inst]
-    low_high = pan.astype("<u2", copy=False).view(np.uint8).reshape(*inst.shape, 2)
-    rgb = cv2.merge([low_high, np.zeros(inst.shape, dtype=np.uint8)])  # 6x numpy's copy
-    slot = np.full(top, -1, dtype=np.int64)
-    slot[ids] = np.arange(len(ids))
-    box = kernels.bounding_boxes(inst, slot, len(ids))
+    rgb = _panoptic_rgb16(inst, ids)
+    box = _segment_boxes(inst, ids, len(counts))
     segments = [{"id": int(i), "category_id": int(category[i]), "area": int(counts[i]),
                  "bbox": [int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)],
                  "iscrowd": int(crowd[i])}
                 for i, (y0, x0, y1, x1) in zip(ids, box)]
     return rgb, segments
+
+
+def _id_counts(inst: np.ndarray) -> np.ndarray:
+    """Pixels of each id of uint16 (H, W) ``inst``: int64 (max id + 1,)."""
+    flat = inst.reshape(1, -1)
+    top = int(inst.max(initial=0)) + 1
+    if inst.size < 1 << 24:  # float32 counts are exact
+        return cv2.calcHist([flat], [0], None, [top], [0, top]).ravel().astype(np.int64)
+    return np.bincount(flat.ravel(), minlength=top)
+
+
+def _panoptic_rgb16(inst: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) panoptic PNG pixels: the pixels of ``ids`` keep their id, all others
+    become 0 (VOID)."""
+    # the uint16 bytes are R (id % 256) and G (id // 256); B (id // 65536) is 0 for 16-bit ids
+    keep_value = np.zeros(_N, dtype=np.uint16)
+    keep_value[ids] = ids
+    pan = keep_value[inst]
+    low_high = pan.astype("<u2", copy=False).view(np.uint8).reshape(*inst.shape, 2)
+    return cv2.merge([low_high, np.zeros(inst.shape, dtype=np.uint8)])  # 6x numpy's copy
+
+
+def _segment_boxes(inst: np.ndarray, ids: np.ndarray, top: int) -> np.ndarray:
+    """Inclusive (y0, x0, y1, x1) extent of each of ``ids`` in ``inst`` (ids below ``top``),
+    int (len(ids), 4)."""
+    from panoptool.postprocess import kernels
+
+    slot = np.full(top, -1, dtype=np.int64)
+    slot[ids] = np.arange(len(ids))
+    return kernels.bounding_boxes(inst, slot, len(ids))
 
 
 # --- the ground truth of a split ---------------------------------------------------------------
@@ -266,6 +281,26 @@ def _part_is_current(part_path: Path, png_dir: Path, source: str) -> bool:
     return isinstance(ann, dict) and (png_dir / str(ann.get("file_name"))).is_file()
 
 
+def _image_ids(files: list[str]) -> list[str]:
+    """The image id (stem) of each ground-truth file; refuses two files with one id."""
+    stems = [os.path.basename(f).replace("_gtFine_instanceIds.png", "") for f in files]
+    seen: dict[str, str] = {}
+    for stem, f in zip(stems, files):
+        if stem in seen:
+            raise InputError(f, f"same image id {stem!r} as {seen[stem]} (another city "
+                                f"folder); the COCO files would overwrite each other")
+        seen[stem] = f
+    return stems
+
+
+def _make_folders(out: Path, png_dir: Path, parts_dir: Path) -> None:
+    try:
+        png_dir.mkdir(parents=True, exist_ok=True)
+        parts_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create folders ({exc.strerror})") from exc
+
+
 def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None, *,
                         category_ids: str = "label", workers: int = 0, overwrite: bool = False,
                         show_progress: bool = True) -> ConvertSummary:
@@ -294,21 +329,11 @@ def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None,
     base = output_name(split, category_ids)
     out = Path(out) if out is not None else root / "gtFine"
     png_dir, parts_dir = out / base, _parts_dir(out, base)
-    stems = [os.path.basename(f).replace("_gtFine_instanceIds.png", "") for f in files]
-    seen: dict[str, str] = {}
-    for stem, f in zip(stems, files):
-        if stem in seen:
-            raise InputError(f, f"same image id {stem!r} as {seen[stem]} (another city "
-                                f"folder); the COCO files would overwrite each other")
-        seen[stem] = f
+    stems = _image_ids(files)
     parts = [parts_dir / f"{stem}.json" for stem in stems]
     todo = [f for f, p in zip(files, parts)
             if overwrite or not _part_is_current(p, png_dir, f)]
-    try:
-        png_dir.mkdir(parents=True, exist_ok=True)
-        parts_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot create folders ({exc.strerror})") from exc
+    _make_folders(out, png_dir, parts_dir)
     if todo:
         from panoptool.postprocess import kernels  # noqa: F401  imported (and compiled) before the
         gt_to_panoptic(np.zeros((1, 1), np.uint16), category_ids)  # workers fork: once

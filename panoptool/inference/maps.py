@@ -241,13 +241,13 @@ def _splits_of(out: Path, settings: dict, split: str, overwrite: bool) -> list[s
     return sorted({*old.get("splits", [old.get("split")]), split} - {None})
 
 
-def _infer(config: InferConfig, shard, barrier, *, overwrite: bool, show_progress: bool,
-           on_bad_image: str) -> InferSummary:
-    from panoptool.runtime.guard import output_lock
-    from panoptool.runtime.pool import console, default_workers, make_progress
+def _device_for(config: InferConfig, shard) -> tuple[torch.device, int, bool]:
+    """(device, CPU threads, channels_last) of this process: an exported ``--model`` runs
+    on the CPU; under torchrun each process takes its local GPU and its share of the cores.
+    Sets torch's thread count on the CPU."""
+    from panoptool.runtime.pool import default_workers
     from panoptool.training.loop import resolve_device
 
-    start = time.perf_counter()
     device = resolve_device(config.device) if not config.model else torch.device("cpu")
     if device.type == "cuda" and shard.world > 1:
         device = torch.device("cuda", shard.local_rank)
@@ -257,6 +257,52 @@ def _infer(config: InferConfig, shard, barrier, *, overwrite: bool, show_progres
         torch.set_num_threads(threads)
     channels_last = device.type == "cpu" if config.channels_last is None else \
         config.channels_last
+    return device, threads, channels_last
+
+
+def _image_loader(config: InferConfig, todo: list[Sample], device: torch.device
+                  ) -> torch.utils.data.DataLoader:
+    """Batches of (index into ``todo``, image or BadSample), read in ``config.workers``
+    processes (0 = 1 on the CPU, up to 8 on a GPU)."""
+    from panoptool.runtime.pool import default_workers
+
+    workers = config.workers or (1 if device.type == "cpu"
+                                 else max(1, min(8, default_workers() // 2)))
+    _PARENT[0] = os.getpid()
+    return torch.utils.data.DataLoader(_Images(todo), batch_size=config.batch,
+                                       num_workers=workers if todo else 0,
+                                       collate_fn=_collate, worker_init_fn=_worker_init,
+                                       pin_memory=device.type == "cuda")
+
+
+def _write_batch(items: list, run, device: torch.device, out: Path, split: str,
+                 todo: list[Sample], on_bad_image: str) -> None:
+    """Run the network on one loaded batch (grouped by image size) and write each image's
+    maps; a bad image stops the run or, with ``on_bad_image == "skip"``, is logged and
+    left out."""
+    from panoptool.runtime.pool import console
+
+    groups: dict[tuple, list] = {}
+    for i, image in items:
+        if not isinstance(image, torch.Tensor):  # a BadSample
+            if on_bad_image == "stop":
+                raise image.error()
+            console.print(f"skipped (--on-bad-image skip): {image.line()}")
+            continue
+        groups.setdefault(tuple(image.shape), []).append((i, image))
+    for group in groups.values():
+        images = torch.stack([im for _, im in group]).to(device, non_blocking=True)
+        for (i, _), maps in zip(group, run(images)):
+            formats.write_maps(formats.maps_path(out, split, todo[i].stem), **maps)
+
+
+def _infer(config: InferConfig, shard, barrier, *, overwrite: bool, show_progress: bool,
+           on_bad_image: str) -> InferSummary:
+    from panoptool.runtime.guard import output_lock
+    from panoptool.runtime.pool import make_progress
+
+    start = time.perf_counter()
+    device, threads, channels_last = _device_for(config, shard)
     samples = list_images(config.root, config.split)
     run, iteration, network, upstream = _load_runner(config, device, channels_last, threads)
     out = Path(config.out)
@@ -272,13 +318,7 @@ def _infer(config: InferConfig, shard, barrier, *, overwrite: bool, show_progres
     mine = shard.take(samples)
     todo = [s for s in mine if overwrite
             or not formats.maps_path(out, config.split, s.stem).is_file()]
-    workers = config.workers or (1 if device.type == "cpu"
-                                 else max(1, min(8, default_workers() // 2)))
-    _PARENT[0] = os.getpid()
-    loader = torch.utils.data.DataLoader(_Images(todo), batch_size=config.batch,
-                                         num_workers=workers if todo else 0,
-                                         collate_fn=_collate, worker_init_fn=_worker_init,
-                                         pin_memory=device.type == "cuda")
+    loader = _image_loader(config, todo, device)
     progress = make_progress() if show_progress else contextlib.nullcontext()
     done = 0
     t0 = time.perf_counter()
@@ -286,19 +326,7 @@ def _infer(config: InferConfig, shard, barrier, *, overwrite: bool, show_progres
         task = progress.add_task(f"infer {config.split}", total=len(todo), rate="") \
             if show_progress else None
         for items in loader:
-            groups: dict[tuple, list] = {}
-            for i, image in items:
-                if not isinstance(image, torch.Tensor):  # a BadSample
-                    if on_bad_image == "stop":
-                        raise image.error()
-                    console.print(f"skipped (--on-bad-image skip): {image.line()}")
-                    continue
-                groups.setdefault(tuple(image.shape), []).append((i, image))
-            for group in groups.values():
-                images = torch.stack([im for _, im in group]).to(device, non_blocking=True)
-                for (i, _), maps in zip(group, run(images)):
-                    formats.write_maps(formats.maps_path(out, config.split, todo[i].stem),
-                                       **maps)
+            _write_batch(items, run, device, out, config.split, todo, on_bad_image)
             done += len(items)
             if task is not None:
                 rate = done / max(time.perf_counter() - t0, 1e-9)

@@ -306,12 +306,7 @@ def parse_results(data, stems: list[str], path: PathLike,
     cache: dict = {}
     for n, entry in enumerate(data):
         where = f"entry {n}"
-        if not isinstance(entry, dict):
-            raise InputError(path, f"{where}: expected an object, got {type(entry).__name__}")
-        missing = [k for k in ("image_id", "category_id", "score", "segmentation")
-                   if k not in entry]
-        if missing:
-            raise InputError(path, f"{where}: lacks {', '.join(missing)}")
+        _check_entry_keys(entry, where, path)
         image_id = entry["image_id"]
         key = _id_key(image_id)
         if key not in cache:
@@ -330,33 +325,56 @@ def parse_results(data, stems: list[str], path: PathLike,
                                    f"(expected the labelId of a thing class, "
                                    f"{RESULT_LABEL_IDS[0]}..{RESULT_LABEL_IDS[-1]}; another "
                                    f"numbering needs --coco-gt with named categories)")
-        score = entry["score"]
-        if isinstance(score, bool) or not isinstance(score, (int, float)) \
-                or not math.isfinite(score):
-            raise InputError(path, f"{where}: score must be a finite number, got {score!r}")
-        seg = entry["segmentation"]
-        size = seg.get("size") if isinstance(seg, dict) else None
-        counts = seg.get("counts") if isinstance(seg, dict) else None
-        if (not isinstance(size, list) or len(size) != 2
-                or not all(isinstance(v, int) and v > 0 for v in size)
-                or not isinstance(counts, (str, list))):
-            raise InputError(path, f"{where}: segmentation must be an RLE "
-                                   f"{{'size': [height, width], 'counts': ...}}")
-        box = entry.get("bbox")
-        if box is not None and box != []:
-            if not (isinstance(box, list) and len(box) == 4
-                    and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                            and math.isfinite(v) for v in box)):
-                raise InputError(path, f"{where}: bbox must be [x, y, width, height], got "
-                                       f"{box!r}")
-            box = tuple(float(v) for v in box)
-        else:
-            box = None
-        out[stem].append(ResultInstance(index=n, label_id=label, score=float(score),
+        score = _entry_score(entry["score"], where, path)
+        size, counts = _entry_rle(entry["segmentation"], where, path)
+        box = _entry_bbox(entry.get("bbox"), where, path)
+        out[stem].append(ResultInstance(index=n, label_id=label, score=score,
                                         height=size[0], width=size[1],
                                         counts=counts if isinstance(counts, str)
                                         else tuple(counts), bbox=box))
     return out
+
+
+def _check_entry_keys(entry, where: str, path: PathLike) -> None:
+    """A results entry is an object with image_id, category_id, score and segmentation."""
+    if not isinstance(entry, dict):
+        raise InputError(path, f"{where}: expected an object, got {type(entry).__name__}")
+    missing = [k for k in ("image_id", "category_id", "score", "segmentation")
+               if k not in entry]
+    if missing:
+        raise InputError(path, f"{where}: lacks {', '.join(missing)}")
+
+
+def _entry_score(score, where: str, path: PathLike) -> float:
+    """An entry's score: a finite number (not a bool)."""
+    if isinstance(score, bool) or not isinstance(score, (int, float)) \
+            or not math.isfinite(score):
+        raise InputError(path, f"{where}: score must be a finite number, got {score!r}")
+    return float(score)
+
+
+def _entry_rle(seg, where: str, path: PathLike) -> tuple[list[int], str | list]:
+    """(size [height, width], counts) of an entry's RLE segmentation (counts not decoded)."""
+    size = seg.get("size") if isinstance(seg, dict) else None
+    counts = seg.get("counts") if isinstance(seg, dict) else None
+    if (not isinstance(size, list) or len(size) != 2
+            or not all(isinstance(v, int) and v > 0 for v in size)
+            or not isinstance(counts, (str, list))):
+        raise InputError(path, f"{where}: segmentation must be an RLE "
+                               f"{{'size': [height, width], 'counts': ...}}")
+    return size, counts
+
+
+def _entry_bbox(box, where: str, path: PathLike) -> tuple | None:
+    """An entry's optional bbox [x, y, width, height] as floats (absent or [] = None)."""
+    if box is None or box == []:
+        return None
+    if not (isinstance(box, list) and len(box) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v) for v in box)):
+        raise InputError(path, f"{where}: bbox must be [x, y, width, height], got "
+                               f"{box!r}")
+    return tuple(float(v) for v in box)
 
 
 def _stem_of(image_id, key, stems: set[str], id_map: ImageIdMap | None) -> str | None:

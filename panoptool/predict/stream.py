@@ -806,21 +806,8 @@ def predict(config: PredictConfig, *, overwrite: bool = False, show_progress: bo
         if backend is None:
             backend = make_backend(config)
         check_classes(backend, NUM_CLASSES, config.checkpoint or config.model)
-        upstream = getattr(backend, "upstream", None)
-        config_json = formats.stage_config("predict", _stage_settings(config, backend),
-                                           upstream)
-        check_output(out, config_json, overwrite)
-        if dist.rank == 0:
-            if overwrite:
-                clear_output(out)
-            elif out.is_dir():
-                remove_stale_temporaries(out)
-            write_json(out / formats.CONFIG_JSON, config_json)
-        dist.barrier()
-        mine = list(enumerate(sources))[dist.rank::dist.world]
-        todo = [(u, s) for u, s in mine if not is_done(out, s)]
-        summary = PredictSummary(out=str(out), sources=len(mine), skipped=len(mine) - len(todo),
-                                 rank=dist.rank, world=dist.world)
+        _prepare_output(config, backend, out, overwrite, dist)
+        todo, summary = _share_of(sources, out, dist)
         for f in warm:
             f.result()
         _run(backend, config, out, todo, pool, 2 * n_workers + config.batch, summary,
@@ -829,113 +816,209 @@ def predict(config: PredictConfig, *, overwrite: bool = False, show_progress: bo
         pool.shutdown(wait=True, cancel_futures=True)
     dist.barrier()
     if dist.rank == 0 and "panoptic" in config.formats:
-        missing = [s.path for s in sources if not is_done(out, s)]
-        if missing:
-            raise OutputError(f"{out}: inputs without results after the run: "
-                              f"{', '.join(missing[:3])}")
-        assemble_panoptic_json(out, sources)
+        _write_panoptic_json(out, sources)
     dist.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
+def _prepare_output(config: PredictConfig, backend, out: Path, overwrite: bool,
+                    dist: _Dist) -> None:
+    """Check the output folder against this run's settings; rank 0 clears it (``overwrite``)
+    or removes stale temporaries, and writes ``config.json``; then all ranks meet."""
+    upstream = getattr(backend, "upstream", None)
+    config_json = formats.stage_config("predict", _stage_settings(config, backend), upstream)
+    check_output(out, config_json, overwrite)
+    if dist.rank == 0:
+        if overwrite:
+            clear_output(out)
+        elif out.is_dir():
+            remove_stale_temporaries(out)
+        write_json(out / formats.CONFIG_JSON, config_json)
+    dist.barrier()
+
+
+def _share_of(sources: list[Source], out: Path, dist: _Dist
+              ) -> tuple[list[tuple[int, Source]], PredictSummary]:
+    """This rank's inputs not done yet, as (unit = index among all inputs, source), and the
+    run's summary counting them."""
+    mine = list(enumerate(sources))[dist.rank::dist.world]
+    todo = [(u, s) for u, s in mine if not is_done(out, s)]
+    summary = PredictSummary(out=str(out), sources=len(mine), skipped=len(mine) - len(todo),
+                             rank=dist.rank, world=dist.world)
+    return todo, summary
+
+
+def _write_panoptic_json(out: Path, sources: list[Source]) -> None:
+    """``panoptic.json`` of all inputs (rank 0, after every rank is done).
+
+    Raises
+    ------
+    OutputError
+        If an input has no result after the run.
+    """
+    missing = [s.path for s in sources if not is_done(out, s)]
+    if missing:
+        raise OutputError(f"{out}: inputs without results after the run: "
+                          f"{', '.join(missing[:3])}")
+    assemble_panoptic_json(out, sources)
+
+
 def _run(backend, config: PredictConfig, out: Path, todo: list[tuple[int, Source]],
          pool: ProcessPoolExecutor, max_in_flight: int, summary: PredictSummary,
          show_progress: bool, make_progress) -> None:
+    """Decode, run the network on and derive every frame of ``todo``, overlapped (see the
+    module docstring); the first decoding error is raised after what was computed before it
+    is written."""
     if not todo:
         return
-    units = dict(todo)
-    on_gpu = getattr(getattr(backend, "device", None), "type", "cpu") == "cuda"
-    loaders = config.loaders or (4 if on_gpu else 1)
-    loaders = min(loaders, len(todo))
-    loader = torch.utils.data.DataLoader(
-        _Frames(todo, int(backend.stride)), batch_size=None, num_workers=loaders,
-        worker_init_fn=_loader_init if loaders else None,
-        prefetch_factor=2 if loaders else None, pin_memory=False)
-    queue: deque = deque()  # (future or None, kind, unit, payload), in input order
-    writers: dict[int, tuple[cv2.VideoWriter, Path, Path]] = {}
-    total = sum(s.frames for _, s in todo) or None
+    loader = _make_loader(backend, config, todo)
     progress = make_progress() if show_progress else contextlib.nullcontext()
-    t_start = time.perf_counter()
-
-    def take_oldest() -> None:
-        future, kind, unit, payload = queue.popleft()
-        if kind == "frame":
-            _, n_inst, overlay, t_derive, t_write = future.result()
-            summary.frames += 1
-            summary.instances += n_inst
-            summary.derive_seconds += t_derive
-            summary.write_seconds += t_write
-            if overlay is not None:
-                _video_frame(writers, out, units[unit], unit, overlay)
-            if task is not None:
-                rate = summary.frames / max(time.perf_counter() - t_start, 1e-9)
-                progress.update(task, completed=summary.frames, rate=f"{rate:.2f} frames/s")
-        elif kind == "end":
-            if unit in writers:
-                writer, tmp, final = writers.pop(unit)
-                writer.release()
-                os.replace(tmp, final)
-            write_json(video_marker(out, units[unit].name), {"frames": payload}, indent=None)
-        elif kind == "error":
-            raise payload
-
-    def submit(items: list[dict]) -> None:
-        t0 = time.perf_counter()
-        x = np.stack([it["x"].numpy() for it in items])
-        maps = backend(x)
-        summary.network_seconds += time.perf_counter() - t0
-        for it, m in zip(items, maps):
-            image = it["image"].numpy()
-            h, w = image.shape[:2]
-            source = units[it["unit"]]
-            pixels = h * w
-            pp = scaled_config(config.postprocess, pixels) if config.scale_areas \
-                else config.postprocess
-            job = _Job(str(out), source, it["k"], image if "overlay" in config.formats else None,
-                       quantize_maps(m, h, w), pp, config.formats, config.save_maps)
-            while len(queue) >= max_in_flight:
-                take_oldest()
-            queue.append((pool.submit(_finish_frame, job), "frame", it["unit"], None))
-
+    stream = _Stream(backend, config, out, dict(todo), pool, max_in_flight, summary, progress)
+    total = sum(s.frames for _, s in todo) or None
     error: InputError | None = None
     t_run = time.perf_counter()
     try:
         with progress:
-            task = progress.add_task("predict", total=total, rate="") if show_progress \
-                else None
-            batch: list[dict] = []
-            t_wait = time.perf_counter()
-            for item in loader:
-                summary.wait_seconds += time.perf_counter() - t_wait
-                if "x" in item:
-                    if batch and (len(batch) >= config.batch
-                                  or batch[0]["x"].shape != item["x"].shape):
-                        submit(batch)
-                        batch = []
-                    batch.append(item)
-                else:
-                    if batch:
-                        submit(batch)
-                        batch = []
-                    if "error" in item:
-                        error = item["error"]
-                        break
-                    queue.append((None, "end", item["unit"], item["end"]))
-                t_wait = time.perf_counter()
-            if batch and error is None:
-                submit(batch)
-            while queue:  # what was computed is written, also before an error is raised
-                take_oldest()
+            if show_progress:
+                stream.task = progress.add_task("predict", total=total, rate="")
+            error = _feed(stream, loader, config.batch)
+            stream.drain()  # what was computed is written, also before an error is raised
         summary.times["run"] = time.perf_counter() - t_run
     finally:
-        for writer, tmp, _ in writers.values():
-            writer.release()
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        stream.discard_videos()
         del loader
     if error is not None:
         raise error
+
+
+def _make_loader(backend, config: PredictConfig, todo: list[tuple[int, Source]]
+                 ) -> torch.utils.data.DataLoader:
+    """The DataLoader decoding the frames of ``todo`` in ``config.loaders`` processes
+    (0 = 4 on a GPU, 1 on the CPU; at most one per input)."""
+    on_gpu = getattr(getattr(backend, "device", None), "type", "cpu") == "cuda"
+    loaders = config.loaders or (4 if on_gpu else 1)
+    loaders = min(loaders, len(todo))
+    return torch.utils.data.DataLoader(
+        _Frames(todo, int(backend.stride)), batch_size=None, num_workers=loaders,
+        worker_init_fn=_loader_init if loaders else None,
+        prefetch_factor=2 if loaders else None, pin_memory=False)
+
+
+def _feed(stream: _Stream, loader, batch: int) -> InputError | None:
+    """Submit the loader's frames to ``stream`` in batches (consecutive frames of one size,
+    at most ``batch``) and mark the ends of videos; returns the first decoding error (the
+    frames before it are submitted), else None."""
+    summary = stream.summary
+    items: list[dict] = []
+    t_wait = time.perf_counter()
+    for item in loader:
+        summary.wait_seconds += time.perf_counter() - t_wait
+        if "x" in item:
+            if items and (len(items) >= batch or items[0]["x"].shape != item["x"].shape):
+                stream.submit(items)
+                items = []
+            items.append(item)
+        else:
+            if items:
+                stream.submit(items)
+                items = []
+            if "error" in item:
+                return item["error"]
+            stream.end_video(item["unit"], item["end"])
+        t_wait = time.perf_counter()
+    if items:
+        stream.submit(items)
+    return None
+
+
+def _frame_job(config: PredictConfig, out: Path, source: Source, item: dict,
+               maps: dict[str, np.ndarray]) -> _Job:
+    """The derivation worker's job for one decoded frame ``item`` and its network maps
+    (padded; cropped and quantised here), with the pixel sizes scaled to its size."""
+    image = item["image"].numpy()
+    h, w = image.shape[:2]
+    pixels = h * w
+    pp = scaled_config(config.postprocess, pixels) if config.scale_areas \
+        else config.postprocess
+    return _Job(str(out), source, item["k"], image if "overlay" in config.formats else None,
+                quantize_maps(maps, h, w), pp, config.formats, config.save_maps)
+
+
+class _Stream:
+    """The frames and video ends of one run in flight, in input order: the network runs in
+    this process (:meth:`submit`), derivation and writing in the pool, at most
+    ``max_in_flight`` frames at a time; results are taken back oldest first (the video
+    overlays are appended here, and the summary and progress bar updated)."""
+
+    def __init__(self, backend, config: PredictConfig, out: Path, units: dict[int, Source],
+                 pool: ProcessPoolExecutor, max_in_flight: int, summary: PredictSummary,
+                 progress):
+        self.backend, self.config, self.out, self.units = backend, config, out, units
+        self.pool, self.max_in_flight, self.summary = pool, max_in_flight, summary
+        self.progress, self.task = progress, None
+        self.queue: deque = deque()  # (future or None, kind, unit, payload), in input order
+        self.writers: dict[int, tuple[cv2.VideoWriter, Path, Path]] = {}
+        self.t_start = time.perf_counter()
+
+    def submit(self, items: list[dict]) -> None:
+        """Run the network on a batch of frames of one size and queue their derivation."""
+        t0 = time.perf_counter()
+        x = np.stack([it["x"].numpy() for it in items])
+        maps = self.backend(x)
+        self.summary.network_seconds += time.perf_counter() - t0
+        for it, m in zip(items, maps):
+            job = _frame_job(self.config, self.out, self.units[it["unit"]], it, m)
+            while len(self.queue) >= self.max_in_flight:
+                self.take_oldest()
+            self.queue.append((self.pool.submit(_finish_frame, job), "frame", it["unit"], None))
+
+    def end_video(self, unit: int, frames: int) -> None:
+        """Queue the end of a video of ``frames`` frames (after its last frame)."""
+        self.queue.append((None, "end", unit, frames))
+
+    def drain(self) -> None:
+        while self.queue:
+            self.take_oldest()
+
+    def take_oldest(self) -> None:
+        future, kind, unit, payload = self.queue.popleft()
+        if kind == "frame":
+            self._frame_done(unit, future.result())
+        elif kind == "end":
+            self._video_done(unit, payload)
+        elif kind == "error":
+            raise payload
+
+    def _frame_done(self, unit: int, result: tuple) -> None:
+        _, n_inst, overlay, t_derive, t_write = result
+        summary = self.summary
+        summary.frames += 1
+        summary.instances += n_inst
+        summary.derive_seconds += t_derive
+        summary.write_seconds += t_write
+        if overlay is not None:
+            _video_frame(self.writers, self.out, self.units[unit], unit, overlay)
+        if self.task is not None:
+            rate = summary.frames / max(time.perf_counter() - self.t_start, 1e-9)
+            self.progress.update(self.task, completed=summary.frames,
+                                 rate=f"{rate:.2f} frames/s")
+
+    def _video_done(self, unit: int, frames: int) -> None:
+        """Close the video's overlay (renamed to its final name) and write its marker."""
+        if unit in self.writers:
+            writer, tmp, final = self.writers.pop(unit)
+            writer.release()
+            os.replace(tmp, final)
+        write_json(video_marker(self.out, self.units[unit].name), {"frames": frames},
+                   indent=None)
+
+    def discard_videos(self) -> None:
+        """Release the overlays of videos not finished and remove their temporary files."""
+        for writer, tmp, _ in self.writers.values():
+            writer.release()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def _video_frame(writers: dict, out: Path, source: Source, unit: int,

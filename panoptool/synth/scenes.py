@@ -310,9 +310,263 @@ def _pole(p: _Painter, cx: float, yb: float, top: float, width: float, *,
         p.rect(t, cx - 2 * width, top, cx + 2 * width, top + 6 * width)
 
 
+# --- the scene -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Ground:
+    """Perspective of the ground plane: image size ``H`` x ``W`` (floats), horizon row ``yh``,
+    vanishing-point column ``vx`` and the road's edges ``road_l``, ``road_r`` on the bottom
+    row."""
+
+    H: float
+    W: float
+    yh: float
+    vx: float
+    road_l: float
+    road_r: float
+
+    def row(self, f: float) -> float:
+        """Row of the ground at depth factor f in (0, 1] (1 = bottom of the image)."""
+        return self.yh + f * (self.H - self.yh)
+
+    def road_x(self, y: float, t: float) -> float:
+        """Column at fraction t across the road on row y."""
+        W, yh, vx = self.W, self.yh, self.vx
+        a = (y - yh) / (self.H - yh)
+        left = vx - 0.03 * W + a * (self.road_l - vx + 0.03 * W)
+        right = vx + 0.03 * W + a * (self.road_r - vx - 0.03 * W)
+        return left + t * (right - left)
+
+
+class _PaintQueue:
+    """Objects waiting to be painted far to near: sorted by the row where they touch the
+    ground, ties in the order they were added."""
+
+    def __init__(self, p: _Painter):
+        self.p = p
+        self.jobs: list[tuple[float, int, object]] = []  # (row of the ground contact, order, paint)
+
+    def add(self, yb: float, fn, *args, **kwargs) -> None:
+        self.jobs.append((yb, len(self.jobs), partial(fn, self.p, *args, **kwargs)))
+
+    def paint(self) -> None:
+        for _, _, paint in sorted(self.jobs, key=lambda j: (j[0], j[1])):
+            paint()
+
+
+# background: sky, buildings, vegetation, ground, road (painted first, in this order)
+
+def _paint_buildings(p: _Painter, H: float, W: float, yh: float) -> None:
+    """A row of buildings (a few walls) of random widths and heights up to the horizon."""
+    rng, u = p.rng, p.rng.uniform
+    x = -W * u(0, 0.05)
+    k = 0
+    while x < W:
+        bw = W * u(0.06, 0.16)
+        label = 12 if rng.random() < 0.1 else 11
+        shade = np.asarray(BASE_COLORS[label]) + (1 if k % 2 else -1) * u(10, 30) \
+            + rng.integers(-12, 13, 3)
+        p.rect(p.segment(label, shade), x, H * u(0.04, 0.3), x + bw, yh + 2)
+        x += bw
+        k += 1
+
+
+def _paint_trees(p: _Painter, W: float, yh: float) -> None:
+    """One to three trees (vegetation ellipses) on the horizon."""
+    rng, u = p.rng, p.rng.uniform
+    for _ in range(int(rng.integers(1, 4))):
+        cx, r = W * u(0, 1), W * u(0.04, 0.1)
+        p.ellipse(p.segment(21, np.asarray(BASE_COLORS[21]) + rng.integers(-15, 16, 3)),
+                  cx, yh - r * u(0.2, 0.8), r, r * u(0.6, 1.0))
+
+
+def _paint_sidewalk(p: _Painter, H: float, W: float, yh: float) -> None:
+    """Sidewalk below the horizon, with a strip of terrain at one side (70 % of scenes)."""
+    rng = p.rng
+    ground = p.segment(8, BASE_COLORS[8])
+    p.rect(ground, 0, yh, W, H)
+    terrain_left = rng.random() < 0.5
+    if rng.random() < 0.7:
+        tx = (0, W * 0.12) if terrain_left else (W * 0.88, W)
+        p.poly(p.segment(22, BASE_COLORS[22]), [(tx[0], H), (tx[1], H), (tx[1], yh + 0.25 * (H - yh)),
+                                                (tx[0], yh + 0.25 * (H - yh))])
+
+
+def _paint_road(p: _Painter, g: _Ground) -> None:
+    """The road towards the vanishing point, its dashed centre line in perspective and, in
+    half of the scenes, a fence along the far sidewalk."""
+    rng, u = p.rng, p.rng.uniform
+    H, W, yh, vx = g.H, g.W, g.yh, g.vx
+    road = p.segment(7, np.asarray(BASE_COLORS[7]) + rng.integers(-8, 9, 3))
+    p.poly(road, [(g.road_l, H), (g.road_r, H), (vx + 0.03 * W, yh), (vx - 0.03 * W, yh)])
+    mark = p.segment(7, (225, 225, 215), amp=4)
+    bottom = H
+    for t0 in np.arange(0.05, 1.0, 0.2):  # dashed centre line in perspective
+        t1 = t0 + 0.1
+        y0, y1 = yh + t0 ** 2 * (bottom - yh), yh + t1 ** 2 * (bottom - yh)
+        hw0, hw1 = 0.006 * W * t0 ** 2 + 0.5, 0.006 * W * t1 ** 2 + 0.5
+        xm0, xm1 = vx + (W / 2 - vx) * t0 ** 2, vx + (W / 2 - vx) * t1 ** 2
+        p.poly(mark, [(xm0 - hw0, y0), (xm0 + hw0, y0), (xm1 + hw1, y1), (xm1 - hw1, y1)])
+    if rng.random() < 0.5:  # a fence along the far sidewalk
+        fx = W * u(0.6, 0.8)
+        p.rect(p.segment(13, BASE_COLORS[13]), fx, yh - 0.05 * H, fx + W * u(0.1, 0.2), yh + 2)
+
+
+def _paint_background(p: _Painter, H: float, W: float) -> _Ground:
+    """Paint sky, buildings, trees, sidewalk and road; return the ground's perspective."""
+    rng, u = p.rng, p.rng.uniform
+    p.segment(23, np.asarray(BASE_COLORS[23]) + rng.integers(-10, 11, 3))  # segment 0 = sky
+    yh = H * u(0.38, 0.46)  # horizon
+    vx = W * u(0.4, 0.6)  # vanishing point column
+    _paint_buildings(p, H, W, yh)
+    _paint_trees(p, W, yh)
+    _paint_sidewalk(p, H, W, yh)
+    road_l, road_r = W * u(-0.25, 0.12), W * u(0.88, 1.25)
+    g = _Ground(H, W, yh, vx, road_l, road_r)
+    _paint_road(p, g)
+    return g
+
+
+# things and poles: queued, then painted far to near
+
+def _add_traffic(q: _PaintQueue, g: _Ground) -> list[tuple[float, float, float]]:
+    """Two to four cars seen from behind on the road; returns their (x0, yb, w)."""
+    rng, u = q.p.rng, q.p.rng.uniform
+    cars: list[tuple[float, float, float]] = []
+    for _ in range(int(rng.integers(2, 5))):
+        f = u(0.12, 0.8)
+        yb = g.row(f)
+        w = 0.3 * g.W * f
+        x0 = g.road_x(yb, u(0.1, 0.9)) - w / 2
+        q.add(yb, _car, x0, yb, w, False)
+        cars.append((x0, yb, w))
+    return cars
+
+
+def _add_parked_row(q: _PaintQueue, g: _Ground) -> None:
+    """A row of parked side-view cars at one road edge: the first two touch, then they
+    overlap."""
+    rng, u = q.p.rng, q.p.rng.uniform
+    f = u(0.35, 0.6)
+    on_left = rng.random() < 0.5
+    n_row = int(rng.integers(3, 6))
+    w = 0.45 * g.W * f
+    x0 = g.road_x(g.row(f), 0.0) - (n_row * 0.8 * w if on_left else -0.1 * w)
+    for i in range(n_row):
+        yb = g.row(f) + i * 0.01 * g.H * (1 if on_left else -1)
+        q.add(yb, _car, x0, yb, w, True)
+        x0 += w * (1.0 if i == 0 else u(0.6, 0.9))  # first two touch, then overlap
+
+
+def _add_far_vehicles(q: _PaintQueue, g: _Ground) -> None:
+    """Three to six small far cars near the horizon, then up to two trucks or buses."""
+    rng, u = q.p.rng, q.p.rng.uniform
+    for _ in range(int(rng.integers(3, 7))):  # small far cars
+        f = u(0.02, 0.08)
+        yb = g.row(f)
+        q.add(yb, _car, g.road_x(yb, u(-0.5, 1.5)), yb, 0.3 * g.W * f, rng.random() < 0.5)
+    for _ in range(int(rng.integers(0, 3))):  # trucks and buses
+        f = u(0.15, 0.5)
+        yb = g.row(f)
+        w = 0.8 * g.W * f
+        q.add(yb, _big_vehicle, g.road_x(yb, u(0.0, 1.0)) - w / 2, yb, w,
+              27 if rng.random() < 0.5 else 28)
+
+
+def _sidewalk_x(rng: np.random.Generator, g: _Ground):
+    """Choose a sidewalk (left or right of the road); return ``side_x(y)``, a random column
+    on it at row y (one draw per call)."""
+    if rng.random() < 0.5:
+        return lambda y: g.road_x(y, rng.uniform(-0.6, -0.05))
+    return lambda y: g.road_x(y, rng.uniform(1.05, 1.6))
+
+
+def _add_people(q: _PaintQueue, g: _Ground, side_x) -> None:
+    """Pedestrians on the sidewalk (one overlapping pair among them), then one or two riders
+    on bicycles or motorcycles on the road."""
+    rng, u, H = q.p.rng, q.p.rng.uniform, g.H
+    for _ in range(int(rng.integers(2, 5))):  # pedestrians on the sidewalks
+        f = u(0.1, 0.75)
+        yb = g.row(f)
+        q.add(yb, _person, side_x(yb), yb, 0.6 * H * f)
+    f = u(0.3, 0.7)  # an overlapping pair of pedestrians
+    yb = g.row(f)
+    cx = side_x(yb)
+    q.add(yb, _person, cx, yb, 0.6 * H * f)
+    q.add(yb + 1, _person, cx + 0.1 * H * f, yb + 1, 0.58 * H * f)
+    for _ in range(int(rng.integers(1, 3))):  # riders on bicycles / motorcycles
+        f = u(0.15, 0.7)
+        yb = g.row(f)
+        q.add(yb, _rider, g.road_x(yb, u(0.05, 0.95)), yb, 0.5 * H * f, rng.random() < 0.3)
+
+
+def _add_crowds(q: _PaintQueue, g: _Ground, side_x) -> None:
+    """A crowd of persons on the sidewalk and, in half of the scenes, a far car park (a car
+    crowd); crowd members carry no instance ids."""
+    rng, u = q.p.rng, q.p.rng.uniform
+    f = u(0.05, 0.15)  # a crowd of persons (no instance ids)
+    yb = g.row(f)
+    cx = side_x(yb)
+    for _ in range(int(rng.integers(5, 10))):
+        q.add(yb, _person, cx + u(-0.6, 0.6) * g.H * f, yb + u(-2, 2),
+              0.6 * g.H * f * u(0.85, 1.1), crowd=True)
+    if rng.random() < 0.5:  # a car park far away: a car crowd
+        f = u(0.04, 0.1)
+        yb = g.row(f)
+        cx = g.road_x(yb, 1.3 if rng.random() < 0.5 else -0.6)
+        for _ in range(int(rng.integers(3, 6))):
+            q.add(yb, _car, cx + u(-0.3, 0.3) * g.W * f, yb + u(-1, 1), 0.3 * g.W * f, False,
+                  crowd=True)
+
+
+def _add_poles(q: _PaintQueue, g: _Ground, side_x, cars: list[tuple[float, float, float]]) -> None:
+    """One to three poles (some with a sign or a light) along the sidewalk, and one in front
+    of the largest car of ``cars``, cutting it in two."""
+    rng, u = q.p.rng, q.p.rng.uniform
+    H, W, yh = g.H, g.W, g.yh
+    pole_w = max(2.0, 0.005 * W)
+    for _ in range(int(rng.integers(1, 4))):  # poles along the sidewalks
+        f = u(0.1, 0.8)
+        yb = g.row(f)
+        q.add(yb, _pole, side_x(yb), yb, yh - (0.35 + 0.1 * f) * H * f * 2, pole_w * max(f, 0.4),
+              sign=rng.random() < 0.5, light=rng.random() < 0.3)
+    if cars:  # a pole in front of the largest car, cutting it in two
+        x0, yb, w = max(cars, key=lambda c: c[2])
+        q.add(yb + 0.5, _pole, x0 + w * u(0.4, 0.6), yb + 0.02 * H, yb - w * 1.2, pole_w,
+              sign=rng.random() < 0.5)
+
+
+def _static_object(p: _Painter, cx: float, yb: float, s: float) -> None:
+    """A static void object (label 4), a square of side ``s`` standing on row ``yb``."""
+    p.rect(p.segment(4, BASE_COLORS[4]), cx - s, yb - s, cx + s, yb)
+
+
+def _add_static(q: _PaintQueue, g: _Ground, side_x) -> None:
+    """In half of the scenes, a static void object on the sidewalk."""
+    rng, u = q.p.rng, q.p.rng.uniform
+    if rng.random() < 0.5:
+        f = u(0.2, 0.6)
+        yb = g.row(f)
+        sx = side_x(yb)
+        q.add(yb, _static_object, sx, yb, 0.05 * g.W * f)
+
+
+def _paint_void(p: _Painter, H: float, W: float) -> None:
+    """Void on top of everything: the ego vehicle at the bottom and the out-of-roi border."""
+    ego = p.segment(1, BASE_COLORS[1])
+    p.ellipse(ego, W / 2, H + 0.02 * H, 0.75 * W, H * p.rng.uniform(0.07, 0.11))
+    border = p.segment(3, BASE_COLORS[3])
+    b = max(1.0, round(0.004 * W))
+    for x0, y0, x1, y1 in ((0, 0, b - 1, H), (W - b, 0, W, H), (0, H - b, W, H), (0, 0, W, b - 1)):
+        p.rect(border, x0, y0, x1, y1)
+
+
 def make_scene(rng: np.random.Generator | int | tuple[int, ...], height: int,
                width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paint one synthetic street scene.
+
+    The random draws happen in a fixed order (background, then the objects in the order
+    queued below, then the void), so a seed always gives the same scene.
 
     Parameters
     ----------
@@ -338,150 +592,19 @@ def make_scene(rng: np.random.Generator | int | tuple[int, ...], height: int,
         rng = np.random.default_rng(rng)
     if height < 32 or width < 32:
         raise ConfigError(f"scene size must be at least 32x32, got {height}x{width}")
-    H, W = float(height), float(width)
     p = _Painter(height, width, rng)
-    u = rng.uniform
-
-    # background: sky, buildings, vegetation, ground --------------------------------------
-    p.segment(23, np.asarray(BASE_COLORS[23]) + rng.integers(-10, 11, 3))  # segment 0 = sky
-    yh = H * u(0.38, 0.46)  # horizon
-    vx = W * u(0.4, 0.6)  # vanishing point column
-    x = -W * u(0, 0.05)
-    k = 0
-    while x < W:
-        bw = W * u(0.06, 0.16)
-        label = 12 if rng.random() < 0.1 else 11
-        shade = np.asarray(BASE_COLORS[label]) + (1 if k % 2 else -1) * u(10, 30) \
-            + rng.integers(-12, 13, 3)
-        p.rect(p.segment(label, shade), x, H * u(0.04, 0.3), x + bw, yh + 2)
-        x += bw
-        k += 1
-    for _ in range(int(rng.integers(1, 4))):
-        cx, r = W * u(0, 1), W * u(0.04, 0.1)
-        p.ellipse(p.segment(21, np.asarray(BASE_COLORS[21]) + rng.integers(-15, 16, 3)),
-                  cx, yh - r * u(0.2, 0.8), r, r * u(0.6, 1.0))
-    ground = p.segment(8, BASE_COLORS[8])
-    p.rect(ground, 0, yh, W, H)
-    terrain_left = rng.random() < 0.5
-    if rng.random() < 0.7:
-        tx = (0, W * 0.12) if terrain_left else (W * 0.88, W)
-        p.poly(p.segment(22, BASE_COLORS[22]), [(tx[0], H), (tx[1], H), (tx[1], yh + 0.25 * (H - yh)),
-                                                (tx[0], yh + 0.25 * (H - yh))])
-    road_l, road_r = W * u(-0.25, 0.12), W * u(0.88, 1.25)
-    road = p.segment(7, np.asarray(BASE_COLORS[7]) + rng.integers(-8, 9, 3))
-    p.poly(road, [(road_l, H), (road_r, H), (vx + 0.03 * W, yh), (vx - 0.03 * W, yh)])
-    mark = p.segment(7, (225, 225, 215), amp=4)
-    bottom = H
-    for t0 in np.arange(0.05, 1.0, 0.2):  # dashed centre line in perspective
-        t1 = t0 + 0.1
-        y0, y1 = yh + t0 ** 2 * (bottom - yh), yh + t1 ** 2 * (bottom - yh)
-        hw0, hw1 = 0.006 * W * t0 ** 2 + 0.5, 0.006 * W * t1 ** 2 + 0.5
-        xm0, xm1 = vx + (W / 2 - vx) * t0 ** 2, vx + (W / 2 - vx) * t1 ** 2
-        p.poly(mark, [(xm0 - hw0, y0), (xm0 + hw0, y0), (xm1 + hw1, y1), (xm1 - hw1, y1)])
-    if rng.random() < 0.5:  # a fence along the far sidewalk
-        fx = W * u(0.6, 0.8)
-        p.rect(p.segment(13, BASE_COLORS[13]), fx, yh - 0.05 * H, fx + W * u(0.1, 0.2), yh + 2)
-
-    def depth_row(f: float) -> float:
-        """Row of the ground at depth factor f in (0, 1] (1 = bottom of the image)."""
-        return yh + f * (H - yh)
-
-    def road_x(y: float, t: float) -> float:
-        """Column at fraction t across the road on row y."""
-        a = (y - yh) / (H - yh)
-        left = vx - 0.03 * W + a * (road_l - vx + 0.03 * W)
-        right = vx + 0.03 * W + a * (road_r - vx - 0.03 * W)
-        return left + t * (right - left)
-
-    # things and poles, painted far to near ---------------------------------------------
-    jobs: list[tuple[float, int, object]] = []  # (row of the ground contact, order, paint)
-    order = iter(range(10 ** 6))
-
-    def add(yb: float, fn, *args, **kwargs) -> None:
-        jobs.append((yb, next(order), partial(fn, p, *args, **kwargs)))
-
-    cars: list[tuple[float, float, float]] = []  # (x0, yb, w) of cars seen from behind
-    for _ in range(int(rng.integers(2, 5))):  # traffic on the road
-        f = u(0.12, 0.8)
-        yb = depth_row(f)
-        w = 0.3 * W * f
-        x0 = road_x(yb, u(0.1, 0.9)) - w / 2
-        add(yb, _car, x0, yb, w, False)
-        cars.append((x0, yb, w))
-    # parked row: touching and overlapping side-view cars
-    f = u(0.35, 0.6)
-    on_left = rng.random() < 0.5
-    n_row = int(rng.integers(3, 6))
-    w = 0.45 * W * f
-    x0 = road_x(depth_row(f), 0.0) - (n_row * 0.8 * w if on_left else -0.1 * w)
-    for i in range(n_row):
-        yb = depth_row(f) + i * 0.01 * H * (1 if on_left else -1)
-        add(yb, _car, x0, yb, w, True)
-        x0 += w * (1.0 if i == 0 else u(0.6, 0.9))  # first two touch, then overlap
-    for _ in range(int(rng.integers(3, 7))):  # small far cars
-        f = u(0.02, 0.08)
-        yb = depth_row(f)
-        add(yb, _car, road_x(yb, u(-0.5, 1.5)), yb, 0.3 * W * f, rng.random() < 0.5)
-    for _ in range(int(rng.integers(0, 3))):  # trucks and buses
-        f = u(0.15, 0.5)
-        yb = depth_row(f)
-        w = 0.8 * W * f
-        add(yb, _big_vehicle, road_x(yb, u(0.0, 1.0)) - w / 2, yb, w,
-            27 if rng.random() < 0.5 else 28)
-    side_x = (lambda y: road_x(y, u(-0.6, -0.05))) if rng.random() < 0.5 \
-        else (lambda y: road_x(y, u(1.05, 1.6)))
-    for _ in range(int(rng.integers(2, 5))):  # pedestrians on the sidewalks
-        f = u(0.1, 0.75)
-        yb = depth_row(f)
-        add(yb, _person, side_x(yb), yb, 0.6 * H * f)
-    f = u(0.3, 0.7)  # an overlapping pair of pedestrians
-    yb = depth_row(f)
-    cx = side_x(yb)
-    add(yb, _person, cx, yb, 0.6 * H * f)
-    add(yb + 1, _person, cx + 0.1 * H * f, yb + 1, 0.58 * H * f)
-    for _ in range(int(rng.integers(1, 3))):  # riders on bicycles / motorcycles
-        f = u(0.15, 0.7)
-        yb = depth_row(f)
-        add(yb, _rider, road_x(yb, u(0.05, 0.95)), yb, 0.5 * H * f, rng.random() < 0.3)
-    f = u(0.05, 0.15)  # a crowd of persons (no instance ids)
-    yb = depth_row(f)
-    cx = side_x(yb)
-    for _ in range(int(rng.integers(5, 10))):
-        add(yb, _person, cx + u(-0.6, 0.6) * H * f, yb + u(-2, 2), 0.6 * H * f * u(0.85, 1.1),
-            crowd=True)
-    if rng.random() < 0.5:  # a car park far away: a car crowd
-        f = u(0.04, 0.1)
-        yb = depth_row(f)
-        cx = road_x(yb, 1.3 if rng.random() < 0.5 else -0.6)
-        for _ in range(int(rng.integers(3, 6))):
-            add(yb, _car, cx + u(-0.3, 0.3) * W * f, yb + u(-1, 1), 0.3 * W * f, False,
-                crowd=True)
-    pole_w = max(2.0, 0.005 * W)
-    for _ in range(int(rng.integers(1, 4))):  # poles along the sidewalks
-        f = u(0.1, 0.8)
-        yb = depth_row(f)
-        add(yb, _pole, side_x(yb), yb, yh - (0.35 + 0.1 * f) * H * f * 2, pole_w * max(f, 0.4),
-            sign=rng.random() < 0.5, light=rng.random() < 0.3)
-    if cars:  # a pole in front of the largest car, cutting it in two
-        x0, yb, w = max(cars, key=lambda c: c[2])
-        add(yb + 0.5, _pole, x0 + w * u(0.4, 0.6), yb + 0.02 * H, yb - w * 1.2, pole_w,
-            sign=rng.random() < 0.5)
-    if rng.random() < 0.5:  # a static void object on the sidewalk
-        f = u(0.2, 0.6)
-        yb = depth_row(f)
-        sx = side_x(yb)
-        add(yb, lambda pp, a, b, s: pp.rect(pp.segment(4, BASE_COLORS[4]), a - s, b - s, a + s, b),
-            sx, yb, 0.05 * W * f)
-    for _, _, paint in sorted(jobs, key=lambda j: (j[0], j[1])):
-        paint()
-
-    # void: ego vehicle and out-of-roi border --------------------------------------------
-    ego = p.segment(1, BASE_COLORS[1])
-    p.ellipse(ego, W / 2, H + 0.02 * H, 0.75 * W, H * u(0.07, 0.11))
-    border = p.segment(3, BASE_COLORS[3])
-    b = max(1.0, round(0.004 * W))
-    for x0, y0, x1, y1 in ((0, 0, b - 1, H), (W - b, 0, W, H), (0, H - b, W, H), (0, 0, W, b - 1)):
-        p.rect(border, x0, y0, x1, y1)
+    g = _paint_background(p, float(height), float(width))
+    q = _PaintQueue(p)
+    cars = _add_traffic(q, g)
+    _add_parked_row(q, g)
+    _add_far_vehicles(q, g)
+    side_x = _sidewalk_x(rng, g)
+    _add_people(q, g, side_x)
+    _add_crowds(q, g, side_x)
+    _add_poles(q, g, side_x, cars)
+    _add_static(q, g, side_x)
+    q.paint()
+    _paint_void(p, g.H, g.W)
     return p.render()
 
 
