@@ -13,8 +13,10 @@ import torch
 from click.testing import CliRunner
 
 from panoptool.errors import ConfigError, InputError, OutputError
-from panoptool.training.loop import (Schedule, TrainConfig, checkpoint_path, learning_rate,
-                                load_checkpoint, model_from_checkpoint, train)
+from panoptool.training.checkpoints import checkpoint_path, load_checkpoint, model_from_checkpoint
+from panoptool.training.config import OptimConfig, TrainConfig
+from panoptool.training.loop import train
+from panoptool.training.schedule import Schedule, learning_rate
 from panoptool_cli.main import cli
 
 
@@ -48,7 +50,7 @@ def read_csv(path) -> list[dict]:
 
 
 def test_learning_rate_warmup_then_poly():
-    c = TrainConfig(root="r", targets="t", out="o", lr=0.01, warmup_iters=10, poly_power=0.9)
+    c = OptimConfig(lr=0.01, warmup_iters=10, poly_power=0.9)
     lrs = [learning_rate(i, 100, c) for i in range(101)]
     assert lrs[0] == pytest.approx(0.001)
     assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))  # warm-up rises
@@ -155,7 +157,7 @@ def test_time_budget_fits_the_schedule_and_stops(tiny, tmp_path):
 
 @pytest.mark.parametrize("new_total", [150, 3000])
 def test_schedule_has_no_jump_when_refitted(new_total):
-    c = TrainConfig(root="r", targets="t", out="o", lr=0.01, warmup_iters=50)
+    c = OptimConfig(lr=0.01, warmup_iters=50)
     s, rates = Schedule(c, 1000), []
     for i in range(120):
         rates.append(s.rate())
