@@ -178,15 +178,15 @@ class Preset:
 #: The presets of ``panoptool train --preset``.
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("paper", MappingProxyType({}),
-           "the paper's settings, which are the defaults, meant for a GPU; in a 15-minute run "
-           "on 2 CPU cores they reach mIoU 52 / PQ 43 on held-out synthetic data"),
+           "the paper's settings (the defaults), meant for a GPU: in a 15-minute run on 2 CPU "
+           "cores they reach mIoU 52 / PQ 43 on held-out synthetic data"),
     Preset("cpu", MappingProxyType({"batch": 2, "crop": (256, 256), "scale": (0.75, 1.25),
                                     "lr": 0.01, "semantic_top_k": 0.25, "workers": 1}),
            "the training figure's and the demo's settings, which learn most in minutes on a "
            "CPU: many small SGD steps on small crops, a higher learning rate from scratch, "
            "the cross entropy over each image's hardest pixels (it helps small classes in "
            "short runs) and one loader worker (more only compete with the training threads "
-           "for the cores); in the same 15-minute CPU run they reach mIoU 72 / PQ 58"),
+           "for the cores): in the same 15-minute CPU run they reach mIoU 72 / PQ 58"),
 )}
 
 
