@@ -17,7 +17,8 @@ BUDGET=${BUDGET:-81}
 BENCH_ARGS=${BENCH_ARGS:-}
 PT=${PANOPTOOL:-panoptool}
 command -v "$PT" >/dev/null || PT=.venv/bin/panoptool
-TRAIN_ARGS="--batch 2 --crop 256x256 --scale 0.75,1.25 --lr 0.01 --semantic-top-k 0.25 --workers 1"
+# the training figure's settings: train's cpu preset (panoptool/training/config.py PRESETS)
+TRAIN_ARGS="--preset cpu"
 
 # 1. the training figure (mIoU / PQ after 15 minutes, learning curve)
 PANOPTOOL="$PT" scripts/train_figure.sh "$WORK/figure" "$FIG_MINUTES"

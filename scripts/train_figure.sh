@@ -29,20 +29,19 @@ export OMP_WAIT_POLICY=PASSIVE
 "$PT" make-targets --root "$OUT/data" --split train --out "$OUT/targets"
 "$PT" make-targets --root "$OUT/data" --split val --out "$OUT/targets"
 
-# 3. train: ResNet-18, 15 minutes on 2 cores. Batch 2 of 256x256 crops (scale 0.75..1.25,
-#    flips): many small SGD steps learn faster from scratch than few large ones; lr 0.01
-#    (from scratch; 0.005 is the paper's fine-tuning rate). The schedule is fitted to the
-#    time budget. One data-loader worker (a sample takes ~20 ms to load and augment).
-#    Cross entropy over the 25% hardest pixels of each image (--semantic-top-k 0.25): in
-#    4-minute runs on the shared CPU it gave mIoU 45.9 after 159 iterations against 38.5
-#    after 191 with plain cross entropy (small classes: traffic sign 65 vs 14, terrain 67
-#    vs 0). A 15-minute run with plain cross entropy gave mIoU 62.0, PQ 45.9 (612 iterations,
-#    shared CPU).
+# 3. train: ResNet-18, 15 minutes on 2 cores, with train's cpu preset: many small SGD steps
+#    from scratch (its values and why: `panoptool train --help`; they are defined once, in
+#    PRESETS of panoptool/training/config.py, which the demo and make_reports.sh use too).
+#    The schedule is fitted to the time budget. The preset's cross entropy over the 25%
+#    hardest pixels of each image: in 4-minute runs on the shared CPU it gave mIoU 45.9 after
+#    159 iterations against 38.5 after 191 with plain cross entropy (small classes: traffic
+#    sign 65 vs 14, terrain 67 vs 0). A 15-minute run with plain cross entropy gave mIoU
+#    62.0, PQ 45.9 (612 iterations, shared CPU).
 RESUME=()
 [ -f "$OUT/runs/r18/checkpoints/last.pt" ] && RESUME=(--resume)
 taskset -c "$CORES" "$PT" train --root "$OUT/data" --targets "$OUT/targets" --out "$OUT/runs/r18" \
-    --backbone resnet18 --neck separate --max-minutes "$MINUTES" --batch 2 --crop 256x256 \
-    --scale 0.75,1.25 --lr 0.01 --semantic-top-k 0.25 --device cpu --threads 2 --workers 1 "${RESUME[@]}"
+    --backbone resnet18 --neck separate --max-minutes "$MINUTES" --preset cpu \
+    --device cpu --threads 2 "${RESUME[@]}"
 
 # 4. infer the val split at full resolution
 taskset -c "$CORES" "$PT" infer --checkpoint "$OUT/runs/r18/checkpoints/last.pt" --root "$OUT/data" \

@@ -21,12 +21,9 @@ from panoptool.synth.scenes import SynthConfig
 from panoptool.targets.core import TargetConfig
 from panoptool.visualize.render import VisualizeConfig
 
-#: The demo's training settings: those of the issue-6 figure (scripts/train_figure.sh), which
-#: learn most in minutes on a CPU: many small SGD steps (batch 2 of 256x256 crops, scale
-#: 0.75..1.25), lr 0.01 from scratch, cross entropy over the 25% hardest pixels, one loader
-#: worker (more only compete with the training threads for 2 cores).
-DEMO_TRAIN_ARGS = ("--batch", 2, "--crop", "256x256", "--scale", "0.75,1.25", "--lr", 0.01,
-                   "--semantic-top-k", 0.25, "--workers", 1)
+#: The demo's training settings: train's ``cpu`` preset (panoptool.training.config.PRESETS),
+#: those of the issue-6 figure (scripts/train_figure.sh), which learn most in minutes on a CPU.
+DEMO_TRAIN_ARGS = ("--preset", "cpu")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from panoptool.model.neck import PanopticNeck
 from panoptool.model.resnet import ARCHS, ResNetEncoder
 
 HEADS = ("semantic", "contour", "offset")
+#: ``shared``: one neck feeds all heads; ``separate``: one neck per head.
+NECKS = ("shared", "separate")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class NetworkConfig:
         if self.backbone not in ARCHS:
             raise ConfigError(f"unknown backbone {self.backbone!r}; choose from "
                               f"{', '.join(ARCHS)}")
-        if self.neck not in ("shared", "separate"):
+        if self.neck not in NECKS:
             raise ConfigError(f"neck must be 'shared' or 'separate', got {self.neck!r}")
         for name in ("num_classes", "fpn_channels", "neck_channels", "gn_groups"):
             if getattr(self, name) < 1:

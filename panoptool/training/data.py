@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from panoptool.io.cityscapes import Sample, list_samples, read_image
-from panoptool.errors import InputError, PanoptoolError
+from panoptool.errors import ConfigError, InputError, PanoptoolError
 from panoptool.io.formats import decode_offsets, read_targets, target_paths
 from panoptool.labels import IGNORE
 
@@ -42,17 +42,100 @@ def normalize(image: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Augment:
-    """Augmentation settings.
+    """Augmentation settings (the augmentation part of
+    :class:`~panoptool.training.config.TrainConfig`).
 
-    crop : (height, width) of the training crops; each side is clipped to the image size
-        (at scale 1), so crops never exceed an image that is not enlarged.
-    scale : (min, max) of the random rescaling factor (uniform).
+    crop : (height, width) of the training crops, both >= 32 (the network's stride); each
+        side is clipped to the image size (at scale 1), so crops never exceed an image that
+        is not enlarged.
+    scale : (min, max) of the random rescaling factor (uniform), 0 < min <= max.
     flip : random horizontal flips (p = 0.5).
     """
 
     crop: tuple[int, int] = (512, 1024)
     scale: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "crop", tuple(self.crop))
+        object.__setattr__(self, "scale", tuple(self.scale))
+        if len(self.crop) != 2 or min(self.crop) < 32:
+            raise ConfigError(f"--crop must be HxW with both sides >= 32, got {self.crop}")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ConfigError(f"--scale must be MIN,MAX with 0 < MIN <= MAX, got {self.scale}")
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """Where one augmented sample comes from: the image (``size``) rescaled by ``scale`` to
+    ``scaled``, flipped or not, then cut at ``origin`` to ``crop`` (padded where the scaled
+    image is smaller). All sizes and positions are (y, x) in pixels.
+    """
+
+    size: tuple[int, int]
+    scale: float
+    flip: bool
+    scaled: tuple[int, int]
+    origin: tuple[int, int]
+    crop: tuple[int, int]
+
+    @classmethod
+    def draw(cls, size: tuple[int, int], crop: tuple[int, int], aug: Augment,
+             rng: np.random.Generator) -> "CropGeometry":
+        """The geometry of one sample, drawn from ``rng`` (scale, flip, then the origin).
+
+        >>> g = CropGeometry.draw((40, 60), (32, 32), Augment(scale=(1.0, 1.0), flip=False),
+        ...                       np.random.default_rng(0))
+        >>> g.scaled, g.origin
+        ((40, 60), (7, 18))
+        """
+        h, w = size
+        s = float(rng.uniform(aug.scale[0], aug.scale[1])) if aug.scale[0] != aug.scale[1] \
+            else float(aug.scale[0])
+        flip = bool(aug.flip and rng.random() < 0.5)
+        sh, sw = max(1, round(h * s)), max(1, round(w * s))
+        ch, cw = crop
+        y0 = int(rng.integers(0, max(sh - ch, 0) + 1))
+        x0 = int(rng.integers(0, max(sw - cw, 0) + 1))
+        return cls(size=(h, w), scale=s, flip=flip, scaled=(sh, sw), origin=(y0, x0),
+                   crop=(ch, cw))
+
+    def resize(self, a: np.ndarray, interp: int) -> np.ndarray:
+        """``a`` (H, W, ...) at the scaled size (``cv2`` interpolation ``interp``)."""
+        sh, sw = self.scaled
+        return a if self.scaled == self.size else cv2.resize(a, (sw, sh), interpolation=interp)
+
+    def fit(self, a: np.ndarray, fill) -> np.ndarray:
+        """Flip and crop ``a`` (scaled size), padding with ``fill`` to the crop size."""
+        (ch, cw), (y0, x0) = self.crop, self.origin
+        if self.flip:
+            a = a[:, ::-1]
+        a = a[y0:y0 + ch, x0:x0 + cw]
+        if a.shape[:2] != (ch, cw):
+            out = np.full((ch, cw) + a.shape[2:], fill, dtype=a.dtype)
+            out[:a.shape[0], :a.shape[1]] = a
+            a = out
+        return np.ascontiguousarray(a)
+
+    def centers(self, centers_yx: np.ndarray) -> np.ndarray:
+        """Instance centres (K, 2) (y, x) of the image in the crop's pixels, float32: scaled
+        in the pixel-centre convention (coordinate c becomes ``(c + 0.5) * s - 0.5``),
+        flipped and shifted exactly."""
+        (h, w), (sh, sw), (y0, x0) = self.size, self.scaled, self.origin
+        centers = centers_yx.astype(np.float64).reshape(-1, 2)
+        cy = (centers[:, 0] + 0.5) * (sh / h) - 0.5
+        cx = (centers[:, 1] + 0.5) * (sw / w) - 0.5
+        if self.flip:
+            cx = (sw - 1) - cx
+        return np.stack([cy - y0, cx - x0], axis=1).astype(np.float32)
+
+    def contour(self, contour: np.ndarray) -> np.ndarray:
+        """The 0/1 contour map (H, W) cropped; a shrunk map is area-averaged and kept where
+        > 0, so that a 1-px contour does not fall between the samples."""
+        if self.scale < 1:
+            shrunk = self.resize(contour.astype(np.float32), cv2.INTER_AREA) > 0
+            return self.fit(shrunk.astype(np.uint8), 0)
+        return self.fit(self.resize(contour, cv2.INTER_NEAREST), 0)
 
 
 def augment_sample(image: np.ndarray, targets: dict[str, np.ndarray], crop: tuple[int, int],
@@ -71,7 +154,8 @@ def augment_sample(image: np.ndarray, targets: dict[str, np.ndarray], crop: tupl
 
     The image is resized bilinearly, label maps by nearest neighbour, except that a shrunk
     contour map is area-averaged and thresholded at > 0 (thin contours must not vanish);
-    instance centres are scaled, flipped and shifted exactly, then the offsets re-derived.
+    instance centres are scaled, flipped and shifted exactly, then the offsets re-derived
+    (see :class:`CropGeometry`).
 
     Returns
     -------
@@ -79,45 +163,13 @@ def augment_sample(image: np.ndarray, targets: dict[str, np.ndarray], crop: tupl
     int64, ``contour`` float32, ``offset_yx`` float32 (2, ch, cw) in pixels of the scaled
     image, ``offset_valid`` bool, ``pixel_valid`` bool.
     """
-    h, w = image.shape[:2]
-    s = float(rng.uniform(aug.scale[0], aug.scale[1])) if aug.scale[0] != aug.scale[1] \
-        else float(aug.scale[0])
-    flip = bool(aug.flip and rng.random() < 0.5)
-    sh, sw = max(1, round(h * s)), max(1, round(w * s))
-    ch, cw = crop
-    y0 = int(rng.integers(0, max(sh - ch, 0) + 1))
-    x0 = int(rng.integers(0, max(sw - cw, 0) + 1))
-
-    def resize(a: np.ndarray, interp: int) -> np.ndarray:
-        return a if (sh, sw) == (h, w) else cv2.resize(a, (sw, sh), interpolation=interp)
-
-    def fit(a: np.ndarray, fill) -> np.ndarray:
-        if flip:
-            a = a[:, ::-1]
-        a = a[y0:y0 + ch, x0:x0 + cw]
-        if a.shape[:2] != (ch, cw):
-            out = np.full((ch, cw) + a.shape[2:], fill, dtype=a.dtype)
-            out[:a.shape[0], :a.shape[1]] = a
-            a = out
-        return np.ascontiguousarray(a)
-
-    img = fit(resize(image, cv2.INTER_LINEAR), 0)
-    valid = fit(np.ones((sh, sw), dtype=bool), False)
-    semantic = fit(resize(targets["train_ids"], cv2.INTER_NEAREST), IGNORE)
-    if s < 1:  # area-average then any > 0: a 1-px contour must not fall between samples
-        contour = (resize(targets["contour"].astype(np.float32), cv2.INTER_AREA) > 0)
-        contour = fit(contour.astype(np.uint8), 0)
-    else:
-        contour = fit(resize(targets["contour"], cv2.INTER_NEAREST), 0)
-    index = fit(resize(targets["instance_index"], cv2.INTER_NEAREST), 0)
-    centers = targets["centers_yx"].astype(np.float64).reshape(-1, 2)
-    # pixel-centre convention: coordinate c at scale 1 is (c + 0.5) * s - 0.5 after scaling
-    cy = (centers[:, 0] + 0.5) * (sh / h) - 0.5
-    cx = (centers[:, 1] + 0.5) * (sw / w) - 0.5
-    if flip:
-        cx = (sw - 1) - cx
-    centers = np.stack([cy - y0, cx - x0], axis=1).astype(np.float32)
-    offset_yx, offset_valid = decode_offsets(index, centers)
+    g = CropGeometry.draw(image.shape[:2], crop, aug, rng)
+    img = g.fit(g.resize(image, cv2.INTER_LINEAR), 0)
+    valid = g.fit(np.ones(g.scaled, dtype=bool), False)
+    semantic = g.fit(g.resize(targets["train_ids"], cv2.INTER_NEAREST), IGNORE)
+    contour = g.contour(targets["contour"])
+    index = g.fit(g.resize(targets["instance_index"], cv2.INTER_NEAREST), 0)
+    offset_yx, offset_valid = decode_offsets(index, g.centers(targets["centers_yx"]))
     x = normalize(img)
     x[:, ~valid] = 0.0  # padding = the mean colour
     return {"image": x, "semantic": semantic.astype(np.int64),
@@ -157,7 +209,6 @@ ON_BAD_IMAGE = ("stop", "skip")
 
 def check_on_bad_image(value: str) -> str:
     """Validate an ``--on-bad-image`` value (``stop`` or ``skip``)."""
-    from panoptool.errors import ConfigError
     if value not in ON_BAD_IMAGE:
         raise ConfigError(f"--on-bad-image must be stop or skip, got {value!r}")
     return value

@@ -1,10 +1,9 @@
-"""Training of the multi-task network: settings, schedule, checkpoints, exact resume, DDP.
+"""The training loop: small named steps around a :class:`TrainState`.
 
 ``train(TrainConfig(...))`` runs the whole loop; ``panoptool train`` is a thin CLI over it.
-Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the same call trains with
-DistributedDataParallel: NCCL on GPUs, gloo on CPUs. ``batch`` is the global batch, split
-evenly over the processes, and the losses average per image (see :mod:`panoptool.training.losses`), so
-``W`` processes compute what one process with the same global batch computes.
+The settings are in :mod:`.config`, the learning-rate schedule in :mod:`.schedule`, what the
+``torchrun`` processes share in :mod:`.distributed`, checkpoints in :mod:`.checkpoints`, the
+sample stream in :mod:`.data` and the losses in :mod:`.losses`.
 
 Run folder::
 
@@ -13,12 +12,16 @@ Run folder::
     runs/NAME/checkpoints/last.pt      the latest checkpoint (written atomically)
     runs/NAME/summary.json             iterations done, seconds, it/s, last losses
 
-Checkpoints hold only tensors and plain Python values (configs as JSON strings), so they load
-with ``torch.load(..., weights_only=True)``. A checkpoint holds the weights, the optimizer
-(momentum buffers), the AMP scaler, the iteration, the fitted schedule length, the training
-time used and the torch RNG states; the data stream is a function of the seed and the
-iteration (:mod:`panoptool.training.data`), so ``--resume`` continues exactly where the run
-stopped. Ctrl-C / SIGTERM finish the current iteration, write ``last.pt`` and stop.
+One call of :func:`train`: :func:`_open_run` (checks, threads, the config.json to write, the
+dataset) -> :func:`_build_state` (the seeded network and its optimizer, restored from
+``last.pt`` on ``--resume``) -> :func:`_prepare_folder` -> :func:`_run_iterations` (each
+:func:`_iteration`: learning rate, batch, SGD step, log row, schedule refit, progress, stop
+vote, checkpoint) -> :func:`_finish` (``summary.json``).
+
+The data stream is a function of the seed and the iteration (:mod:`panoptool.training.data`)
+and a checkpoint holds everything else that changes (:func:`~.checkpoints.make_checkpoint`),
+so ``--resume`` continues exactly where the run stopped. Ctrl-C / SIGTERM finish the current
+iteration, write ``last.pt`` and stop; an error writes ``last.pt`` before the run ends.
 """
 
 from __future__ import annotations
@@ -27,9 +30,6 @@ import contextlib
 import csv
 import dataclasses
 import json
-import math
-import os
-import pickle
 import signal
 import time
 from dataclasses import dataclass, field
@@ -37,377 +37,40 @@ from pathlib import Path
 
 import torch
 
+from panoptool.errors import ConfigError, OutputError
 from panoptool.io import formats
-from panoptool.errors import ConfigError, InputError, OutputError
-from panoptool.io.files import atomic_path, read_json, write_json, writing
-from panoptool.training.losses import CONTOUR_TERMS, LossConfig, total_loss
-from panoptool.model import NetworkConfig, PanopticContourNet, load_torchvision_weights
-from panoptool.model.resnet import ARCHS
+from panoptool.io.files import (atomic_path, make_folder, read_json, remove_stale_temporaries,
+                                write_json, writing)
+from panoptool.model import PanopticContourNet
+from panoptool.runtime.pool import console, default_workers, make_progress
+from panoptool.training.checkpoints import (LAST, check_resume, checkpoint_path,
+                                            load_checkpoint, load_init_weights, load_weights,
+                                            make_checkpoint, save_checkpoint)
+from panoptool.training.config import RunConfig, TrainConfig
+from panoptool.training.data import (StreamBatchSampler, TrainDataset, check_on_bad_image,
+                                     make_loader)
+from panoptool.training.distributed import (Dist, agree_on_length, check_batch,
+                                            mean_over_processes, setup_distributed, vote_stop,
+                                            wrap_model)
+from panoptool.training.losses import LossConfig, total_loss
+from panoptool.training.schedule import Schedule, ScheduleFitter
 
-PathLike = str | os.PathLike
+# names that lived here before the split into config, schedule, distributed and checkpoints
+# (their old import path; the package panoptool.training exports them all)
+from panoptool.training.checkpoints import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION,  # noqa: E402
+                                            model_from_checkpoint, network_of,
+                                            safe_torch_load)
+from panoptool.training.config import RESUME_FREE  # noqa: E402
+from panoptool.training.distributed import resolve_device  # noqa: E402
+from panoptool.training.schedule import learning_rate  # noqa: E402
 
-CHECKPOINT_FORMAT = "panoptool-checkpoint"
-CHECKPOINT_VERSION = 1
-LAST = "last.pt"
+__all__ = ["TrainOptions", "TrainState", "TrainSummary", "train",
+           # old import paths
+           "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "LAST", "RESUME_FREE", "Dist", "Schedule",
+           "ScheduleFitter", "TrainConfig", "checkpoint_path", "learning_rate", "load_checkpoint",
+           "model_from_checkpoint", "network_of", "resolve_device", "safe_torch_load",
+           "save_checkpoint", "setup_distributed"]
 
-#: settings that may change between a run and its --resume (they do not change the result)
-RESUME_FREE = ("device", "workers", "threads", "save_every", "save_minutes", "max_minutes",
-               "iters", "init_weights")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of ``panoptool train`` (saved in ``config.json`` and in every checkpoint).
-
-    Parameters
-    ----------
-    root, split : dataset root and training split.
-    targets : ``make-targets`` output folder (holds ``<split>/`` and ``config.json``).
-    out : run folder.
-    backbone, neck, offset_scale : network (see :class:`panoptool.model.NetworkConfig`).
-    iters : iterations (with ``max_minutes``: the most iterations).
-    max_minutes : training-time budget (0 = none): after a few iterations the speed is
-        measured and the schedule's length is fitted so that it ends within the budget; the
-        run stops cleanly when the budget is spent.
-    batch : global batch (split over DDP processes).
-    lr, momentum, weight_decay : SGD.
-    warmup_iters, poly_power : linear warm-up from 0.1 lr over ``min(warmup_iters,
-        total / 10)`` iterations, then ``lr (1 - t / total) ** poly_power``.
-    crop, scale, flip : augmentation (:class:`panoptool.training.data.Augment`).
-    contour_loss, lambdas, semantic_top_k : loss terms, weights and the fraction of hardest
-        pixels of the cross entropy (:class:`panoptool.training.losses.LossConfig`).
-    device : ``auto``, ``cpu`` or ``cuda``.
-    amp : mixed precision (float16 + grad scaling on CUDA, bfloat16 on CPU).
-    workers : data-loader worker processes; 0 = auto (half the cores, 1..8).
-    threads : torch CPU threads; 0 = the cores / processes.
-    channels_last : NHWC memory format; None = off (measured on 2 CPU cores: the forward pass
-        is 20% faster in NHWC but the backward pass slower, the whole step 10-25% slower).
-    seed : seed of the weights' initialisation and of the data stream.
-    init_weights : a torchvision ResNet state dict (``.pth``) for the encoder; "" = random.
-    save_every, save_minutes : write ``last.pt`` every this many iterations or minutes.
-    """
-
-    root: str
-    targets: str
-    out: str
-    split: str = "train"
-    backbone: str = "resnet18"
-    neck: str = "separate"
-    offset_scale: float = 4.0
-    iters: int = 48000
-    max_minutes: float = 0.0
-    batch: int = 4
-    lr: float = 0.005
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 200
-    poly_power: float = 0.9
-    crop: tuple[int, int] = (512, 1024)
-    scale: tuple[float, float] = (0.5, 2.0)
-    flip: bool = True
-    contour_loss: tuple[str, ...] = CONTOUR_TERMS
-    lambdas: tuple[float, float, float] = (1.0, 50.0, 0.1)
-    semantic_top_k: float = 1.0
-    device: str = "auto"
-    amp: bool = False
-    workers: int = 0
-    threads: int = 0
-    channels_last: bool | None = None
-    seed: int = 0
-    init_weights: str = ""
-    save_every: int = 500
-    save_minutes: float = 10.0
-
-    def __post_init__(self):
-        for name in ("root", "targets", "out", "init_weights"):
-            object.__setattr__(self, name, str(getattr(self, name)))
-        for name in ("crop", "scale", "contour_loss", "lambdas"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.backbone not in ARCHS:
-            raise ConfigError(f"--backbone must be one of {', '.join(ARCHS)}, got "
-                              f"{self.backbone!r}")
-        if self.neck not in ("shared", "separate"):
-            raise ConfigError(f"--neck must be shared or separate, got {self.neck!r}")
-        for name in ("iters", "batch", "save_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got "
-                                  f"{getattr(self, name)}")
-        for name in ("max_minutes", "warmup_iters", "workers", "threads", "seed",
-                     "weight_decay", "momentum"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if not self.save_minutes > 0:
-            raise ConfigError(f"save_minutes must be > 0, got {self.save_minutes}")
-        if len(self.crop) != 2 or min(self.crop) < 32:
-            raise ConfigError(f"--crop must be HxW with both sides >= 32, got {self.crop}")
-        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
-            raise ConfigError(f"--scale must be MIN,MAX with 0 < MIN <= MAX, got {self.scale}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        self.loss_config()  # validates contour_loss and lambdas
-        self.network_config()
-
-    def network_config(self) -> NetworkConfig:
-        return NetworkConfig(backbone=self.backbone, neck=self.neck,
-                             offset_scale=self.offset_scale)
-
-    def loss_config(self) -> LossConfig:
-        return LossConfig(contour_terms=self.contour_loss, lambdas=self.lambdas,
-                          semantic_top_k=self.semantic_top_k)
-
-    def settings(self) -> dict:
-        """JSON-able settings (tuples as lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-# --- schedule ------------------------------------------------------------------------------
-
-def learning_rate(iteration: int, total: int, config: TrainConfig) -> float:
-    """Learning rate of ``iteration`` (0-based) in a schedule of ``total`` iterations:
-    linear warm-up from 0.1 lr over ``min(warmup_iters, total // 10)`` iterations, times the
-    poly decay ``(1 - iteration / total) ** poly_power``.
-
-    >>> c = TrainConfig(root="r", targets="t", out="o", lr=0.01, warmup_iters=10)
-    >>> round(learning_rate(0, 1000, c), 6), round(learning_rate(10, 1000, c), 6)
-    (0.001, 0.00991)
-    >>> learning_rate(1000, 1000, c)
-    0.0
-    """
-    return Schedule(config, total, iteration).rate()
-
-
-class Schedule:
-    """The learning-rate schedule of :func:`learning_rate`, kept continuous when its length
-    changes mid-run (a time budget refits it, ``--resume --iters N`` stretches it).
-
-    The schedule is followed as two progress fractions: ``poly`` (how much of the poly decay
-    is spent) and ``warm`` (how much of the warm-up). Each iteration moves them an equal
-    share of what is left to the current end, so with a fixed length ``total`` they are
-    ``i / total`` and ``i / warmup`` and the rates equal :func:`learning_rate`; when the
-    length changes only the pace changes and the rate has no jump.
-
-    >>> c = TrainConfig(root="r", targets="t", out="o", lr=0.01, warmup_iters=10)
-    >>> s = Schedule(c, 1000)
-    >>> rates = []
-    >>> for i in range(500):
-    ...     rates.append(s.rate()); s.step(i, 1000 if i < 100 else 400)
-    >>> round(rates[50], 6) == round(learning_rate(50, 1000, c), 6)
-    True
-    >>> round(rates[99], 6), round(rates[100], 6)       # refitted to 400 after 100: no jump
-    (0.009104, 0.009095)
-    >>> round(learning_rate(100, 400, c), 5), rates[-1]  # where the plain formula would be
-    (0.00772, 0.0)
-    """
-
-    def __init__(self, config: TrainConfig, total: int, iteration: int = 0,
-                 state: dict | None = None):
-        self.lr, self.power, self.warmup_iters = config.lr, config.poly_power, config.warmup_iters
-        if state:
-            self.poly, self.warm = float(state["poly"]), float(state["warm"])
-        else:  # a fresh run, or a checkpoint from before the schedule was kept
-            warmup = self._warmup(total)
-            self.poly = min(1.0, iteration / max(total, 1))
-            self.warm = 1.0 if iteration >= warmup else iteration / warmup
-
-    def _warmup(self, total: int) -> int:
-        return min(self.warmup_iters, total // 10)
-
-    def rate(self) -> float:
-        """Learning rate of the next iteration."""
-        factor = max(0.0, 1.0 - self.poly) ** self.power
-        if self.warm < 1.0:
-            factor *= 0.1 + 0.9 * self.warm
-        return self.lr * factor
-
-    def step(self, iteration: int, total: int) -> None:
-        """Advance past ``iteration`` (0-based) in a schedule now ``total`` long."""
-        self.poly += (1.0 - self.poly) / max(total - iteration, 1)
-        if self.warm < 1.0:  # a warm-up cut short by a refit ends at its new pace
-            warmup = self._warmup(total)
-            left = max(warmup - iteration, math.ceil((1.0 - self.warm) * warmup - 1e-9), 1)
-            self.warm = min(1.0, self.warm + (1.0 - self.warm) / left)
-
-    def state(self) -> dict:
-        return {"poly": self.poly, "warm": self.warm}
-
-
-# --- checkpoints ---------------------------------------------------------------------------
-
-def checkpoint_path(out: PathLike) -> Path:
-    return Path(out) / "checkpoints" / LAST
-
-
-def save_checkpoint(path: PathLike, state: dict) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename (atomic)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:  # Python's file object: a failed write is an OSError
-            torch.save(state, fh)
-
-
-def load_checkpoint(path: PathLike) -> dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
-
-    Raises
-    ------
-    InputError
-        If the file is missing, truncated, not a torch file or not a panoptool checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint not found")
-    ckpt = safe_torch_load(path, "checkpoint")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(path, "not a panoptool checkpoint (no 'format' = "
-                               f"{CHECKPOINT_FORMAT!r} entry)")
-    if ckpt.get("format_version") != CHECKPOINT_VERSION:
-        raise InputError(path, f"checkpoint format version {ckpt.get('format_version')}, "
-                               f"this panoptool reads version {CHECKPOINT_VERSION}")
-    for key in ("network", "model", "config", "iteration"):
-        if key not in ckpt:
-            raise InputError(path, f"checkpoint lacks {key!r}")
-    types = {"network": str, "config": str, "model": dict, "iteration": int}
-    for key, kind in types.items():
-        if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
-            raise InputError(path, f"checkpoint entry {key!r} is a {type(ckpt[key]).__name__}, "
-                                   f"expected {kind.__name__}")
-    for key in ("network", "config"):
-        try:
-            json.loads(ckpt[key])
-        except ValueError:
-            raise InputError(path, f"checkpoint entry {key!r} is not valid JSON") from None
-    return ckpt
-
-
-def safe_torch_load(path: PathLike, what: str = "checkpoint"):
-    """``torch.load(path, weights_only=True)`` with every failure as one :class:`InputError`.
-
-    A file whose pickle would import or call anything (``os.system``, a class of some
-    module) is refused by torch's weights-only unpickler; the message says so and that
-    panoptool never loads such files. Any other failure (truncated, garbage, not a torch
-    file: torch raises RuntimeError, EOFError, IndexError, struct.error, UnicodeDecodeError
-    ... depending on the bytes) is "cannot read <what>" with the first line of the cause.
-    """
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "GLOBAL" in text or "Unsupported global" in text:  # it names what it would import
-            culprit = _refused_global(text)
-            raise InputError(path, f"refused to load this {what}: loading it would run code"
-                                   f"{culprit}; panoptool loads only plain tensors and never "
-                                   f"runs code from a file")\
-                from None
-        detail = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
-        raise InputError(path, f"cannot read {what}: not a torch file or truncated "
-                               f"(UnpicklingError: {detail[0][:160] if detail else ''})") \
-            from None
-    except MemoryError:
-        raise InputError(path, f"cannot read {what}: it claims more memory than available "
-                               f"(corrupt?)") from None
-    except Exception as exc:  # noqa: BLE001 - any failure to parse the file is bad input
-        raise InputError(path, f"cannot read {what}: not a torch file or truncated "
-                               f"({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    first = text.splitlines()[0].split(". ")[0] if text else ""
-    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
-
-
-def _refused_global(text: str) -> str:
-    import re
-    m = re.search(r"GLOBAL\s+([\w.]+)", text)
-    return f" (it imports {m.group(1)})" if m else ""
-
-
-def network_of(ckpt: dict, path: PathLike) -> NetworkConfig:
-    """The :class:`NetworkConfig` stored in a checkpoint."""
-    try:
-        return NetworkConfig(**json.loads(ckpt["network"]))
-    except (TypeError, ValueError) as exc:
-        raise InputError(path, f"checkpoint's network description is invalid ({exc})") from None
-
-
-def model_from_checkpoint(path: PathLike) -> tuple[PanopticContourNet, dict]:
-    """Build the network a checkpoint describes and load its weights.
-
-    Returns
-    -------
-    (model on the CPU, the checkpoint dict)
-
-    Raises
-    ------
-    InputError
-        On an unreadable checkpoint or weights that do not fit the stored architecture.
-    """
-    ckpt = load_checkpoint(path)
-    net = network_of(ckpt, path)
-    model = PanopticContourNet(**net.to_dict())
-    _load_weights(model, ckpt["model"], path, net)
-    return model, ckpt
-
-
-def _describe(net: NetworkConfig) -> str:
-    return f"{net.backbone} with {net.neck} neck(s)"
-
-
-def _load_weights(model: torch.nn.Module, state: dict, path: PathLike,
-                  net: NetworkConfig) -> None:
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
-        raise InputError(path, f"weights do not fit a {_describe(net)} network: "
-                               f"{' '.join(lines[:2])[:300]}") from None
-
-
-# --- distributed ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Dist:
-    """Where this process trains: rank, world size, device."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu; ``cuda`` without a GPU -> ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (use --device cpu)")
-    return torch.device(device)
-
-
-def setup_distributed(device: str) -> Dist:
-    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1)."""
-    import torch.distributed as tdist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    dev = resolve_device(device)
-    if world <= 1:
-        return Dist(0, 1, dev)
-    rank = int(os.environ["RANK"])
-    if dev.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        dev = torch.device("cuda", local)
-    if not tdist.is_initialized():
-        tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank, world, dev)
-
-
-# --- the loop ------------------------------------------------------------------------------
 
 @dataclass
 class TrainSummary:
@@ -419,6 +82,78 @@ class TrainSummary:
     stopped: str  # "done", "time budget", "stop_after", "interrupted"
     checkpoint: str
     last_terms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How one call of :func:`train` runs (see its parameters); not saved with the run."""
+
+    resume: bool = False
+    overwrite: bool = False
+    stop_after: int | None = None
+    show_progress: bool = True
+    on_bad_image: str = "stop"
+    allow_partial: bool = False
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What stays fixed during one call: settings, processes, files, dataset."""
+
+    config: TrainConfig
+    dist: Dist
+    out: Path
+    run_config: dict  # the run folder's config.json
+    columns: list[str]  # of metrics.csv
+    memory_format: torch.memory_format
+    dataset: TrainDataset
+
+    @property
+    def ckpt_path(self) -> Path:
+        return checkpoint_path(self.out)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out / "metrics.csv"
+
+
+@dataclass
+class TrainState:
+    """What changes while training (a checkpoint is a snapshot of the first part,
+    :meth:`checkpoint`), and the loop's bookkeeping of this call."""
+
+    model: PanopticContourNet
+    net: torch.nn.Module  # the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    use_scaler: bool
+    schedule: Schedule
+    fitter: ScheduleFitter
+    iteration: int = 0  # iterations done
+    total: int = 0  # the schedule's current length
+    elapsed: float = 0.0  # training seconds of the whole run, resumed parts included
+    resumed: bool = False
+    # bookkeeping of this call
+    start_iter: int = 0
+    start_time: float = 0.0
+    start_elapsed: float = 0.0
+    saved_iter: int = 0
+    saved_time: float = 0.0
+    last_terms: dict[str, float] = field(default_factory=dict)
+    stopped: str = "done"
+
+    def start_clock(self) -> None:
+        self.start_iter, self.start_time = self.iteration, time.perf_counter()
+        self.start_elapsed = self.elapsed
+        self.saved_iter, self.saved_time = self.iteration, self.start_time
+
+    def checkpoint(self, run: _Run) -> dict:
+        return make_checkpoint(
+            network=run.config.network, run_config=run.run_config, model=self.model,
+            optimizer=self.optimizer,
+            scaler=self.scaler.state_dict() if self.use_scaler else {},
+            iteration=self.iteration, total=self.total, elapsed=self.elapsed,
+            schedule=self.schedule.state(), device=run.dist.device)
 
 
 class _StopFlag:
@@ -446,50 +181,58 @@ class _StopFlag:
         return False
 
 
-class ScheduleFitter:
-    """Fits the schedule's length to a time budget from the measured speed.
+class _ProgressBar:
+    """The rich progress bar of the main process; does nothing when off."""
 
-    The speed is measured from the end of the first (slower) iteration; the length is
-    refitted when 5%, 25% and 50% of the budget are spent, keeping 5 s for the last
-    checkpoint. Without a budget it never changes the length.
+    def __init__(self, enabled: bool):
+        self.progress = make_progress() if enabled else None
+        self.task = None
 
-    >>> f = ScheduleFitter(budget_s=100.0, max_iters=10_000)
-    >>> f.update(1, 10.0, 10.0) is None        # first iteration: start measuring
-    True
-    >>> f.update(3, 12.0, 12.0) is None        # 5% spent, but fewer than 3 timed iterations
-    True
-    >>> f.update(9, 18.0, 18.0)                # 1 it/s: 9 + (100 - 18 - 5) = 86
-    86
-    """
+    @contextlib.contextmanager
+    def showing(self, state: TrainState):
+        if self.progress is None:
+            yield
+            return
+        with self.progress:
+            self.task = self.progress.add_task("train", total=state.total,
+                                               completed=state.iteration, rate="")
+            yield
 
-    FRACTIONS = (0.05, 0.25, 0.5)
-
-    def __init__(self, budget_s: float, max_iters: int):
-        self.budget_s, self.max_iters = budget_s, max_iters
-        self.todo = list(self.FRACTIONS) if budget_s else []
-        self.mark: tuple[int, float] | None = None
-
-    def update(self, iteration: int, now: float, elapsed: float) -> int | None:
-        """Call after each iteration (``now``: a clock; ``elapsed``: training seconds of the
-        whole run, resumed parts included); returns a new schedule length or None."""
-        if self.mark is None:
-            self.mark = (iteration, now)
-            return None
-        if not self.todo or elapsed < self.todo[0] * self.budget_s \
-                or iteration - self.mark[0] < 3:
-            return None
-        self.todo.pop(0)
-        rate = (iteration - self.mark[0]) / max(now - self.mark[1], 1e-9)
-        fitted = iteration + int(max(0.0, self.budget_s - elapsed - 5.0) * rate)
-        return max(iteration + 1, min(self.max_iters, fitted))
-
-    def spent(self, elapsed: float) -> bool:
-        return bool(self.budget_s) and elapsed >= self.budget_s
+    def update(self, state: TrainState, now: float) -> None:
+        if self.task is None:
+            return
+        t = state.last_terms
+        rate_s = (state.iteration - state.start_iter) / max(now - state.start_time, 1e-9)
+        text = (f"loss {t['loss']:.3f} sem {t['loss_semantic']:.3f} cont "
+                f"{t['loss_contour']:.4f} off {t['loss_offset']:.3f} | {rate_s:.2f} it/s")
+        self.progress.update(self.task, completed=state.iteration, total=state.total,
+                             rate=text)
 
 
-def _metric_columns(config: TrainConfig) -> list[str]:
+class _MetricsLog:
+    """``metrics.csv``, one row appended per iteration with a step (main process only)."""
+
+    def __init__(self, path: Path, columns: list[str], enabled: bool):
+        self.path, self.file, self.writer = path, None, None
+        if enabled:
+            with writing(path):
+                self.file = open(path, "a", newline="", encoding="utf-8")
+            self.writer = csv.DictWriter(self.file, columns)
+
+    def write(self, row: dict) -> None:
+        if self.writer is not None:
+            with writing(self.path):
+                self.writer.writerow(row)
+                self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _metric_columns(loss: LossConfig) -> list[str]:
     return (["iter", "loss", "loss_semantic", "loss_contour", "loss_offset"]
-            + [f"loss_{t}" for t in config.contour_loss] + ["lr", "time"])
+            + [f"loss_{t}" for t in loss.contour_terms] + ["lr", "time"])
 
 
 def _trim_metrics(path: Path, columns: list[str], upto: int) -> None:
@@ -506,27 +249,9 @@ def _trim_metrics(path: Path, columns: list[str], upto: int) -> None:
             writer.writerows(rows)
 
 
-def _check_resume(ckpt: dict, config: TrainConfig, path: Path) -> None:
-    net = network_of(ckpt, path)
-    if net != config.network_config():
-        raise InputError(path, f"checkpoint is a {_describe(net)} network (offset_scale "
-                               f"{net.offset_scale}); this run asks for "
-                               f"{_describe(config.network_config())} (offset_scale "
-                               f"{config.offset_scale}): use another --out or the same "
-                               f"--backbone/--neck")
-    old = json.loads(ckpt["config"])["settings"]
-    new = config.settings()
-    diff = [k for k in new if k not in RESUME_FREE and old.get(k) != new[k]]
-    if diff:
-        pairs = ", ".join(f"{k}: {old.get(k)} -> {new[k]}" for k in diff)
-        raise ConfigError(f"--resume with other settings than the run in {path.parent.parent} "
-                          f"({pairs}); use the same options or another --out")
-
-
 def _pick_workers(workers: int, world: int) -> int:
     if workers:
         return workers
-    from panoptool.runtime.pool import default_workers
     return max(1, min(8, default_workers() // (2 * world)))
 
 
@@ -556,221 +281,239 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     InputError, ConfigError
         On missing data/targets, unreadable or mismatching checkpoints, bad settings.
     """
-    from panoptool.training.data import check_on_bad_image
     from panoptool.runtime.guard import output_lock
 
-    check_on_bad_image(on_bad_image)
-    dist = setup_distributed(config.device)
-    out = Path(config.out)
-    ckpt_path = checkpoint_path(out)
+    opts = TrainOptions(resume=resume, overwrite=overwrite, stop_after=stop_after,
+                        show_progress=show_progress,
+                        on_bad_image=check_on_bad_image(on_bad_image),
+                        allow_partial=allow_partial)
+    dist = setup_distributed(config.run.device)
     lock = contextlib.ExitStack()  # the run folder's lock, held by the main process
     if dist.main:
-        lock.enter_context(output_lock(out, "train"))
+        lock.enter_context(output_lock(Path(config.run.out), "train"))
     with lock:
-        return _train(config, dist, out, ckpt_path, resume=resume, overwrite=overwrite,
-                      stop_after=stop_after, show_progress=show_progress,
-                      on_bad_image=on_bad_image, allow_partial=allow_partial)
+        run = _open_run(config, dist, opts)
+        state = _build_state(run, opts)
+        _prepare_folder(run, state, opts)
+        loader = _make_loader(run, state)
+        _run_iterations(run, state, loader, opts)
+        return _finish(run, state)
 
 
-def _train(config: TrainConfig, dist, out: Path, ckpt_path: Path, *, resume: bool,
-           overwrite: bool, stop_after: int | None, show_progress: bool, on_bad_image: str,
-           allow_partial: bool) -> TrainSummary:
-    from panoptool.training.data import Augment, StreamBatchSampler, TrainDataset, make_loader
-    from panoptool.runtime.pool import console, default_workers, make_progress
-    if ckpt_path.exists() and not (resume or overwrite):
+def _open_run(config: TrainConfig, dist: Dist, opts: TrainOptions) -> _Run:
+    """Check that the run may start, set the CPU threads, make the run's config.json and
+    open the dataset."""
+    out = Path(config.run.out)
+    if checkpoint_path(out).exists() and not (opts.resume or opts.overwrite):
         raise OutputError(f"{out}: holds a training run (checkpoints/{LAST}); pass --resume to "
                           f"continue it or --overwrite to start again")
-    if config.batch % dist.world:
-        raise ConfigError(f"--batch {config.batch} is the global batch and must be divisible "
-                          f"by the {dist.world} processes")
-    threads = config.threads or max(1, default_workers() // dist.world)
+    check_batch(config.optim.batch, dist)
+    threads = config.run.threads or max(1, default_workers() // dist.world)
     if dist.device.type == "cpu":
         torch.set_num_threads(threads)
-    channels_last = bool(config.channels_last)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-
-    targets_config_path = Path(config.targets) / formats.CONFIG_JSON
+    channels_last = bool(config.run.channels_last)
+    targets_config_path = Path(config.run.targets) / formats.CONFIG_JSON
     upstream = read_json(targets_config_path) if targets_config_path.is_file() else None
-    run_config = formats.stage_config("train", {**config.settings(), "world_size": dist.world,
-                                                "network": config.network_config().to_dict(),
-                                                "loss": json.loads(json.dumps(
-                                                    config.loss_config().to_dict()))},
-                                      upstream)
-    dataset = TrainDataset(config.root, config.split, config.targets,
-                           Augment(crop=config.crop, scale=config.scale, flip=config.flip))
+    run_config = formats.stage_config("train", config.stage_settings(dist.world), upstream)
+    dataset = TrainDataset(config.run.root, config.run.split, config.run.targets,
+                           config.augment)
+    return _Run(config=config, dist=dist, out=out, run_config=run_config,
+                columns=_metric_columns(config.loss),
+                memory_format=(torch.channels_last if channels_last
+                               else torch.contiguous_format),
+                dataset=dataset)
 
-    torch.manual_seed(config.seed)
-    model = PanopticContourNet(**config.network_config().to_dict())
+
+def _build_state(run: _Run, opts: TrainOptions) -> TrainState:
+    """The network initialised from the seed (then from ``last.pt`` on --resume, or from
+    ``--init-weights``), its optimizer and AMP scaler, and the schedule."""
+    config, dist = run.config, run.dist
+    torch.manual_seed(config.run.seed)
+    model = PanopticContourNet(**config.network.to_dict())
     ckpt = None
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        _check_resume(ckpt, config, ckpt_path)
-        _load_weights(model, ckpt["model"], ckpt_path, config.network_config())
-    elif config.init_weights:
-        report = _load_init_weights(model, config.init_weights, allow_partial)
+    if opts.resume and run.ckpt_path.exists():
+        ckpt = load_checkpoint(run.ckpt_path)
+        check_resume(ckpt, config, run.ckpt_path)
+        load_weights(model, ckpt["model"], run.ckpt_path, config.network)
+    elif config.run.init_weights:
+        report = load_init_weights(model, config.run.init_weights, opts.allow_partial)
         if dist.main:
-            console.print(f"init weights {config.init_weights}: {report.summary()}")
-    model.to(dist.device, memory_format=memory_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    use_scaler = config.amp and dist.device.type == "cuda"
+            console.print(f"init weights {config.run.init_weights}: {report.summary()}")
+    model.to(dist.device, memory_format=run.memory_format)
+    o = config.optim
+    optimizer = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum,
+                                weight_decay=o.weight_decay)
+    use_scaler = config.run.amp and dist.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    iteration, total, elapsed = 0, config.iters, 0.0
-    schedule_state = None
+    iteration, total, elapsed, schedule_state = 0, o.iters, 0.0, None
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        iteration, total = int(ckpt["iteration"]), int(ckpt["total_iters"])
-        if not config.max_minutes and json.loads(ckpt["config"])["settings"].get("iters") \
-                != config.iters:
-            total = config.iters  # --resume --iters N: continue to N, schedule stretched
-        elapsed = float(ckpt["elapsed_s"])
-        schedule_state = ckpt.get("schedule")
-        torch.set_rng_state(ckpt["rng_torch"])
-        if dist.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], dist.device)
+        iteration, total, elapsed, schedule_state = _restore(ckpt, optimizer, scaler, config,
+                                                             dist)
+    return TrainState(model=model, net=wrap_model(model, dist), optimizer=optimizer,
+                      scaler=scaler, use_scaler=use_scaler,
+                      schedule=Schedule(o, total, iteration, schedule_state),
+                      fitter=ScheduleFitter(o.max_minutes * 60.0, o.iters),
+                      iteration=iteration, total=total, elapsed=elapsed,
+                      resumed=ckpt is not None)
 
-    net = model
-    if dist.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
 
-    columns = _metric_columns(config)
-    metrics_path = out / "metrics.csv"
-    if dist.main:
-        from panoptool.io.files import make_folder, remove_stale_temporaries
-        make_folder(out)
-        remove_stale_temporaries(out)
-        if overwrite and not resume:
-            for p in (metrics_path, ckpt_path, out / "summary.json"):
-                p.unlink(missing_ok=True)
-        write_json(out / formats.CONFIG_JSON, run_config)
-        _trim_metrics(metrics_path, columns, iteration)
-        if ckpt is not None:
-            console.print(f"resuming {out} at iteration {iteration} of {total}")
+def _restore(ckpt: dict, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+             config: TrainConfig, dist: Dist) -> tuple[int, int, float, dict | None]:
+    """Load the optimizer, scaler and RNG states of a checkpoint; return its (iteration,
+    schedule length, training seconds, schedule state)."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    iteration, total = int(ckpt["iteration"]), int(ckpt["total_iters"])
+    if not config.optim.max_minutes and json.loads(ckpt["config"])["settings"].get("iters") \
+            != config.optim.iters:
+        total = config.optim.iters  # --resume --iters N: continue to N, schedule stretched
+    torch.set_rng_state(ckpt["rng_torch"])
+    if dist.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(ckpt["rng_cuda"], dist.device)
+    return iteration, total, float(ckpt["elapsed_s"]), ckpt.get("schedule")
 
-    def snapshot() -> dict:
-        return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-                "network": json.dumps(config.network_config().to_dict()),
-                "config": json.dumps(run_config), "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if use_scaler else {},
-                "iteration": iteration, "total_iters": total, "elapsed_s": elapsed,
-                "schedule": schedule.state(),
-                "rng_torch": torch.get_rng_state(),
-                "rng_cuda": (torch.cuda.get_rng_state(dist.device)
-                             if dist.device.type == "cuda" else None)}
 
-    def save() -> None:
-        if dist.main:
-            save_checkpoint(ckpt_path, snapshot())
+def _prepare_folder(run: _Run, state: TrainState, opts: TrainOptions) -> None:
+    """The run folder (main process): clean, config.json written, metrics.csv cut to the
+    checkpoint's iteration."""
+    if not run.dist.main:
+        return
+    make_folder(run.out)
+    remove_stale_temporaries(run.out)
+    if opts.overwrite and not opts.resume:
+        for p in (run.metrics_path, run.ckpt_path, run.out / "summary.json"):
+            p.unlink(missing_ok=True)
+    write_json(run.out / formats.CONFIG_JSON, run.run_config)
+    _trim_metrics(run.metrics_path, run.columns, state.iteration)
+    if state.resumed:
+        console.print(f"resuming {run.out} at iteration {state.iteration} of {state.total}")
 
-    per_rank = config.batch // dist.world
-    sampler = StreamBatchSampler(len(dataset), per_rank, config.seed, start=iteration,
-                                 rank=dist.rank, world=dist.world)
-    loader = make_loader(dataset, sampler, _pick_workers(config.workers, dist.world),
-                         pin_memory=dist.device.type == "cuda")
-    loss_config = config.loss_config()
-    fitter = ScheduleFitter(config.max_minutes * 60.0, config.iters)
-    schedule = Schedule(config, total, iteration, schedule_state)
-    stopped, last_terms = "done", {}
-    start_iter, start_time = iteration, time.perf_counter()
-    start_elapsed = elapsed
-    last_save_iter, last_save_time = iteration, start_time
 
-    progress = make_progress() if dist.main and show_progress else contextlib.nullcontext()
-    with writing(metrics_path):
-        csv_file = open(metrics_path, "a", newline="", encoding="utf-8") if dist.main else None
-    writer = csv.DictWriter(csv_file, columns) if csv_file else None
+def _make_loader(run: _Run, state: TrainState) -> torch.utils.data.DataLoader:
+    """This process's part of the sample stream from the state's iteration on."""
+    config, dist = run.config, run.dist
+    sampler = StreamBatchSampler(len(run.dataset), config.optim.batch // dist.world,
+                                 config.run.seed, start=state.iteration, rank=dist.rank,
+                                 world=dist.world)
+    return make_loader(run.dataset, sampler, _pick_workers(config.run.workers, dist.world),
+                       pin_memory=dist.device.type == "cuda")
+
+
+def _run_iterations(run: _Run, state: TrainState, loader, opts: TrainOptions) -> None:
+    """Iterate until the schedule ends or a stop; on an error, keep what was trained (so
+    that --resume loses at most the iteration that failed), then re-raise."""
+    state.start_clock()
+    bar = _ProgressBar(run.dist.main and opts.show_progress)
+    log = _MetricsLog(run.metrics_path, run.columns, enabled=run.dist.main)
     batches = iter(loader)
     try:
-        with _StopFlag() as flag, progress:
-            task = progress.add_task("train", total=total, completed=iteration, rate="") \
-                if dist.main and show_progress else None
-            while iteration < total:
-                lr = schedule.rate()
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                raw, bad = next(batches)
-                for sample in bad:
-                    if on_bad_image == "stop":
-                        raise sample.error()
-                    if dist.main:
-                        console.print(f"skipped (--on-bad-image skip): {sample.line()}")
-                if raw is None:  # nothing readable in this batch: an iteration without a step
-                    terms = {k: torch.tensor(float("nan")) for k in columns
-                             if k not in ("iter", "lr", "time")}
-                else:
-                    batch = {k: v.to(dist.device, non_blocking=True) for k, v in raw.items()}
-                    terms = _step(net, optimizer, scaler, batch, loss_config, amp=config.amp,
-                                  memory_format=memory_format, iteration=iteration)
-                iteration += 1
-                now = time.perf_counter()
-                elapsed = start_elapsed + (now - start_time)
-                values = torch.stack(list(terms.values())).float()
-                if dist.world > 1:
-                    torch.distributed.all_reduce(values)
-                    values /= dist.world
-                last_terms = dict(zip(terms, values.tolist()))
-                if writer and raw is not None:
-                    with writing(metrics_path):
-                        writer.writerow({"iter": iteration, **last_terms, "lr": lr,
-                                         "time": round(elapsed, 3)})
-                        csv_file.flush()
-                fitted = fitter.update(iteration, now, elapsed)
-                if dist.world > 1:  # every process must agree on the length
-                    t = torch.tensor([-1.0 if fitted is None else float(fitted)],
-                                     dtype=torch.float64)
-                    torch.distributed.broadcast(t, 0)
-                    fitted = None if t.item() < 0 else int(t.item())
-                if fitted is not None:
-                    total = fitted
-                schedule.step(iteration - 1, total)
-                if task is not None:
-                    rate_s = (iteration - start_iter) / max(now - start_time, 1e-9)
-                    text = (f"loss {last_terms['loss']:.3f} sem {last_terms['loss_semantic']:.3f}"
-                            f" cont {last_terms['loss_contour']:.4f} off "
-                            f"{last_terms['loss_offset']:.3f} | {rate_s:.2f} it/s")
-                    progress.update(task, completed=iteration, total=total, rate=text)
-                stop = None
-                if fitter.spent(elapsed):
-                    stop = "time budget"
-                if stop_after is not None and iteration >= stop_after:
-                    stop = "stop_after"
-                if flag.signal is not None:
-                    stop = "interrupted"
-                if dist.world > 1:  # all processes stop together
-                    t = torch.tensor([0.0 if stop is None else 1.0])
-                    torch.distributed.all_reduce(t)
-                    if t.item() > 0 and stop is None:
-                        stop = "interrupted"
-                if (stop or iteration >= total or iteration - last_save_iter >= config.save_every
-                        or now - last_save_time >= config.save_minutes * 60):
-                    save()
-                    last_save_iter, last_save_time = iteration, time.perf_counter()
-                if stop:
-                    stopped = stop
+        with _StopFlag() as flag, bar.showing(state):
+            while state.iteration < state.total:
+                if _iteration(run, state, batches, flag, bar, log, opts):
                     break
     except Exception:
-        # any error (an unreadable image, a full disk, a NaN loss ...): keep what was
-        # trained, so that --resume loses at most the iteration that failed
-        if iteration > last_save_iter:
+        # any error (an unreadable image, a full disk, a NaN loss ...)
+        if state.iteration > state.saved_iter:
             with contextlib.suppress(Exception):
-                save()
+                _save(run, state)
         raise
     finally:
         del batches
-        if csv_file:
-            csv_file.close()
-    seconds = time.perf_counter() - start_time
-    summary = TrainSummary(iterations=iteration, total_iters=total, seconds=seconds,
-                           stopped=stopped, checkpoint=str(ckpt_path), last_terms=last_terms)
-    if dist.main:
-        write_json(out / "summary.json", {
-            **dataclasses.asdict(summary), "training_seconds_total": elapsed,
-            "it_per_s": (iteration - start_iter) / max(seconds, 1e-9)})
-    if stopped == "interrupted":
+        log.close()
+
+
+def _iteration(run: _Run, state: TrainState, batches, flag: _StopFlag, bar: _ProgressBar,
+               log: _MetricsLog, opts: TrainOptions) -> bool:
+    """One iteration; True when the run stops after it."""
+    lr = _set_learning_rate(state)
+    raw = _next_batch(batches, run.dist, opts.on_bad_image)
+    if raw is None:  # nothing readable in this batch: an iteration without a step
+        terms = {k: torch.tensor(float("nan")) for k in run.columns
+                 if k not in ("iter", "lr", "time")}
+    else:
+        batch = {k: v.to(run.dist.device, non_blocking=True) for k, v in raw.items()}
+        terms = _step(state.net, state.optimizer, state.scaler, batch, run.config.loss,
+                      amp=run.config.run.amp, memory_format=run.memory_format,
+                      iteration=state.iteration)
+    state.iteration += 1
+    now = time.perf_counter()
+    state.elapsed = state.start_elapsed + (now - state.start_time)
+    state.last_terms = mean_over_processes(terms, run.dist)
+    if raw is not None:
+        log.write({"iter": state.iteration, **state.last_terms, "lr": lr,
+                   "time": round(state.elapsed, 3)})
+    _advance_schedule(state, now, run.dist)
+    bar.update(state, now)
+    stop = vote_stop(_stop_reason(state, flag, opts.stop_after), run.dist)
+    if stop or _save_due(state, now, run.config.run):
+        _save(run, state)
+    if stop:
+        state.stopped = stop
+    return stop is not None
+
+
+def _set_learning_rate(state: TrainState) -> float:
+    lr = state.schedule.rate()
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _next_batch(batches, dist: Dist, on_bad_image: str) -> dict[str, torch.Tensor] | None:
+    """The next batch of readable samples (None if none is); an unreadable sample raises
+    (``stop``) or is logged (``skip``)."""
+    raw, bad = next(batches)
+    for sample in bad:
+        if on_bad_image == "stop":
+            raise sample.error()
+        if dist.main:
+            console.print(f"skipped (--on-bad-image skip): {sample.line()}")
+    return raw
+
+
+def _advance_schedule(state: TrainState, now: float, dist: Dist) -> None:
+    """Refit the schedule's length to the time budget (all processes agree), then step."""
+    fitted = agree_on_length(state.fitter.update(state.iteration, now, state.elapsed), dist)
+    if fitted is not None:
+        state.total = fitted
+    state.schedule.step(state.iteration - 1, state.total)
+
+
+def _stop_reason(state: TrainState, flag: _StopFlag, stop_after: int | None) -> str | None:
+    stop = None
+    if state.fitter.spent(state.elapsed):
+        stop = "time budget"
+    if stop_after is not None and state.iteration >= stop_after:
+        stop = "stop_after"
+    if flag.signal is not None:
+        stop = "interrupted"
+    return stop
+
+
+def _save_due(state: TrainState, now: float, run: RunConfig) -> bool:
+    return (state.iteration >= state.total or state.iteration - state.saved_iter >= run.save_every
+            or now - state.saved_time >= run.save_minutes * 60)
+
+
+def _save(run: _Run, state: TrainState) -> None:
+    if run.dist.main:
+        save_checkpoint(run.ckpt_path, state.checkpoint(run))
+    state.saved_iter, state.saved_time = state.iteration, time.perf_counter()
+
+
+def _finish(run: _Run, state: TrainState) -> TrainSummary:
+    """Write ``summary.json``; an interrupted run ends in KeyboardInterrupt (last.pt is
+    written)."""
+    seconds = time.perf_counter() - state.start_time
+    summary = TrainSummary(iterations=state.iteration, total_iters=state.total,
+                           seconds=seconds, stopped=state.stopped,
+                           checkpoint=str(run.ckpt_path), last_terms=state.last_terms)
+    if run.dist.main:
+        write_json(run.out / "summary.json", {
+            **dataclasses.asdict(summary), "training_seconds_total": state.elapsed,
+            "it_per_s": (state.iteration - state.start_iter) / max(seconds, 1e-9)})
+    if state.stopped == "interrupted":
         raise KeyboardInterrupt
     return summary
 
@@ -794,21 +537,3 @@ def _step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler, batch:
     scaler.update()
     return terms
 
-
-def _load_init_weights(model: PanopticContourNet, path: PathLike, allow_partial: bool = False):
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "--init-weights file not found")
-    state = safe_torch_load(path, "--init-weights file")
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise InputError(path, f"expected a state dict, got {type(state).__name__}")
-    report = load_torchvision_weights(model.encoder, state, source=str(path))
-    n_own = len(report.loaded) + len(report.missing)
-    if not allow_partial and 2 * len(report.loaded) < n_own:
-        raise InputError(path, f"matches only {len(report.loaded)} of the {n_own} encoder "
-                               f"tensors (under half: weights of another network?); pass "
-                               f"--allow-partial to train from it anyway")
-    return report

@@ -56,13 +56,32 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, monkeypatch):
     assert again.exit_code == 0, again.output
 
 
-def test_figure_scripts_train_with_the_demos_settings():
-    """The demo, the figure script and make reports' ablations train alike; a setting changed
-    in one place only would make the README's figures disagree with what the demo does."""
+def test_the_demo_trains_with_the_cpu_preset(tmp_path):
+    """The demo's train step, parsed by ``panoptool train``, trains with the cpu preset's
+    values (defined once, in panoptool.training.config.PRESETS) and records the preset."""
+    from panoptool.training.config import PRESETS
+    from panoptool_cli.train import config_from_args
+
+    (tmp_path / "data" / "gtFine").mkdir(parents=True)
+    step = next(s for s in D.demo_steps(tmp_path, D.DemoConfig(device="cpu"))
+                if s.name == "train")
+    config = config_from_args(step.args[1:])
+    assert config.preset == "cpu" and config.settings()["preset"] == "cpu"
+    for key, value in PRESETS["cpu"].settings.items():
+        assert config.get(key) == value, key
+    assert config.optim.max_minutes == D.DemoConfig().minutes  # the demo's own options stay
+
+
+def test_figure_scripts_train_with_the_cpu_preset():
+    """The figure script and make reports' ablations train like the demo, by naming the
+    preset rather than copying its values (a copy would drift from it)."""
+    from panoptool.training.config import PRESETS
+    from panoptool_cli.train import SETTING_OPTIONS
+
+    flags = {s.flag for s in SETTING_OPTIONS if s.name in PRESETS["cpu"].settings}
     scripts = Path(__file__).resolve().parents[2] / "scripts"
-    args = D.DEMO_TRAIN_ARGS
-    pairs = [f"{flag} {value}" for flag, value in zip(args[::2], args[1::2])]
-    for name in ("train_figure.sh", "make_reports.sh"):
-        text = " ".join((scripts / name).read_text().replace("\\\n", " ").split())
-        missing = [p for p in pairs if p not in text]
-        assert not missing, f"scripts/{name} lacks {missing}"
+    for name, line in (("train_figure.sh", '" train '), ("make_reports.sh", "TRAIN_ARGS=")):
+        text = (scripts / name).read_text().replace("\\\n", " ")
+        command = next(t for t in text.splitlines() if line in t and not t.startswith("#"))
+        assert "--preset cpu" in command, name
+        assert not [f for f in flags if f"{f} " in command], (name, command)

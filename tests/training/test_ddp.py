@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from panoptool.model import PanopticContourNet
-from panoptool.training.loop import checkpoint_path
+from panoptool.training.checkpoints import checkpoint_path
 
 
 def read_csv(path) -> list[dict]:
