@@ -39,3 +39,12 @@ class InputError(PanoptoolError):
 
 class OutputError(PanoptoolError):
     """An output location cannot be written or already holds results."""
+
+
+class ArrayError(InputError, ValueError):
+    """An array has the wrong shape, dtype or values: an argument of a pure function (the
+    maps, the ground truth, the targets), or the content of a file.
+
+    ``path`` is the file the array came from where known (``None`` for an argument; the
+    message then names the argument). A ``ValueError`` too, for callers that catch that.
+    """
