@@ -3,6 +3,7 @@ ids, the dilated instance contours and the centre offsets.
 """
 
 from panoptool.targets.core import (IS_THING_INSTANCE, TargetConfig, TargetSummary,
-                                    compute_targets, contour_target, inner_boundary,
-                                    instance_index_map, is_done, make_targets, offset_target,
-                                    semantic_target, thing_instance_mask)  # noqa: F401
+                                    boundary_of_instances, compute_targets, contour_target,
+                                    inner_boundary, instance_centroids, instance_index_map,
+                                    is_done, make_targets, offset_target, semantic_target,
+                                    thing_instance_ids, thing_instance_mask)  # noqa: F401

@@ -6,13 +6,18 @@ applies them to every image of a split, in parallel, resuming where it stopped.
 
 Definitions (DESIGN.md)
 -----------------------
+These are the definitions every stage uses (the visualisation and the contour score too):
+
 - A *thing instance* is a non-crowd instance of a thing class: ``instance_id >= 1000`` and
-  ``instance_id // 1000`` in :data:`labels.THING_LABEL_IDS` (caravan, trailer and crowd
-  regions, whose instance id is the bare label id, are not thing instances).
-- Contour: the inner boundary of every thing instance (its pixels with a 4-neighbour,
-  inside the image, that belongs to anything else), united over instances, then dilated
+  ``instance_id // 1000`` in the label space's ``thing_label_ids`` (Cityscapes: caravan,
+  trailer and crowd regions, whose instance id is the bare label id, are not thing
+  instances); decided by the id alone (:func:`thing_instance_mask`), never by the label map.
+- Boundary: the pixels of an instance with a 4-neighbour, inside the image, that belongs to
+  anything else (:func:`boundary_of_instances`).
+- Centroid: the mean (row, column) of an instance's pixels (:func:`instance_centroids`).
+- Contour: the boundary of every thing instance, united over instances, then dilated
   ``dilation - 1`` times with a 3x3 square kernel.
-- Offset: per thing-instance pixel, (dy, dx) from the pixel to the instance's mask centroid;
+- Offset: per thing-instance pixel, (dy, dx) from the pixel to the instance's centroid;
   stored factored as ``instance_index`` + ``centers_yx`` (see :mod:`panoptool.io.formats`).
 """
 
@@ -30,17 +35,16 @@ import numpy as np
 
 from panoptool.io import formats
 from panoptool.io.cityscapes import Sample, list_samples, read_ground_truth, resolve_root
-from panoptool.errors import ConfigError, InputError
+from panoptool.errors import ArrayError, ConfigError, InputError
 from panoptool.io.files import read_json, remove_stale_temporaries, write_json
-from panoptool.labels import LABEL_TO_TRAIN, THING_LABEL_IDS
+from panoptool.labels import CITYSCAPES, MAX_INSTANCE_ID, LabelSpace
 
 PathLike = str | os.PathLike
 
-_MAX_ID = 1 << 16  # instance ids fit in uint16 (Cityscapes stores them so)
-#: Boolean table over instance ids 0..65535: True for ids of non-crowd thing instances.
-IS_THING_INSTANCE = np.zeros(_MAX_ID, dtype=bool)
-for _label in THING_LABEL_IDS:
-    IS_THING_INSTANCE[_label * 1000: _label * 1000 + 1000] = True
+_MAX_ID = MAX_INSTANCE_ID  # instance ids fit in uint16 (Cityscapes stores them so)
+#: Boolean table over instance ids 0..65535: True for ids of non-crowd thing instances
+#: (Cityscapes; ``labels.is_thing_instance_id`` of any label space).
+IS_THING_INSTANCE = CITYSCAPES.is_thing_instance_id
 
 _KERNEL = np.ones((3, 3), dtype=np.uint8)
 
@@ -76,16 +80,18 @@ def _value_range(ids: np.ndarray) -> tuple[int, int]:
 
 def _check_2d(name: str, arr: np.ndarray) -> None:
     if not isinstance(arr, np.ndarray) or arr.ndim != 2:
-        raise ConfigError(f"{name} must be a 2-d array (H, W), got "
+        raise ArrayError(None, f"{name} must be a 2-d array (H, W), got "
                           f"{getattr(arr, 'shape', type(arr).__name__)}")
 
 
-def thing_instance_mask(instance_ids: np.ndarray) -> np.ndarray:
-    """True on pixels of non-crowd thing instances.
+def thing_instance_mask(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPES
+                        ) -> np.ndarray:
+    """True on pixels of non-crowd thing instances (the module docstring's definition).
 
     Parameters
     ----------
-    instance_ids : integer (H, W), Cityscapes instance ids.
+    instance_ids : integer (H, W), instance ids in 0..65535.
+    labels : the label space.
 
     Returns
     -------
@@ -94,15 +100,27 @@ def thing_instance_mask(instance_ids: np.ndarray) -> np.ndarray:
     >>> thing_instance_mask(np.array([[26, 26001, 29000, 24]])).tolist()
     [[False, True, False, False]]
     """
-    return instance_index_map(instance_ids)[0] > 0
+    return instance_index_map(instance_ids, labels)[0] > 0
 
 
-def semantic_target(label_ids: np.ndarray) -> np.ndarray:
+def thing_instance_ids(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPES
+                       ) -> np.ndarray:
+    """The instance ids on the pixels of thing instances, 0 elsewhere: int64 (H, W).
+
+    >>> thing_instance_ids(np.array([[26, 26001, 29000, 24001]])).tolist()
+    [[0, 26001, 0, 24001]]
+    """
+    ids = np.asarray(instance_ids)
+    return np.where(thing_instance_mask(ids, labels), ids.astype(np.int64), 0)
+
+
+def semantic_target(label_ids: np.ndarray, labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     """Semantic target: label ids -> train ids.
 
     Parameters
     ----------
-    label_ids : uint8 (H, W), Cityscapes label ids.
+    label_ids : uint8 (H, W), label ids.
+    labels : the label space.
 
     Returns
     -------
@@ -113,15 +131,17 @@ def semantic_target(label_ids: np.ndarray) -> np.ndarray:
     """
     _check_2d("label_ids", label_ids)
     label_ids = np.ascontiguousarray(label_ids, dtype=np.uint8)
-    return cv2.LUT(label_ids, LABEL_TO_TRAIN)
+    return cv2.LUT(label_ids, labels.label_to_train)
 
 
-def instance_index_map(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def instance_index_map(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPES
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Number the non-crowd thing instances 1..K in increasing instance-id order.
 
     Parameters
     ----------
-    instance_ids : integer (H, W), Cityscapes instance ids in 0..65535.
+    instance_ids : integer (H, W), instance ids in 0..65535.
+    labels : the label space (which ids are thing instances).
 
     Returns
     -------
@@ -136,27 +156,34 @@ def instance_index_map(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray
     _check_2d("instance_ids", instance_ids)
     ids = np.asarray(instance_ids)
     if not np.issubdtype(ids.dtype, np.integer):
-        raise ConfigError(f"instance_ids must be an integer array, got {ids.dtype}")
+        raise ArrayError(None, f"instance_ids must be an integer array, got {ids.dtype}")
     if ids.dtype != np.uint16 and ids.size:
         lo, hi = _value_range(ids)
         if lo < 0 or hi >= _MAX_ID:
-            raise ConfigError(f"instance_ids must lie in 0..{_MAX_ID - 1}, got range "
-                              f"[{lo}, {hi}]")
+            raise ArrayError(None, f"instance_ids must lie in 0..{_MAX_ID - 1}, got range "
+                                   f"[{lo}, {hi}]")
     ids16 = np.ascontiguousarray(ids, dtype=np.uint16)
     counts = cv2.calcHist([ids16], [0], None, [_MAX_ID], [0, _MAX_ID]).ravel()
-    present = np.flatnonzero((counts > 0) & IS_THING_INSTANCE)
+    present = np.flatnonzero((counts > 0) & labels.is_thing_instance_id)
     lut = np.zeros(_MAX_ID, dtype=np.uint16)
     lut[present] = np.arange(1, len(present) + 1, dtype=np.uint16)
     # np.take: 30% faster than lut[ids16], which first widens the 2M indices to intp
     return np.take(lut, ids16), present, counts[present].astype(np.int64)
 
 
-def _boundary_of_index(instance_index: np.ndarray,
-                       row_change: np.ndarray | None = None) -> np.ndarray:
-    """Inner boundary from an instance index map (0 = no thing instance); bool (H, W).
+def boundary_of_instances(instance_index: np.ndarray,
+                          row_change: np.ndarray | None = None) -> np.ndarray:
+    """Inner boundary of every instance of a map, united: the pixels of an instance (value
+    not 0) with a 4-neighbour inside the image of another value; bool (H, W).
 
-    ``row_change`` (bool (H, W-1), ``index[:, 1:] != index[:, :-1]``) may be passed when
-    already computed.
+    Parameters
+    ----------
+    instance_index : integer (H, W), 0 = no instance, any other value = one instance.
+    row_change : optional bool (H, W-1), ``index[:, 1:] != index[:, :-1]``, when already
+        computed.
+
+    >>> boundary_of_instances(np.array([[0, 5, 5, 5, 7]])).astype(int).tolist()
+    [[0, 1, 0, 1, 1]]
     """
     ii = instance_index
     edge = np.zeros(ii.shape, dtype=bool)
@@ -170,7 +197,7 @@ def _boundary_of_index(instance_index: np.ndarray,
     return edge
 
 
-def inner_boundary(instance_ids: np.ndarray) -> np.ndarray:
+def inner_boundary(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     """Inner boundary of every non-crowd thing instance, united (no dilation).
 
     A pixel of a thing instance is a boundary pixel if one of its 4-neighbours inside the
@@ -179,13 +206,14 @@ def inner_boundary(instance_ids: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    instance_ids : integer (H, W), Cityscapes instance ids.
+    instance_ids : integer (H, W), instance ids.
+    labels : the label space.
 
     Returns
     -------
     bool (H, W).
     """
-    return _boundary_of_index(instance_index_map(instance_ids)[0])
+    return boundary_of_instances(instance_index_map(instance_ids, labels)[0])
 
 
 def _dilate(edge: np.ndarray, dilation: int) -> np.ndarray:
@@ -196,7 +224,8 @@ def _dilate(edge: np.ndarray, dilation: int) -> np.ndarray:
     return edge
 
 
-def contour_target(instance_ids: np.ndarray, dilation: int = 2) -> np.ndarray:
+def contour_target(instance_ids: np.ndarray, dilation: int = 2,
+                   labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     """Contour target: thing-instance boundaries thickened by the dilation rate.
 
     Parameters
@@ -204,6 +233,7 @@ def contour_target(instance_ids: np.ndarray, dilation: int = 2) -> np.ndarray:
     instance_ids : integer (H, W), Cityscapes instance ids (``label*1000+k`` for things,
         the label id for stuff and crowd).
     dilation : d >= 1; the inner boundary is dilated d - 1 times with a 3x3 square kernel.
+    labels : the label space.
 
     Returns
     -------
@@ -226,16 +256,26 @@ def contour_target(instance_ids: np.ndarray, dilation: int = 2) -> np.ndarray:
            [0, 0, 0, 0, 0, 0, 0]], dtype=uint8)
     """
     TargetConfig(dilation=dilation)  # validates
-    return _dilate(inner_boundary(instance_ids), dilation)
+    return _dilate(inner_boundary(instance_ids, labels), dilation)
 
 
-def _centroids(instance_index: np.ndarray, n_instances: int,
-               row_change: np.ndarray | None = None) -> np.ndarray:
-    """Mask centroids (row, column) of instances 1..K of an index map; float32 (K, 2).
+def instance_centroids(instance_index: np.ndarray, n_instances: int,
+                       row_change: np.ndarray | None = None) -> np.ndarray:
+    """Mask centroids (row, column) of instances 1..K of an index map; float64 (K, 2).
 
     Works on the horizontal runs of equal index (few, even at 1024x2048) instead of on
     pixels: a run of length n starting at column c of row r adds n*r to the row sum and
-    n*c + n*(n-1)/2 to the column sum. Sums are exact in float64.
+    n*c + n*(n-1)/2 to the column sum. Sums are exact in float64, so the result is the
+    exact mean of the pixels' coordinates, correctly rounded.
+
+    Parameters
+    ----------
+    instance_index : integer (H, W), 0 = no instance, k = instance k (1..K).
+    n_instances : K.
+    row_change : as in :func:`boundary_of_instances`.
+
+    >>> instance_centroids(np.array([[1, 1, 0], [1, 2, 2]]), 2).tolist()
+    [[0.3333333333333333, 0.3333333333333333], [1.0, 1.5]]
     """
     h, w = instance_index.shape
     diff = (instance_index[:, 1:] != instance_index[:, :-1]) if row_change is None \
@@ -255,15 +295,23 @@ def _centroids(instance_index: np.ndarray, n_instances: int,
     sum_x = np.bincount(values, weights=cols * lengths + lengths * (lengths - 1) / 2,
                         minlength=size)[1:]
     area = np.maximum(area, 1.0)
-    return np.stack([sum_y / area, sum_x / area], axis=1).astype(np.float32).reshape(-1, 2)
+    return np.stack([sum_y / area, sum_x / area], axis=1).reshape(-1, 2)
 
 
-def offset_target(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _centroids(instance_index: np.ndarray, n_instances: int,
+               row_change: np.ndarray | None = None) -> np.ndarray:
+    """:func:`instance_centroids` as stored in the targets, float32 (K, 2)."""
+    return instance_centroids(instance_index, n_instances, row_change).astype(np.float32)
+
+
+def offset_target(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPES
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Centre-offset target, factored: instance index per pixel and instance centroids.
 
     Parameters
     ----------
-    instance_ids : integer (H, W), Cityscapes instance ids.
+    instance_ids : integer (H, W), instance ids.
+    labels : the label space.
 
     Returns
     -------
@@ -280,19 +328,21 @@ def offset_target(instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> index.tolist(), centers.tolist()
     ([[2, 2, 0], [2, 2, 1]], [[1.0, 2.0], [0.5, 0.5]])
     """
-    instance_index, ids, _ = instance_index_map(instance_ids)
+    instance_index, ids, _ = instance_index_map(instance_ids, labels)
     return instance_index, _centroids(instance_index, len(ids))
 
 
 def compute_targets(label_ids: np.ndarray, instance_ids: np.ndarray,
-                    config: TargetConfig = TargetConfig()) -> dict[str, np.ndarray]:
+                    config: TargetConfig = TargetConfig(),
+                    labels: LabelSpace = CITYSCAPES) -> dict[str, np.ndarray]:
     """All targets of one image.
 
     Parameters
     ----------
-    label_ids : uint8 (H, W), Cityscapes label ids.
-    instance_ids : integer (H, W), Cityscapes instance ids, same size.
+    label_ids : uint8 (H, W), label ids.
+    instance_ids : integer (H, W), instance ids, same size.
     config : target settings.
+    labels : the label space.
 
     Returns
     -------
@@ -303,12 +353,12 @@ def compute_targets(label_ids: np.ndarray, instance_ids: np.ndarray,
     _check_2d("label_ids", label_ids)
     _check_2d("instance_ids", instance_ids)
     if label_ids.shape != instance_ids.shape:
-        raise ConfigError(f"label_ids {label_ids.shape} and instance_ids {instance_ids.shape} "
-                          f"differ in size")
-    instance_index, ids, _ = instance_index_map(instance_ids)
+        raise ArrayError(None, f"label_ids {label_ids.shape} and instance_ids "
+                               f"{instance_ids.shape} differ in size")
+    instance_index, ids, _ = instance_index_map(instance_ids, labels)
     row_change = instance_index[:, 1:] != instance_index[:, :-1]
-    return {"train_ids": semantic_target(label_ids),
-            "contour": _dilate(_boundary_of_index(instance_index, row_change),
+    return {"train_ids": semantic_target(label_ids, labels),
+            "contour": _dilate(boundary_of_instances(instance_index, row_change),
                                config.dilation),
             "instance_index": instance_index,
             "centers_yx": _centroids(instance_index, len(ids), row_change)}
@@ -357,11 +407,12 @@ def is_done(out: PathLike, split: str, stem: str) -> bool:
     return formats.target_paths(out, split, stem)["offset"].is_file()
 
 
-def _process(sample: Sample, *, out: str, config: TargetConfig) -> tuple[int, int, int]:
+def _process(sample: Sample, *, out: str, config: TargetConfig,
+             labels: LabelSpace = CITYSCAPES) -> tuple[int, int, int]:
     """Compute and write the targets of one sample; ``(instances, contour px, pixels)``."""
     # uint16 as stored: compute_targets then needs no range check and no conversion
     label_ids, instance_ids = read_ground_truth(sample, instance_dtype=np.uint16)
-    targets = compute_targets(label_ids, instance_ids, config)
+    targets = compute_targets(label_ids, instance_ids, config, labels)
     formats.write_targets(out, sample.split, sample.stem, **targets)
     contour = targets["contour"]
     return len(targets["centers_yx"]), int(np.count_nonzero(contour)), contour.size
@@ -388,7 +439,8 @@ def _check_previous_config(config_path: Path, config: TargetConfig, overwrite: b
 
 def make_targets(root: PathLike | None, split: str, out: PathLike,
                  config: TargetConfig = TargetConfig(), *, workers: int | None = 0,
-                 overwrite: bool = False, show_progress: bool = True) -> TargetSummary:
+                 overwrite: bool = False, show_progress: bool = True,
+                 labels: LabelSpace = CITYSCAPES) -> TargetSummary:
     """Write the targets of every image of a split below ``out``.
 
     Parameters
@@ -401,6 +453,7 @@ def make_targets(root: PathLike | None, split: str, out: PathLike,
     workers : worker processes, 0 or None = all cores.
     overwrite : redo images whose targets exist (default: skip them, i.e. resume).
     show_progress : show a progress bar on stderr.
+    labels : the label space of the dataset.
 
     Returns
     -------
@@ -436,7 +489,7 @@ def make_targets(root: PathLike | None, split: str, out: PathLike,
         todo = [s for s in samples if overwrite or not is_done(out, split, s.stem)]
         summary = TargetSummary(out=str(out), split=split, images=len(samples),
                                 skipped=len(samples) - len(todo))
-        func = partial(_process, out=str(out), config=config)
+        func = partial(_process, out=str(out), config=config, labels=labels)
         for n_inst, n_contour, n_pixels in run_parallel(func, todo, workers=workers,
                                                         description=f"make-targets {split}",
                                                         show_progress=show_progress):

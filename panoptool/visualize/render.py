@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from panoptool.io import formats
+from panoptool.targets import core as _targets
 from panoptool.errors import ConfigError, InputError
 from panoptool.io.files import write_png
 from panoptool.io.results import (PanopticAnnotation, read_instance_list, read_mask,
@@ -236,26 +237,33 @@ def blend(image: np.ndarray, overlay: np.ndarray, alpha: float = 0.5) -> np.ndar
 # --- ground truth in the forms the network predicts -----------------------------------------
 
 def thing_instance_ids(label_ids: np.ndarray, instance_ids: np.ndarray) -> np.ndarray:
-    """Cityscapes instanceIds restricted to evaluated, non-crowd thing instances (else 0).
+    """Cityscapes instanceIds restricted to non-crowd thing instances (else 0), int64 (H, W).
+
+    The definition of a thing instance is the targets' (by the id's label,
+    :func:`panoptool.targets.core.thing_instance_ids`); ``label_ids`` is not needed and
+    kept for the callers.
 
     Parameters
     ----------
     label_ids : uint8 (H, W). instance_ids : int (H, W), ``label_id * 1000 + k``.
     """
-    instance_ids = np.asarray(instance_ids, dtype=np.int64)
-    keep = (instance_ids >= 1000) & IS_THING_TRAIN[LABEL_TO_TRAIN[label_ids]]
-    return np.where(keep, instance_ids, 0)
+    return _targets.thing_instance_ids(instance_ids)
 
 
 def gt_contour(instances: np.ndarray) -> np.ndarray:
     """1-pixel inner boundaries of the instances (a pixel with a 4-neighbour outside its
-    instance; image border excluded), uint8 (H, W) 0/1: the contour target at dilation 1."""
-    instances = np.asarray(instances)
-    return (instance_boundaries(instances) & (instances != 0)).astype(np.uint8)
+    instance; image border excluded), uint8 (H, W) 0/1: the contour target at dilation 1
+    (:func:`panoptool.targets.core.boundary_of_instances`)."""
+    return _targets.boundary_of_instances(np.asarray(instances)).astype(np.uint8)
 
 
 def gt_offsets(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets from every instance pixel to its instance's mask centroid.
+    """Offsets from every instance pixel to its instance's mask centroid
+    (:func:`panoptool.targets.core.instance_centroids`), taken in float64.
+
+    Parameters
+    ----------
+    instances : int (H, W), 0 = no instance, any other value = one instance.
 
     Returns
     -------
@@ -263,16 +271,17 @@ def gt_offsets(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     instances = np.asarray(instances)
     uniq, inverse = np.unique(instances, return_inverse=True)
-    inverse = inverse.reshape(instances.shape)
+    offset = 0 if uniq.size and uniq[0] == 0 else 1  # index 0 = no instance
+    index = inverse.reshape(instances.shape) + offset
+    n = len(uniq) - 1 + offset
+    centre = np.zeros((n + 1, 2))
+    centre[1:] = _targets.instance_centroids(index, n)
     h, w = instances.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    count = np.bincount(inverse.ravel(), minlength=len(uniq)).astype(np.float64)
-    cy = np.bincount(inverse.ravel(), yy.ravel(), minlength=len(uniq)) / count
-    cx = np.bincount(inverse.ravel(), xx.ravel(), minlength=len(uniq)) / count
     valid = instances != 0
-    offset = np.stack([cy[inverse] - yy, cx[inverse] - xx]).astype(np.float32)
-    offset[:, ~valid] = 0.0
-    return offset, valid
+    offset_yx = np.stack([centre[index, 0] - np.arange(h)[:, None],
+                          centre[index, 1] - np.arange(w)[None, :]]).astype(np.float32)
+    offset_yx[:, ~valid] = 0.0
+    return offset_yx, valid
 
 
 # --- panels --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from scipy import ndimage
 from panoptool.io import formats
 from panoptool.targets import core as targets
 from panoptool.io.cityscapes import list_samples, read_ground_truth
-from panoptool.errors import ConfigError
+from panoptool.errors import ArrayError, ConfigError
 from panoptool.labels import THING_LABEL_IDS
 from panoptool.synth.scenes import make_scene
 from panoptool.targets.core import (TargetConfig, compute_targets, contour_target, make_targets,
@@ -206,11 +206,11 @@ def test_bad_arrays_and_settings_are_rejected():
         TargetConfig(dilation=0)
     with pytest.raises(ConfigError, match="dilation"):
         TargetConfig(dilation=1.5)
-    with pytest.raises(ConfigError, match="2-d"):
+    with pytest.raises(ArrayError, match="2-d"):
         contour_target(np.zeros((2, 3, 4), dtype=np.int32))
-    with pytest.raises(ConfigError, match="0..65535"):
+    with pytest.raises(ArrayError, match="0..65535"):
         offset_target(np.array([[70000, 7]], dtype=np.int32))
-    with pytest.raises(ConfigError, match="differ in size"):
+    with pytest.raises(ArrayError, match="differ in size"):
         compute_targets(np.zeros((4, 5), np.uint8), np.zeros((4, 6), np.int32))
 
 
