@@ -13,13 +13,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from panoptool.errors import ConfigError
-from panoptool.labels import IGNORE, IS_THING_TRAIN, THING_TRAIN_IDS
+from panoptool.errors import ArrayError
+from panoptool.labels import CITYSCAPES, LabelSpace
 from panoptool.postprocess import kernels
 
-_FIRST_THING = min(THING_TRAIN_IDS)
-_N_THINGS = len(THING_TRAIN_IDS)
-assert THING_TRAIN_IDS == tuple(range(_FIRST_THING, _FIRST_THING + _N_THINGS))
 
 @dataclass(frozen=True)
 class ThingPixels:
@@ -32,8 +29,9 @@ class ThingPixels:
     centre_y, centre_x : float64 (n,), predicted instance centre (pixel + offset).
     contour : bool (n,), contour probability above the threshold.
     train_ids : uint8 (H * W,), the semantic map, raveled (pixel p's class:
-        ``train_ids[index[p]]``, a thing class 11..18).
+        ``train_ids[index[p]]``, a thing class of ``labels``).
     confidence : float (H * W,), the confidence map, raveled.
+    labels : the label space (which train ids are thing classes).
     """
 
     shape: tuple[int, int]
@@ -43,6 +41,7 @@ class ThingPixels:
     contour: np.ndarray
     train_ids: np.ndarray
     confidence: np.ndarray
+    labels: LabelSpace = CITYSCAPES
 
     def __len__(self) -> int:
         return len(self.index)
@@ -50,22 +49,24 @@ class ThingPixels:
 
 def check_maps(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
                offset_yx: np.ndarray) -> None:
-    """Raise :class:`ConfigError` naming the argument if the maps do not fit together.
+    """Raise :class:`~panoptool.errors.ArrayError` naming the argument if the maps do not
+    fit together.
 
     ``train_ids`` uint8 (H, W); ``confidence``, ``contour_prob`` float (H, W);
     ``offset_yx`` float (2, H, W). Values are not checked here (see ``formats.read_maps``).
     """
     if train_ids.ndim != 2 or train_ids.dtype != np.uint8:
-        raise ConfigError(f"train_ids must be uint8 (H, W), got {train_ids.dtype} "
-                          f"{train_ids.shape}")
+        raise ArrayError(None, f"train_ids must be uint8 (H, W), got {train_ids.dtype} "
+                               f"{train_ids.shape}")
     h, w = train_ids.shape
     for name, arr, shape in (("confidence", confidence, (h, w)),
                              ("contour_prob", contour_prob, (h, w)),
                              ("offset_yx", offset_yx, (2, h, w))):
         if arr.shape != shape:
-            raise ConfigError(f"{name} must have shape {shape} like train_ids, got {arr.shape}")
+            raise ArrayError(None, f"{name} must have shape {shape} like train_ids, got "
+                                   f"{arr.shape}")
         if not np.issubdtype(arr.dtype, np.floating):
-            raise ConfigError(f"{name} must be a float array, got {arr.dtype}")
+            raise ArrayError(None, f"{name} must be a float array, got {arr.dtype}")
 
 
 def _kernel_float(a: np.ndarray) -> np.ndarray:
@@ -85,7 +86,8 @@ def _threshold(contour_prob: np.ndarray, threshold: float, kernel_map: np.ndarra
 
 
 def thing_components(train_ids: np.ndarray, contour_prob: np.ndarray, threshold: float,
-                     connectivity: int = 4) -> tuple[np.ndarray, int, np.ndarray]:
+                     connectivity: int = 4, labels: LabelSpace = CITYSCAPES
+                     ) -> tuple[np.ndarray, int, np.ndarray]:
     """Connected components of the thing mask minus the contour pixels.
 
     Parameters
@@ -94,6 +96,7 @@ def thing_components(train_ids: np.ndarray, contour_prob: np.ndarray, threshold:
     contour_prob : float (H, W), contour probability.
     threshold : contour pixels have ``contour_prob > threshold``.
     connectivity : 4 or 8.
+    labels : the label space (which train ids are thing classes).
 
     Returns
     -------
@@ -115,7 +118,7 @@ def thing_components(train_ids: np.ndarray, contour_prob: np.ndarray, threshold:
     prob = _kernel_float(contour_prob)
     foreground, class_areas = kernels.thing_foreground(
         np.ascontiguousarray(train_ids), prob, _threshold(contour_prob, threshold, prob),
-        IS_THING_TRAIN)
+        labels.is_thing_train)
     # same labelling as cv2.connectedComponents; for 4-connectivity Wu's SAUF runs ~25 %
     # faster on one core than the default (Spaghetti)
     algorithm = cv2.CCL_SAUF if connectivity == 4 else cv2.CCL_DEFAULT
@@ -126,8 +129,9 @@ def thing_components(train_ids: np.ndarray, contour_prob: np.ndarray, threshold:
 
 def gather_instances(components: np.ndarray, n: int, train_ids: np.ndarray,
                      confidence: np.ndarray, contour_prob: np.ndarray, threshold: float,
-                     offset_yx: np.ndarray, n_thing_pixels: int
-                     ) -> tuple[ThingPixels, np.ndarray, "InstanceStats"]:
+                     offset_yx: np.ndarray, n_thing_pixels: int,
+                     labels: LabelSpace = CITYSCAPES
+                     ) -> tuple[ThingPixels, np.ndarray, "InstanceSums"]:
     """The thing pixels' centres, their component labels and the components' statistics,
     in one pass over the image (a compiled loop).
 
@@ -138,24 +142,28 @@ def gather_instances(components: np.ndarray, n: int, train_ids: np.ndarray,
     train_ids : uint8 (H, W); confidence, contour_prob : float (H, W);
     threshold : contour pixels have ``contour_prob > threshold``;
     offset_yx : float (2, H, W);
-    n_thing_pixels : how many pixels have a thing class.
+    n_thing_pixels : how many pixels have a thing class;
+    labels : the label space.
 
     Returns
     -------
     pixels : :class:`ThingPixels`; labels : intp (m,), the component of each thing pixel
-    (0 on contour pixels); stats : :class:`InstanceStats` of ``labels``.
+    (0 on contour pixels); sums : :class:`InstanceSums` of ``labels``.
     """
+    space = labels
     train_ids, confidence = np.ascontiguousarray(train_ids), _kernel_float(confidence)
     prob = _kernel_float(contour_prob)
     (index, labels, centre_y, centre_x, on_contour, counts, conf_sum, sum_y,
      sum_x) = kernels.gather_measure(np.ascontiguousarray(components), train_ids, confidence,
                                      _kernel_float(offset_yx[0]), _kernel_float(offset_yx[1]),
                                      prob, _threshold(contour_prob, threshold, prob),
-                                     _FIRST_THING, _N_THINGS, n_thing_pixels, n)
+                                     space.thing_index_of_train, len(space.thing_train_ids),
+                                     n_thing_pixels, n)
     pixels = ThingPixels(shape=train_ids.shape, index=index, centre_y=centre_y,
                          centre_x=centre_x, contour=on_contour,
-                         train_ids=train_ids.reshape(-1), confidence=confidence.reshape(-1))
-    return pixels, labels, InstanceStats(counts, conf_sum, sum_y, sum_x)
+                         train_ids=train_ids.reshape(-1), confidence=confidence.reshape(-1),
+                         labels=space)
+    return pixels, labels, InstanceSums(counts, conf_sum, sum_y, sum_x, space)
 
 
 def _pixels_of_classes(train_ids: list[int]) -> ThingPixels:
@@ -169,8 +177,10 @@ def _pixels_of_classes(train_ids: list[int]) -> ThingPixels:
 
 
 @dataclass(frozen=True)
-class InstanceStats:
-    """Per-instance statistics that add up: measured once, then updated row by row.
+class InstanceSums:
+    """Per-instance sums over the pixels of the derivation's instances: measured once, then
+    updated row by row (not :class:`panoptool.evaluation.metrics.instance.InstanceStats`,
+    the AP statistics).
 
     Row ``k`` describes instance label ``k`` (row 0: pixels without an instance). Every
     field is a sum over the instance's pixels, so the statistics of a union of instances
@@ -180,22 +190,25 @@ class InstanceStats:
 
     Attributes
     ----------
-    counts : int64 (L + 1, 8), pixels of each thing class (train id - 11) per instance.
-    conf : float64 (L + 1, 8), sum of ``confidence`` over those pixels.
+    counts : int64 (L + 1, T), pixels of each thing class per instance (column j: the
+        train id ``labels.thing_train_ids[j]``; Cityscapes: train id - 11, T = 8).
+    conf : float64 (L + 1, T), sum of ``confidence`` over those pixels.
     sum_y, sum_x : float64 (L + 1,), sums of the predicted centres.
+    labels : the label space.
     """
 
     counts: np.ndarray
     conf: np.ndarray
     sum_y: np.ndarray
     sum_x: np.ndarray
+    labels: LabelSpace = CITYSCAPES
 
     def __len__(self) -> int:
         return len(self.counts)
 
     @classmethod
     def measure(cls, labels: np.ndarray, pixels: ThingPixels, n: int,
-                positions: np.ndarray | None = None) -> "InstanceStats":
+                positions: np.ndarray | None = None) -> "InstanceSums":
         """Statistics of labels 0..n over the thing pixels (or only those at ``positions``,
         intp (m,) positions into ``pixels`` with ``labels`` their labels, ascending)."""
         labels = np.asarray(labels, dtype=np.intp)
@@ -203,8 +216,9 @@ class InstanceStats:
             positions = np.arange(len(labels))
         return cls(*kernels.measure(labels, np.asarray(positions, dtype=np.intp),
                                     pixels.index, pixels.train_ids, pixels.confidence,
-                                    pixels.centre_y, pixels.centre_x, _FIRST_THING,
-                                    _N_THINGS, n))
+                                    pixels.centre_y, pixels.centre_x,
+                                    pixels.labels.thing_index_of_train,
+                                    len(pixels.labels.thing_train_ids), n), pixels.labels)
 
     @property
     def area(self) -> np.ndarray:
@@ -221,12 +235,13 @@ class InstanceStats:
         and empty rows.
 
         >>> labels, pixels = np.array([2, 2, 0]), _pixels_of_classes([11, 11, 14])
-        >>> InstanceStats.measure(labels, pixels, 2).classes().tolist()
+        >>> InstanceSums.measure(labels, pixels, 2).classes().tolist()
         [255, 255, 11]
         """
-        classes = (self.counts.argmax(axis=1) + _FIRST_THING).astype(np.uint8)
-        classes[self.counts.sum(axis=1) == 0] = IGNORE
-        classes[0] = IGNORE
+        things = np.array(self.labels.thing_train_ids, dtype=np.uint8)
+        classes = things[self.counts.argmax(axis=1)]
+        classes[self.counts.sum(axis=1) == 0] = self.labels.ignore
+        classes[0] = self.labels.ignore
         return classes
 
     def scores(self) -> np.ndarray:
@@ -239,17 +254,17 @@ class InstanceStats:
         return np.divide(self.conf[rows, best], count, out=np.zeros(len(self)),
                          where=count > 0)
 
-    def extended(self, n: int) -> "InstanceStats":
+    def extended(self, n: int) -> "InstanceSums":
         """A copy with rows 0..n (new rows empty, rows beyond n dropped)."""
         def grow(a):
             out = np.zeros((n + 1,) + a.shape[1:], dtype=a.dtype)
             m = min(len(a), n + 1)
             out[:m] = a[:m]
             return out
-        return InstanceStats(grow(self.counts), grow(self.conf), grow(self.sum_y),
-                             grow(self.sum_x))
+        return InstanceSums(grow(self.counts), grow(self.conf), grow(self.sum_y),
+                            grow(self.sum_x), self.labels)
 
-    def replace_rows(self, rows: np.ndarray, other: "InstanceStats") -> "InstanceStats":
+    def replace_rows(self, rows: np.ndarray, other: "InstanceSums") -> "InstanceSums":
         """A copy whose ``rows`` are taken from ``other`` (same length)."""
         out = self.extended(len(self) - 1)
         for mine, theirs in ((out.counts, other.counts), (out.conf, other.conf),
@@ -257,19 +272,19 @@ class InstanceStats:
             mine[rows] = theirs[rows]
         return out
 
-    def cleared(self, rows: np.ndarray) -> "InstanceStats":
+    def cleared(self, rows: np.ndarray) -> "InstanceSums":
         """A copy with ``rows`` (bool (L + 1,) or indices) emptied."""
         out = self.extended(len(self) - 1)
         for a in (out.counts, out.conf, out.sum_y, out.sum_x):
             a[rows] = 0
         return out
 
-    def compacted(self, labels: np.ndarray) -> tuple[np.ndarray, "InstanceStats"]:
+    def compacted(self, labels: np.ndarray) -> tuple[np.ndarray, "InstanceSums"]:
         """Renumber the non-empty rows 1..n in order (0 stays 0): the new labelling of
         ``labels`` and its statistics.
 
         >>> labels, pixels = np.array([0, 5, 9, 5]), _pixels_of_classes([11, 13, 13, 13])
-        >>> new, stats = InstanceStats.measure(labels, pixels, 9).compacted(labels)
+        >>> new, stats = InstanceSums.measure(labels, pixels, 9).compacted(labels)
         >>> new.tolist(), len(stats), stats.area.tolist()
         ([0, 1, 2, 1], 3, [1, 2, 1])
         """
@@ -280,30 +295,31 @@ class InstanceStats:
         lut = np.cumsum(present, dtype=np.intp)
         lut[~present] = 0
         present[0] = True
-        return np.take(lut, labels), InstanceStats(self.counts[present], self.conf[present],
-                                                   self.sum_y[present], self.sum_x[present])
+        return np.take(lut, labels), InstanceSums(self.counts[present], self.conf[present],
+                                                  self.sum_y[present], self.sum_x[present],
+                                                  self.labels)
 
-    def combine(self, lut: np.ndarray, n: int) -> "InstanceStats":
+    def combine(self, lut: np.ndarray, n: int) -> "InstanceSums":
         """Statistics after relabelling every pixel of label k as ``lut[k]`` (0..n): rows
         that map to the same label are summed."""
-        counts = np.zeros((n + 1, _N_THINGS), dtype=np.int64)
-        conf = np.zeros((n + 1, _N_THINGS))
+        counts = np.zeros((n + 1, self.counts.shape[1]), dtype=np.int64)
+        conf = np.zeros((n + 1, self.counts.shape[1]))
         np.add.at(counts, lut, self.counts)
         np.add.at(conf, lut, self.conf)
-        return InstanceStats(counts, conf, np.bincount(lut, self.sum_y, minlength=n + 1),
-                             np.bincount(lut, self.sum_x, minlength=n + 1))
+        return InstanceSums(counts, conf, np.bincount(lut, self.sum_y, minlength=n + 1),
+                            np.bincount(lut, self.sum_x, minlength=n + 1), self.labels)
 
     def add_pixels(self, pixels: ThingPixels, positions: np.ndarray, old: np.ndarray,
-                   new: np.ndarray) -> "InstanceStats":
+                   new: np.ndarray) -> "InstanceSums":
         """Statistics after the pixels at ``positions`` (intp (m,)) moved from labels
         ``old`` to labels ``new`` (intp (m,), within the rows)."""
         n = len(self) - 1
-        moved_out = InstanceStats.measure(old, pixels, n, positions)
-        moved_in = InstanceStats.measure(new, pixels, n, positions)
-        return InstanceStats(self.counts - moved_out.counts + moved_in.counts,
-                             self.conf - moved_out.conf + moved_in.conf,
-                             self.sum_y - moved_out.sum_y + moved_in.sum_y,
-                             self.sum_x - moved_out.sum_x + moved_in.sum_x)
+        moved_out = InstanceSums.measure(old, pixels, n, positions)
+        moved_in = InstanceSums.measure(new, pixels, n, positions)
+        return InstanceSums(self.counts - moved_out.counts + moved_in.counts,
+                            self.conf - moved_out.conf + moved_in.conf,
+                            self.sum_y - moved_out.sum_y + moved_in.sum_y,
+                            self.sum_x - moved_out.sum_x + moved_in.sum_x, self.labels)
 
 
 def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.ndarray,
@@ -339,7 +355,8 @@ def fill_contours(instance_map: np.ndarray, targets: np.ndarray, train_ids: np.n
     ([[1, 1, 1, 2, 2]], 3)
     """
     if not instance_map.flags.c_contiguous or instance_map.dtype != np.int32:
-        raise ValueError("instance_map must be a C-contiguous int32 array (filled in place)")
+        raise ArrayError(None, "instance_map must be a C-contiguous int32 array (filled in "
+                               "place)")
     classes = np.asarray(classes, dtype=np.uint8)
     return kernels.fill_from_neighbours(instance_map.reshape(-1), instance_map.shape[1],
                                         np.asarray(targets, dtype=np.intp),

@@ -53,7 +53,7 @@ def thing_foreground(train_ids, contour_prob, threshold, is_thing):
 
 @_jit_inline
 def _zero_sums(n, n_things):
-    """Empty sums of :class:`InstanceStats` for labels 0..n: counts, conf_sum, sum_y,
+    """Empty sums of :class:`InstanceSums` for labels 0..n: counts, conf_sum, sum_y,
     sum_x."""
     return (np.zeros((n + 1, n_things), np.int64), np.zeros((n + 1, n_things), np.float64),
             np.zeros(n + 1, np.float64), np.zeros(n + 1, np.float64))
@@ -71,14 +71,15 @@ def _add_pixel(counts, conf_sum, sum_y, sum_x, label, c, confidence, cy, cx):
 
 @_jit
 def gather_measure(components, train_ids, confidence, offset_y, offset_x, contour_prob,
-                   threshold, first_thing, n_things, m, n):
+                   threshold, thing_index, n_things, m, n):
     """The thing pixels' centres and the per-component sums, in one pass over the image.
 
     Parameters
     ----------
     components : int32 (H, W), component labels 0..n.
-    train_ids : uint8 (H, W); the ``m`` thing pixels have ``first_thing <= id <
-        first_thing + n_things``.
+    train_ids : uint8 (H, W); the ``m`` thing pixels have ``thing_index[id] >= 0``.
+    thing_index : intp (256,), column of each thing class in the sums (0..n_things-1),
+        -1 for the other train ids.
     confidence, offset_y, offset_x, contour_prob : float (H, W).
 
     Returns
@@ -87,7 +88,7 @@ def gather_measure(components, train_ids, confidence, offset_y, offset_x, contou
     centre_y, centre_x : float64 (m,), pixel + offset.
     on_contour : bool (m,), ``contour_prob > threshold``.
     counts : int64 (n + 1, n_things); conf_sum : float64 (n + 1, n_things);
-    sum_y, sum_x : float64 (n + 1,): the sums of :class:`InstanceStats`.
+    sum_y, sum_x : float64 (n + 1,): the sums of :class:`InstanceSums`.
     """
     h, w = train_ids.shape
     index = np.empty(m, np.intp)
@@ -99,8 +100,8 @@ def gather_measure(components, train_ids, confidence, offset_y, offset_x, contou
     k = 0
     for i in range(h):
         for j in range(w):
-            c = np.intp(train_ids[i, j]) - first_thing
-            if c < 0 or c >= n_things:
+            c = thing_index[train_ids[i, j]]
+            if c < 0:
                 continue
             lab = np.intp(components[i, j])
             cy = np.float64(offset_y[i, j]) + np.float64(i)
@@ -117,15 +118,16 @@ def gather_measure(components, train_ids, confidence, offset_y, offset_x, contou
 
 @_jit
 def measure(labels, positions, index, train_ids, confidence, centre_y, centre_x,
-            first_thing, n_things, n):
-    """The sums of :class:`InstanceStats` over the thing pixels at ``positions``, whose
+            thing_index, n_things, n):
+    """The sums of :class:`InstanceSums` over the thing pixels at ``positions``, whose
     labels (0..n) are ``labels``; ``train_ids`` and ``confidence`` are the raveled maps
-    (pixel p's values at ``index[p]``), ``centre_y`` / ``centre_x`` per thing pixel."""
+    (pixel p's values at ``index[p]``), ``centre_y`` / ``centre_x`` per thing pixel;
+    ``thing_index`` as in :func:`gather_measure`."""
     counts, conf_sum, sum_y, sum_x = _zero_sums(n, n_things)
     for j in range(len(positions)):
         p = positions[j]
         q = index[p]
-        _add_pixel(counts, conf_sum, sum_y, sum_x, labels[j], np.intp(train_ids[q]) - first_thing,
+        _add_pixel(counts, conf_sum, sum_y, sum_x, labels[j], thing_index[train_ids[q]],
                    confidence[q], centre_y[p], centre_x[p])
     return counts, conf_sum, sum_y, sum_x
 

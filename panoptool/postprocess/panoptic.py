@@ -22,17 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from panoptool.labels import (CLASS_NAMES, IGNORE, IS_THING_TRAIN, LABELS, NUM_CLASSES,
-                      TRAIN_TO_LABEL)
+from panoptool.labels import CITYSCAPES, CLASS_NAMES, IGNORE, LabelSpace
 from panoptool.postprocess.config import PostprocessConfig
 from panoptool.postprocess import kernels
 from panoptool.postprocess.instances import check_maps, fill_contours, gather_instances, thing_components
 from panoptool.postprocess.refine import merge_instances, remove_small, split_instances
-
-#: int32 lookup table train id -> label id for stuff classes (their segment ids); 0 for
-#: things and ignore.
-_STUFF_LABEL_LUT = np.where(IS_THING_TRAIN | (np.arange(256) >= NUM_CLASSES), 0,
-                            TRAIN_TO_LABEL).astype(np.int32)
 
 #: Thing segment ids are ``label_id * 1000 + k`` (as in Cityscapes' instanceIds) while
 #: k < 1000; further instances of a class get ids from here on.
@@ -89,19 +83,20 @@ class PanopticResult:
 
 
 def _derive(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
-            offset_yx: np.ndarray, config: PostprocessConfig):
+            offset_yx: np.ndarray, config: PostprocessConfig, space: LabelSpace):
     """Steps 1-5 on the thing pixels; returns (stats, n, instance_ids, class_areas).
 
-    The per-instance statistics (:class:`InstanceStats`) are measured once on the
+    The per-instance sums (:class:`InstanceSums`) are measured once on the
     components and then updated by each step for the pixels it moves only.
     """
     check_maps(train_ids, confidence, contour_prob, offset_yx)
     h, w = train_ids.shape
     components, n, class_areas = thing_components(train_ids, contour_prob,
-                                                  config.contour_threshold, config.connectivity)
+                                                  config.contour_threshold, config.connectivity,
+                                                  space)
     pixels, labels, stats = gather_instances(
         components, n, train_ids, confidence, contour_prob, config.contour_threshold,
-        offset_yx, int(class_areas[IS_THING_TRAIN].sum()))
+        offset_yx, int(class_areas[space.is_thing_train].sum()), space)
     if n and config.split:
         labels, stats = split_instances(labels, pixels, stats, eps=config.eps,
                                         min_samples=config.min_samples, cell=config.cell)
@@ -212,17 +207,19 @@ def _drop_incoherent(labels: np.ndarray, pixels, stats, todo: np.ndarray, n: int
 
 
 def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
-                     offset_yx: np.ndarray, config: PostprocessConfig = PostprocessConfig()
+                     offset_yx: np.ndarray, config: PostprocessConfig = PostprocessConfig(),
+                     labels: LabelSpace = CITYSCAPES
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Steps 1-5 of the method: the instances.
 
     Parameters
     ----------
-    train_ids : uint8 (H, W), semantic argmax (0..18, 255 = ignore).
+    train_ids : uint8 (H, W), semantic argmax (Cityscapes: 0..18, 255 = ignore).
     confidence : float (H, W), softmax probability of the argmax class.
     contour_prob : float (H, W), contour probability.
     offset_yx : float (2, H, W), (dy, dx) from each pixel to its predicted instance centre.
     config : the settings.
+    labels : the label space (which train ids are thing classes).
 
     Returns
     -------
@@ -232,23 +229,25 @@ def derive_instances(train_ids: np.ndarray, confidence: np.ndarray, contour_prob
     scores : float64 (N + 1,), confidence of instance k.
     areas : int64 (N + 1,), pixels of instance k.
     """
-    stats, _, instance_ids, _ = _derive(train_ids, confidence, contour_prob, offset_yx, config)
+    stats, _, instance_ids, _ = _derive(train_ids, confidence, contour_prob, offset_yx, config,
+                                        labels)
     classes, scores, areas = stats.classes(), stats.scores(), stats.area
     return instance_ids, classes, scores, areas
 
 
 def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob: np.ndarray,
-                    offset_yx: np.ndarray, config: PostprocessConfig = PostprocessConfig()
-                    ) -> PanopticResult:
+                    offset_yx: np.ndarray, config: PostprocessConfig = PostprocessConfig(),
+                    labels: LabelSpace = CITYSCAPES) -> PanopticResult:
     """Instances and panoptic segments from prediction maps (the whole method).
 
     Parameters
     ----------
-    train_ids : uint8 (H, W), semantic argmax (0..18, 255 = ignore).
+    train_ids : uint8 (H, W), semantic argmax (Cityscapes: 0..18, 255 = ignore).
     confidence : float (H, W), softmax probability of the argmax class.
     contour_prob : float (H, W), contour probability in [0, 1].
     offset_yx : float (2, H, W), (dy, dx) from each pixel to its predicted instance centre.
     config : the settings.
+    labels : the label space: thing classes, and the label ids of the segments.
 
     Returns
     -------
@@ -269,12 +268,12 @@ def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob:
     [(7, 7, 28), (26000, 26, 20), (26001, 26, 12)]
     """
     stats, n, instance_ids, hist = _derive(train_ids, confidence, contour_prob, offset_yx,
-                                           config)
+                                           config, labels)
     classes, scores, areas = stats.classes(), stats.scores(), stats.area
+    to_label = labels.train_to_label
     # stuff: one segment per class present
-    segments = [Segment(int(TRAIN_TO_LABEL[t]), int(t), int(TRAIN_TO_LABEL[t]), int(hist[t]),
-                        1.0, 0)
-                for t in range(NUM_CLASSES) if not IS_THING_TRAIN[t] and hist[t] > 0]
+    segments = [Segment(int(to_label[t]), int(t), int(to_label[t]), int(hist[t]), 1.0, 0)
+                for t in labels.stuff_train_ids if hist[t] > 0]
     # things: label_id * 1000 + k per class
     seg_of = np.zeros(n + 1, dtype=np.int32)
     per_class: dict[int, int] = {}
@@ -282,7 +281,7 @@ def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob:
     for k in range(1, n + 1):
         if areas[k] == 0:  # cannot happen after compaction; guards the ids
             continue
-        label_id = int(TRAIN_TO_LABEL[classes[k]])
+        label_id = int(to_label[classes[k]])
         j = per_class.get(label_id, 0)
         per_class[label_id] = j + 1
         if j < 1000:
@@ -293,7 +292,7 @@ def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob:
         segments.append(Segment(seg_id, int(classes[k]), label_id, int(areas[k]),
                                 float(scores[k]), k))
     panoptic_ids = kernels.panoptic_ids(instance_ids, np.ascontiguousarray(train_ids), seg_of,
-                                        _STUFF_LABEL_LUT)
+                                        labels.stuff_train_to_label)
     return PanopticResult(instance_ids=instance_ids, panoptic_ids=panoptic_ids,
                           segments=tuple(segments))
 
@@ -323,12 +322,12 @@ def segment_bboxes(panoptic_ids: np.ndarray, segment_ids: list[int]) -> dict[int
             for sid, (y0, x0, y1, x1) in zip(ids, box)}
 
 
-def coco_categories() -> list[dict]:
-    """The COCO-panoptic ``categories`` of Cityscapes: the evaluated classes, id = label id,
-    as ``cityscapesscripts.preparation.createPanopticImgs`` writes them."""
-    return [{"id": int(lab.id), "name": lab.name, "color": list(lab.color),
-             "supercategory": lab.category, "isthing": 1 if lab.hasInstances else 0}
-            for lab in LABELS if not lab.ignoreInEval]
+def coco_categories(labels: LabelSpace = CITYSCAPES) -> list[dict]:
+    """The COCO-panoptic ``categories`` of a label space: the evaluated classes, id = label
+    id, as ``cityscapesscripts.preparation.createPanopticImgs`` writes them for Cityscapes."""
+    return [{"id": c.id, "name": c.name, "color": list(c.color),
+             "supercategory": c.supercategory, "isthing": 1 if c.has_instances else 0}
+            for c in labels.categories if not c.ignore_in_eval]
 
 
 __all__ = ["Segment", "PanopticResult", "derive_instances", "derive_panoptic",

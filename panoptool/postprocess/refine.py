@@ -22,7 +22,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from panoptool.postprocess import kernels
-from panoptool.postprocess.instances import InstanceStats, ThingPixels
+from panoptool.postprocess.instances import InstanceSums, ThingPixels
 
 
 @functools.lru_cache(maxsize=64)
@@ -195,9 +195,9 @@ def _instance_ranges(labels: np.ndarray, chosen: np.ndarray):
         yield int(k), order[start[k]:start[k + 1]]
 
 
-def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStats, *,
+def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceSums, *,
                     eps: float, min_samples: int, cell: float
-                    ) -> tuple[np.ndarray, InstanceStats]:
+                    ) -> tuple[np.ndarray, InstanceSums]:
     """Split every instance whose predicted centres form several DBSCAN clusters.
 
     An instance whose centres all lie within ``eps / 2`` of their mean cannot hold two
@@ -245,17 +245,17 @@ def split_instances(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStat
     # re-measure the split instances and their new parts on their own pixels
     pos = np.sort(np.concatenate(touched))
     new_n = next_label - 1
-    part = InstanceStats.measure(out[pos], pixels, new_n, pos)
+    part = InstanceSums.measure(out[pos], pixels, new_n, pos)
     rows = np.flatnonzero(part.area)
     return out, stats.extended(new_n).replace_rows(rows, part)
 
 
-def merge_instances(labels: np.ndarray, stats: InstanceStats, *, eps: float,
-                    first_new: int = 0) -> tuple[np.ndarray, InstanceStats]:
+def merge_instances(labels: np.ndarray, stats: InstanceSums, *, eps: float,
+                    first_new: int = 0) -> tuple[np.ndarray, InstanceSums]:
     """Join instances of the same class whose mean predicted centres are closer than eps.
 
     Joining is transitive (single linkage); a group takes its smallest label. The class of
-    an instance is its majority class (:meth:`InstanceStats.classes`).
+    an instance is its majority class (:meth:`InstanceSums.classes`).
 
     With ``first_new`` only pairs with an instance from ``first_new`` on are joined; pairs of
     two older instances are left alone (they were merged before). The seeded derivation uses
@@ -302,8 +302,8 @@ def merge_instances(labels: np.ndarray, stats: InstanceStats, *, eps: float,
     return np.take(lut, labels), stats.combine(lut, n)
 
 
-def remove_small(labels: np.ndarray, pixels: ThingPixels, stats: InstanceStats, *,
-                 min_area: int, eps: float | None = None) -> tuple[np.ndarray, InstanceStats]:
+def remove_small(labels: np.ndarray, pixels: ThingPixels, stats: InstanceSums, *,
+                 min_area: int, eps: float | None = None) -> tuple[np.ndarray, InstanceSums]:
     """Remove instances smaller than ``min_area``; give their pixels to the instance whose
     mean predicted centre is nearest each pixel's predicted centre, among the kept
     instances of the same class.

@@ -39,7 +39,7 @@ from panoptool.io import formats
 from panoptool.errors import ConfigError, InputError, OutputError
 from panoptool.io.files import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, read_json, remove_stale_temporaries,
                   write_json, write_png, write_text)
-from panoptool.labels import LABEL_TO_TRAIN, TRAIN_TO_LABEL
+from panoptool.labels import CITYSCAPES, LabelSpace
 from panoptool.postprocess.config import PostprocessConfig
 from panoptool.postprocess.panoptic import PanopticResult, coco_categories, derive_panoptic, segment_bboxes
 
@@ -93,18 +93,19 @@ def _panoptic_rgb(panoptic_ids: np.ndarray) -> np.ndarray:
 
 
 def write_result(out: PathLike, stem: str, train_ids: np.ndarray, result: PanopticResult,
-                 instance_format: str = "both") -> dict:
+                 instance_format: str = "both", labels: LabelSpace = CITYSCAPES) -> dict:
     """Write the semantic, instance and panoptic files of one image; return its COCO
     annotation (also written as the image's sidecar, last).
 
     ``instance_format``: ``cityscapes`` (``_pred.txt`` + PNG masks), ``coco`` (COCO results
-    entries, :mod:`panoptool.evaluation.coco`) or ``both``."""
+    entries, :mod:`panoptool.evaluation.coco`) or ``both``. ``labels``: the label space of
+    ``train_ids`` (the semantic result holds its label ids)."""
     out = Path(out)
     if instance_format not in INSTANCE_FORMATS:
         raise ValueError(f"instance_format must be one of {INSTANCE_FORMATS}, got "
                          f"{instance_format!r}")
     h, w = train_ids.shape
-    write_png(formats.semantic_result_path(out, stem), TRAIN_TO_LABEL[train_ids],
+    write_png(formats.semantic_result_path(out, stem), labels.train_to_label[train_ids],
               params=LABEL_PNG_PARAMS)
     txt = formats.instance_txt_path(out, stem)
     if txt.exists():  # redoing an image: drop masks of the previous attempt
@@ -155,20 +156,21 @@ def is_done(out: PathLike, stem: str) -> bool:
 # --- per-image workers ---------------------------------------------------------------------
 
 def _process_maps(path: str, *, out: str, config: PostprocessConfig,
-                  instance_format: str = "both") -> tuple[str, int]:
+                  instance_format: str = "both",
+                  labels: LabelSpace = CITYSCAPES) -> tuple[str, int]:
     stem = formats.stem_of_maps(path)
     maps = formats.read_maps(path)
     result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
-                             maps["offset_yx"], config)
-    write_result(out, stem, maps["train_ids"], result, instance_format)
+                             maps["offset_yx"], config, labels)
+    write_result(out, stem, maps["train_ids"], result, instance_format, labels)
     return stem, len(result.instances)
 
 
-def oracle_maps(root: PathLike | None, split: str, targets: PathLike, stem: str
-                ) -> dict[str, np.ndarray]:
-    """Prediction maps built from the ground truth: semantic from ``gtFine`` labelIds,
-    confidence 1, contour probability = the make-targets contour (0/1), offsets = the
-    targets' decoded offsets (0 off thing instances)."""
+def oracle_maps(root: PathLike | None, split: str, targets: PathLike, stem: str,
+                labels: LabelSpace = CITYSCAPES) -> dict[str, np.ndarray]:
+    """Prediction maps built from the ground truth: semantic from ``gtFine`` labelIds (train
+    ids of ``labels``), confidence 1, contour probability = the make-targets contour (0/1),
+    offsets = the targets' decoded offsets (0 off thing instances)."""
     from panoptool.io.cityscapes import Sample, read_ground_truth, resolve_root
 
     root = resolve_root(root)
@@ -179,18 +181,19 @@ def oracle_maps(root: PathLike | None, split: str, targets: PathLike, stem: str
         raise InputError(formats.target_paths(targets, split, stem)["contour"],
                          f"size {tg['contour'].shape} differs from the ground truth "
                          f"{label_ids.shape}")
-    return {"train_ids": LABEL_TO_TRAIN[label_ids],
+    return {"train_ids": labels.label_to_train[label_ids],
             "confidence": np.ones(label_ids.shape, dtype=np.float32),
             "contour_prob": tg["contour"].astype(np.float32),
             "offset_yx": tg["offset_yx"]}
 
 
 def _process_oracle(stem: str, *, root: str, split: str, targets: str, out: str,
-                    config: PostprocessConfig, instance_format: str = "both") -> tuple[str, int]:
-    maps = oracle_maps(root, split, targets, stem)
+                    config: PostprocessConfig, instance_format: str = "both",
+                    labels: LabelSpace = CITYSCAPES) -> tuple[str, int]:
+    maps = oracle_maps(root, split, targets, stem, labels)
     result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
-                             maps["offset_yx"], config)
-    write_result(out, stem, maps["train_ids"], result, instance_format)
+                             maps["offset_yx"], config, labels)
+    write_result(out, stem, maps["train_ids"], result, instance_format, labels)
     return stem, len(result.instances)
 
 
@@ -258,8 +261,10 @@ def _differences(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:3]) or "settings"
 
 
-def assemble_panoptic_json(out: PathLike, stems: list[str]) -> None:
-    """Write ``panoptic.json`` from the per-image sidecars, in ``stems`` order, atomically.
+def assemble_panoptic_json(out: PathLike, stems: list[str],
+                           labels: LabelSpace = CITYSCAPES) -> None:
+    """Write ``panoptic.json`` from the per-image sidecars, in ``stems`` order, atomically;
+    its ``categories`` are those of ``labels``.
 
     The file is written entry by entry (each sidecar is read twice: once for ``images``, once
     for ``annotations``), so memory does not grow with the number of images; the bytes are
@@ -285,7 +290,7 @@ def assemble_panoptic_json(out: PathLike, stems: list[str]) -> None:
                 fh.write(f'{{"{key}": [' if key == "images" else f'], "{key}": [')
                 for k, stem in enumerate(stems):
                     fh.write((", " if k else "") + json.dumps(entry(stem)))
-            fh.write('], "categories": ' + json.dumps(coco_categories()) + "}\n")
+            fh.write('], "categories": ' + json.dumps(coco_categories(labels)) + "}\n")
 
 
 def assemble_instances_json(out: PathLike, stems: list[str]) -> list[dict]:
@@ -299,7 +304,8 @@ def assemble_instances_json(out: PathLike, stems: list[str]) -> list[dict]:
 
 
 def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
-         workers: int | None, overwrite: bool, show_progress: bool) -> PostprocessSummary:
+         workers: int | None, overwrite: bool, show_progress: bool,
+         labels: LabelSpace = CITYSCAPES) -> PostprocessSummary:
     from panoptool.runtime.guard import output_lock
     from panoptool.runtime.pool import run_parallel
 
@@ -332,7 +338,7 @@ def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
                                            show_progress=show_progress):
             summary.done += 1
             summary.instances += n_instances
-        assemble_panoptic_json(out, sorted(stems))
+        assemble_panoptic_json(out, sorted(stems), labels)
         if coco:
             assemble_instances_json(out, sorted(stems))
     summary.seconds = time.perf_counter() - start
@@ -362,8 +368,8 @@ def _finished_with(out: Path, config_json: dict, stems: list[str]) -> bool:
 def postprocess_maps(maps: PathLike, out: PathLike,
                      config: PostprocessConfig = PostprocessConfig(), *,
                      workers: int | None = 0, overwrite: bool = False,
-                     show_progress: bool = True,
-                     instance_format: str = "both") -> PostprocessSummary:
+                     show_progress: bool = True, instance_format: str = "both",
+                     labels: LabelSpace = CITYSCAPES) -> PostprocessSummary:
     """Post-process every ``*_maps.npz`` below ``maps`` into ``out``.
 
     Parameters
@@ -373,6 +379,7 @@ def postprocess_maps(maps: PathLike, out: PathLike,
     config : the method's settings.
     workers : worker processes (0 or None = all cores); results do not depend on it.
     overwrite : replace results already in ``out``.
+    labels : the label space of the maps' train ids.
 
     Raises
     ------
@@ -389,17 +396,17 @@ def postprocess_maps(maps: PathLike, out: PathLike,
                 "instance_format": _check_format(instance_format)}
     config_json = formats.stage_config("postprocess", settings, upstream)
     func = partial(_process_maps, out=str(out), config=config,
-                   instance_format=instance_format)
+                   instance_format=instance_format, labels=labels)
     return _run([str(p) for p in paths], [formats.stem_of_maps(p) for p in paths], func,
                 Path(out), config_json, workers=workers, overwrite=overwrite,
-                show_progress=show_progress)
+                show_progress=show_progress, labels=labels)
 
 
 def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out: PathLike,
                        config: PostprocessConfig = PostprocessConfig(), *,
                        workers: int | None = 0, overwrite: bool = False,
-                       show_progress: bool = True,
-                       instance_format: str = "both") -> PostprocessSummary:
+                       show_progress: bool = True, instance_format: str = "both",
+                       labels: LabelSpace = CITYSCAPES) -> PostprocessSummary:
     """The same method on ground-truth maps (:func:`oracle_maps`) of every image of a split:
     the upper bound of the contour method for the targets' dilation rate.
 
@@ -420,6 +427,7 @@ def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out
     config_json = formats.stage_config("postprocess", settings, upstream)
     stems = [s.stem for s in samples]
     func = partial(_process_oracle, root=str(root_path), split=split, targets=str(targets),
-                   out=str(out), config=config, instance_format=instance_format)
+                   out=str(out), config=config, instance_format=instance_format,
+                   labels=labels)
     return _run(stems, stems, func, Path(out), config_json, workers=workers,
-                overwrite=overwrite, show_progress=show_progress)
+                overwrite=overwrite, show_progress=show_progress, labels=labels)

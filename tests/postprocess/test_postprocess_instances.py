@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from panoptool.errors import ConfigError
+from panoptool.errors import ArrayError, ConfigError
 from panoptool.postprocess import PostprocessConfig, derive_panoptic
-from panoptool.postprocess.instances import InstanceStats, _pixels_of_classes, fill_contours
+from panoptool.postprocess.instances import InstanceSums, _pixels_of_classes, fill_contours
 
 CAR, PERSON, ROAD = 13, 11, 0
 OFF = PostprocessConfig(split=False, merge=False, min_area=0)
@@ -101,10 +101,10 @@ def test_fill_contours_is_class_aware_and_geodesic():
 
 def test_majority_and_compact():
     pixels = _pixels_of_classes([11, 11, 14])
-    assert InstanceStats.measure(np.array([2, 2, 0]), pixels, 2).classes().tolist() == \
+    assert InstanceSums.measure(np.array([2, 2, 0]), pixels, 2).classes().tolist() == \
         [255, 255, 11]
     labels = np.array([0, 5, 9, 5])
-    stats = InstanceStats.measure(labels, _pixels_of_classes([11, 13, 13, 13]), 9)
+    stats = InstanceSums.measure(labels, _pixels_of_classes([11, 13, 13, 13]), 9)
     assert stats.compacted(labels)[0].tolist() == [0, 1, 2, 1]
 
 
@@ -119,9 +119,9 @@ def test_config_validation(kwargs):
 def test_array_validation_names_the_argument():
     tid = np.zeros((4, 4), np.uint8)
     ok = np.zeros((4, 4), np.float32)
-    with pytest.raises(ConfigError, match="offset_yx"):
+    with pytest.raises(ArrayError, match="offset_yx"):
         derive_panoptic(tid, ok, ok, np.zeros((4, 4), np.float32))
-    with pytest.raises(ConfigError, match="train_ids"):
+    with pytest.raises(ArrayError, match="train_ids"):
         derive_panoptic(tid.astype(np.int32), ok, ok, np.zeros((2, 4, 4), np.float32))
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from panoptool.postprocess.instances import (InstanceStats, fill_contours, gather_instances,
+from panoptool.postprocess.instances import (InstanceSums, fill_contours, gather_instances,
                                              thing_components)
 from panoptool.postprocess.refine import _instance_ranges
 
@@ -57,7 +57,7 @@ def test_components_and_gathered_values_equal_numpy(dtype, threshold):
     # measuring a subset with other labels
     pos = np.flatnonzero(labels % 3 == 1)
     other = (labels[pos] + 1) % (n + 1)
-    part = InstanceStats.measure(other, pixels, n, pos)
+    part = InstanceSums.measure(other, pixels, n, pos)
     assert np.array_equal(part.counts.ravel(), np.bincount(other * 8 + cls[pos],
                                                            minlength=size))
     assert np.array_equal(part.sum_x, np.bincount(other, pixels.centre_x[pos], minlength=n + 1))
