@@ -50,11 +50,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
 from panoptool.io import formats
-from panoptool.errors import ConfigError, InputError, OutputError
+from panoptool.errors import ArrayError, ConfigError, InputError, OutputError
 from panoptool.io.files import LABEL_PNG_PARAMS, atomic_path, read_json, write_json, write_png, write_text
+from panoptool.labels import CITYSCAPES, LabelSpace
 
 PathLike = str | os.PathLike
 
@@ -66,43 +66,44 @@ _N = 1 << 16
 _V = np.arange(_N)
 _LABEL_OF_ID = np.where(_V >= 1000, _V // 1000, _V)  # label encoded in each 16-bit id
 del _V
-_BY_ID = {lab.id: lab for lab in _CS_LABELS}
 
 
-def _id_tables(category_ids: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _id_tables(category_ids: str, labels: LabelSpace
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per 16-bit instance id: known label, kept (a segment), category, iscrowd."""
     known = np.zeros(_N, dtype=bool)
     kept = np.zeros(_N, dtype=bool)
     category = np.zeros(_N, dtype=np.int64)
     crowd = np.zeros(_N, dtype=bool)
-    for lab in _CS_LABELS:
-        if lab.id < 0:
-            continue
-        sel = _LABEL_OF_ID == lab.id
+    for c in labels.categories:
+        sel = _LABEL_OF_ID == c.id
         known |= sel
-        if lab.ignoreInEval:
+        if c.ignore_in_eval:
             continue
         kept |= sel
-        category[sel] = lab.trainId if category_ids == "train" else lab.id
-        if lab.hasInstances:
+        category[sel] = c.train_id if category_ids == "train" else c.id
+        if c.has_instances:
             crowd[sel & (np.arange(_N) < 1000)] = True
     return known, kept, category, crowd
 
 
-_TABLES: dict[str, tuple] = {}
+_TABLES: dict[tuple[str, LabelSpace], tuple] = {}
 
 
-def _tables(category_ids: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _tables(category_ids: str, labels: LabelSpace = CITYSCAPES
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if category_ids not in CATEGORY_IDS:
         raise ConfigError(f"category ids must be one of {', '.join(CATEGORY_IDS)}, got "
                           f"{category_ids!r}")
-    if category_ids not in _TABLES:
-        _TABLES[category_ids] = _id_tables(category_ids)
-    return _TABLES[category_ids]
+    key = (category_ids, labels)
+    if key not in _TABLES:
+        _TABLES[key] = _id_tables(category_ids, labels)
+    return _TABLES[key]
 
 
-def panoptic_categories(category_ids: str = "label") -> list[dict]:
-    """The ``categories`` list createPanopticImgs writes: the 19 evaluated classes.
+def panoptic_categories(category_ids: str = "label",
+                        labels: LabelSpace = CITYSCAPES) -> list[dict]:
+    """The ``categories`` list createPanopticImgs writes: the evaluated classes (19).
 
     >>> cats = panoptic_categories()
     >>> len(cats), cats[0]["id"], cats[0]["name"], cats[-1]["isthing"]
@@ -110,22 +111,25 @@ def panoptic_categories(category_ids: str = "label") -> list[dict]:
     >>> panoptic_categories("train")[0]["id"]
     0
     """
-    _tables(category_ids)  # validates
-    return [{"id": int(lab.trainId) if category_ids == "train" else int(lab.id),
-             "name": lab.name, "color": list(lab.color), "supercategory": lab.category,
-             "isthing": 1 if lab.hasInstances else 0}
-            for lab in _CS_LABELS if not lab.ignoreInEval]
+    _tables(category_ids, labels)  # validates
+    return [{"id": c.train_id if category_ids == "train" else c.id,
+             "name": c.name, "color": list(c.color), "supercategory": c.supercategory,
+             "isthing": 1 if c.has_instances else 0}
+            for c in labels.categories if not c.ignore_in_eval]
 
 
-def output_name(split: str, category_ids: str = "label") -> str:
-    """Base name of the JSON and PNG folder: ``cityscapes_panoptic_<split>[_trainId]``."""
-    _tables(category_ids)
-    return f"cityscapes_panoptic_{split}{'_trainId' if category_ids == 'train' else ''}"
+def output_name(split: str, category_ids: str = "label",
+                labels: LabelSpace = CITYSCAPES) -> str:
+    """Base name of the JSON and PNG folder: ``<labels.name>_panoptic_<split>[_trainId]``
+    (``cityscapes_panoptic_...``)."""
+    _tables(category_ids, labels)
+    return f"{labels.name}_panoptic_{split}{'_trainId' if category_ids == 'train' else ''}"
 
 
 # --- one image ------------------------------------------------------------------------------
 
-def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
+def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label",
+                   labels: LabelSpace = CITYSCAPES
                    ) -> tuple[np.ndarray, list[dict]]:
     """One ``*_instanceIds.png`` as a COCO panoptic image, by createPanopticImgs' rules.
 
@@ -133,6 +137,7 @@ def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
     ----------
     instance_ids : uint8 or uint16 (H, W), Cityscapes instance ids.
     category_ids : ``label`` or ``train``: what ``category_id`` holds.
+    labels : the label space.
 
     Returns
     -------
@@ -142,8 +147,8 @@ def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
 
     Raises
     ------
-    ValueError
-        If an id encodes no Cityscapes label id (the official script fails on it with a
+    ArrayError
+        Not a uint8/uint16 (H, W) array, or an id encodes no label id of ``labels`` (the official script fails on it with a
         KeyError); the message lists up to 5 such ids.
 
     Examples
@@ -156,15 +161,15 @@ def gt_to_panoptic(instance_ids: np.ndarray, category_ids: str = "label"
     [145, 101, 0]
     """
     if instance_ids.dtype not in (np.uint8, np.uint16) or instance_ids.ndim != 2:
-        raise ValueError(f"instance_ids must be uint8/uint16 (H, W), got {instance_ids.dtype} "
-                         f"{instance_ids.shape}")
-    known, kept, category, crowd = _tables(category_ids)
+        raise ArrayError(None, f"instance_ids must be uint8/uint16 (H, W), got "
+                               f"{instance_ids.dtype} {instance_ids.shape}")
+    known, kept, category, crowd = _tables(category_ids, labels)
     inst = np.ascontiguousarray(instance_ids, dtype=np.uint16)
     counts = _id_counts(inst)
     ids = np.flatnonzero(counts)
     if not known[ids].all():
-        raise ValueError(f"instance id(s) {ids[~known[ids]][:5].tolist()} encode no "
-                         f"Cityscapes label id")
+        raise ArrayError(None, f"instance id(s) {ids[~known[ids]][:5].tolist()} encode no "
+                               f"label id of the {labels.name} label space")
     ids = ids[kept[ids]]
     rgb = _panoptic_rgb16(inst, ids)
     box = _segment_boxes(inst, ids, len(counts))
@@ -238,7 +243,8 @@ def _parts_dir(out: Path, base: str) -> Path:
     return out / f".{base}.parts"
 
 
-def _convert_one(path: str, *, png_dir: str, parts_dir: str, category_ids: str) -> str:
+def _convert_one(path: str, *, png_dir: str, parts_dir: str, category_ids: str,
+                 labels: LabelSpace = CITYSCAPES) -> str:
     """Convert one ground-truth file (worker): write its PNG, then its sidecar; return the
     sidecar path."""
     from panoptool.io.files import read_png
@@ -249,9 +255,9 @@ def _convert_one(path: str, *, png_dir: str, parts_dir: str, category_ids: str) 
     if inst.dtype not in (np.uint8, np.uint16):
         raise InputError(path, f"expected an 8- or 16-bit instance-id PNG, got {inst.dtype}")
     try:
-        rgb, segments = gt_to_panoptic(inst, category_ids)
-    except ValueError as exc:
-        raise InputError(path, str(exc)) from None
+        rgb, segments = gt_to_panoptic(inst, category_ids, labels)
+    except ArrayError as exc:
+        raise ArrayError(path, exc.problem) from None
     name = os.path.basename(path)
     image_id = name.replace("_gtFine_instanceIds.png", "")
     png_name = name.replace("_instanceIds.png", "_panoptic.png")
@@ -303,7 +309,8 @@ def _make_folders(out: Path, png_dir: Path, parts_dir: Path) -> None:
 
 def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None, *,
                         category_ids: str = "label", workers: int = 0, overwrite: bool = False,
-                        show_progress: bool = True) -> ConvertSummary:
+                        show_progress: bool = True,
+                        labels: LabelSpace = CITYSCAPES) -> ConvertSummary:
     """Cityscapes ground truth of a split -> COCO panoptic JSON + PNGs, as createPanopticImgs.
 
     Parameters
@@ -316,6 +323,7 @@ def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None,
         ``--use-train-id``; names get ``_trainId``).
     workers : worker processes, 0 = all cores.
     overwrite : convert every image again instead of resuming.
+    labels : the label space.
 
     Returns
     -------
@@ -326,7 +334,7 @@ def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None,
 
     root = resolve_root(root)
     files = gt_files(root, split)
-    base = output_name(split, category_ids)
+    base = output_name(split, category_ids, labels)
     out = Path(out) if out is not None else root / "gtFine"
     png_dir, parts_dir = out / base, _parts_dir(out, base)
     stems = _image_ids(files)
@@ -336,9 +344,9 @@ def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None,
     _make_folders(out, png_dir, parts_dir)
     if todo:
         from panoptool.postprocess import kernels  # noqa: F401  imported (and compiled) before the
-        gt_to_panoptic(np.zeros((1, 1), np.uint16), category_ids)  # workers fork: once
+        gt_to_panoptic(np.zeros((1, 1), np.uint16), category_ids, labels)  # fork: once
     func = partial(_convert_one, png_dir=str(png_dir), parts_dir=str(parts_dir),
-                   category_ids=category_ids)
+                   category_ids=category_ids, labels=labels)
     chunksize = max(1, min(8, len(todo) // (4 * max(1, workers or 2))))
     for _ in run_parallel(func, todo, workers=workers, description="convert panoptic-gt",
                           chunksize=chunksize, show_progress=show_progress):
@@ -349,7 +357,7 @@ def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None,
         images.append(part["image"])
         annotations.append(part["annotation"])
     data = {"images": images, "annotations": annotations,
-            "categories": panoptic_categories(category_ids)}
+            "categories": panoptic_categories(category_ids, labels)}
     json_path = out / f"{base}.json"
     write_text(json_path, json.dumps(data, sort_keys=True, indent=4))
     return ConvertSummary(json_path=str(json_path), png_dir=str(png_dir), images=len(files),
@@ -358,9 +366,14 @@ def convert_panoptic_gt(root: PathLike, split: str, out: PathLike | None = None,
 
 # --- panoptic results between layouts ----------------------------------------------------------
 
-_NAME_TO_LABEL = {lab.name: lab for lab in _CS_LABELS if not lab.ignoreInEval}
-_LABEL_TO_TRAIN_ID = {lab.id: lab.trainId for lab in _CS_LABELS if not lab.ignoreInEval}
-_TRAIN_TO_LABEL_ID = {lab.trainId: lab.id for lab in _CS_LABELS if not lab.ignoreInEval}
+def _label_to_train_id(labels: LabelSpace) -> dict[int, int]:
+    """Label id -> train id of the evaluated classes."""
+    return {c.id: c.train_id for c in labels.categories if not c.ignore_in_eval}
+
+
+def _train_to_label_id(labels: LabelSpace) -> dict[int, int]:
+    """Train id -> label id of the evaluated classes."""
+    return {c.train_id: c.id for c in labels.categories if not c.ignore_in_eval}
 
 
 @dataclass(frozen=True)
@@ -395,39 +408,43 @@ def _coco_panoptic(json_path: Path) -> dict:
     return data
 
 
-def detect_category_ids(data: dict, json_path: PathLike) -> str:
+def detect_category_ids(data: dict, json_path: PathLike,
+                        labels: LabelSpace = CITYSCAPES) -> str:
     """``label`` or ``train``: how a COCO panoptic JSON of Cityscapes encodes categories,
     read from its ``categories`` (matched by name)."""
+    by_name = {c.name: c for c in labels.categories if not c.ignore_in_eval}
     cats = data.get("categories")
     if not isinstance(cats, list) or not cats:
         raise InputError(json_path, "no 'categories' list to tell label ids from train ids; "
                                     "pass --category-ids label or train")
     found = set()
     for cat in cats:
-        lab = _NAME_TO_LABEL.get(cat.get("name")) if isinstance(cat, dict) else None
+        lab = by_name.get(cat.get("name")) if isinstance(cat, dict) else None
         if lab is None:
-            raise InputError(json_path, f"category {cat!r} is not an evaluated Cityscapes "
-                                        f"class")
+            raise InputError(json_path, f"category {cat!r} is not an evaluated class of the "
+                                        f"{labels.name} label space")
         if cat.get("id") == lab.id:
             found.add("label")
-        elif cat.get("id") == lab.trainId:
+        elif cat.get("id") == lab.train_id:
             found.add("train")
         else:
             raise InputError(json_path, f"category {lab.name!r} has id {cat.get('id')!r}: "
                                         f"neither its label id {lab.id} nor its train id "
-                                        f"{lab.trainId}")
+                                        f"{lab.train_id}")
     if len(found) != 1:
         raise InputError(json_path, "categories mix label ids and train ids")
     return found.pop()
 
 
-def _segments(ann: dict, json_path: Path, mapping: dict[int, int] | None) -> list[dict]:
-    """An annotation's ``segments_info`` with category ids mapped (None = kept), checked."""
+def _segments(ann: dict, json_path: Path, mapping: dict[int, int] | None,
+              labels: LabelSpace) -> list[dict]:
+    """An annotation's ``segments_info`` with category ids mapped (None = kept: then label
+    ids of ``labels``' evaluated classes), checked."""
     image_id = ann.get("image_id")
     segments = ann.get("segments_info")
     if not isinstance(segments, list):
         raise InputError(json_path, f"image {image_id}: no 'segments_info' list")
-    allowed = set(_LABEL_TO_TRAIN_ID) if mapping is None else set(mapping)
+    allowed = set(labels.evaluated_label_ids) if mapping is None else set(mapping)
     out = []
     for seg in segments:
         try:
@@ -444,7 +461,8 @@ def _segments(ann: dict, json_path: Path, mapping: dict[int, int] | None) -> lis
 
 
 def results_to_official(results_dir: PathLike, out: PathLike, split: str = "val", *,
-                        category_ids: str = "label") -> ResultsSummary:
+                        category_ids: str = "label",
+                        labels: LabelSpace = CITYSCAPES) -> ResultsSummary:
     """panoptool panoptic results -> the layout of the official evaluator's defaults.
 
     Writes ``<out>/cityscapes_panoptic_<split>[_trainId].json`` and the PNGs (hard links, or
@@ -457,15 +475,15 @@ def results_to_official(results_dir: PathLike, out: PathLike, split: str = "val"
     results_dir = Path(results_dir)
     json_path = formats.panoptic_json_path(results_dir)
     data = _coco_panoptic(json_path)
-    base = output_name(split, category_ids)
+    base = output_name(split, category_ids, labels)
     out = Path(out)
     png_dir = out / base
-    mapping = _LABEL_TO_TRAIN_ID if category_ids == "train" else None
+    mapping = _label_to_train_id(labels) if category_ids == "train" else None
     annotations, n_segments = [], 0
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or "image_id" not in ann:
             raise InputError(json_path, "an annotation lacks image_id")
-        segments = _segments(ann, json_path, mapping)
+        segments = _segments(ann, json_path, mapping, labels)
         file_name = str(ann.get("file_name") or f"{ann['image_id']}_panoptic.png")
         source = _safe_png(results_dir / formats.PANOPTIC_DIR, file_name, json_path,
                            ann["image_id"])
@@ -474,7 +492,7 @@ def results_to_official(results_dir: PathLike, out: PathLike, split: str = "val"
                                 segments_info=segments))
         n_segments += len(segments)
     official = {"images": data.get("images", []), "annotations": annotations,
-                "categories": panoptic_categories(category_ids)}
+                "categories": panoptic_categories(category_ids, labels)}
     json_out = out / f"{base}.json"
     write_json(json_out, official, indent=None)
     return ResultsSummary(json_path=str(json_out), png_dir=str(png_dir),
@@ -505,7 +523,8 @@ def _stem_of(ann: dict, images: dict, json_path: Path) -> str:
 
 
 def results_from_coco(json_path: PathLike, out: PathLike, png_dir: PathLike | None = None, *,
-                      category_ids: str = "auto") -> ResultsSummary:
+                      category_ids: str = "auto",
+                      labels: LabelSpace = CITYSCAPES) -> ResultsSummary:
     """Any COCO panoptic results of Cityscapes images -> panoptool's results layout.
 
     Parameters
@@ -517,17 +536,18 @@ def results_from_coco(json_path: PathLike, out: PathLike, png_dir: PathLike | No
     png_dir : folder of the PNGs; default the JSON path without ``.json`` (the convention
         of panopticapi and the official evaluator).
     category_ids : ``label``, ``train`` or ``auto`` (read from the JSON's ``categories``).
+    labels : the label space.
     """
     json_path = Path(json_path)
     data = _coco_panoptic(json_path)
     if category_ids == "auto":
-        category_ids = detect_category_ids(data, json_path)
-    _tables(category_ids)
+        category_ids = detect_category_ids(data, json_path, labels)
+    _tables(category_ids, labels)
     png_dir = Path(png_dir) if png_dir is not None else json_path.with_suffix("")
     if not png_dir.is_dir():
         raise InputError(png_dir, "PNG folder not found (pass --png-dir)")
     out = Path(out)
-    mapping = _TRAIN_TO_LABEL_ID if category_ids == "train" else None
+    mapping = _train_to_label_id(labels) if category_ids == "train" else None
     images = {img.get("id"): img for img in data.get("images", []) if isinstance(img, dict)}
     annotations, new_images, seen, n_segments = [], [], {}, 0
     for ann in data["annotations"]:
@@ -537,7 +557,7 @@ def results_from_coco(json_path: PathLike, out: PathLike, png_dir: PathLike | No
         if stem in seen:
             raise InputError(json_path, f"image {stem} is annotated twice")
         seen[stem] = True
-        segments = _segments(ann, json_path, mapping)
+        segments = _segments(ann, json_path, mapping, labels)
         file_name = str(ann.get("file_name") or f"{stem}.png")
         source = _safe_png(png_dir, file_name, json_path, ann.get("image_id"))
         target = formats.panoptic_png_path(out, stem)
@@ -552,7 +572,7 @@ def results_from_coco(json_path: PathLike, out: PathLike, png_dir: PathLike | No
         "convert", {"from": str(json_path), "png_dir": str(png_dir),
                     "category_ids": category_ids}))
     result = {"images": new_images, "annotations": annotations,
-              "categories": panoptic_categories("label")}
+              "categories": panoptic_categories("label", labels)}
     write_json(formats.panoptic_json_path(out), result, indent=None)
     return ResultsSummary(json_path=str(formats.panoptic_json_path(out)),
                           png_dir=str(out / formats.PANOPTIC_DIR), images=len(annotations),

@@ -52,7 +52,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
 from panoptool.errors import ConfigError, InputError, PanoptoolError
 from panoptool.io.files import read_json, write_json
@@ -60,23 +59,20 @@ from panoptool.io.rle import runs_segment_overlap
 from panoptool.io.coco import (ImageIdMap, compressed_counts, decode_rle, encode_label_map, encode_mask,
                                instance_runs, kernels, parse_results, read_image_id_map, rle_bbox,
                                write_results)
+from panoptool.labels import CITYSCAPES, LabelSpace
 from panoptool.evaluation.metrics.gt import GroundTruth, instance_label
-from panoptool.evaluation.metrics.instance import INSTANCE_LABEL_IDS, InstanceStats
+from panoptool.evaluation.metrics.instance import InstanceStats
 
 PathLike = str | os.PathLike
-
-
-_EVALUATED = np.zeros(256, dtype=bool)
-_EVALUATED[list(INSTANCE_LABEL_IDS)] = True
 
 #: COCO mask-AP keys of ``metrics.json`` (percent), in COCOeval's ``stats`` order.
 COCO_METRIC_KEYS = ("coco_AP", "coco_AP50", "coco_AP75", "coco_AP_S", "coco_AP_M", "coco_AP_L")
 
 
-def coco_instance_categories() -> list[dict]:
+def coco_instance_categories(labels: LabelSpace = CITYSCAPES) -> list[dict]:
     """COCO ``categories`` of the evaluated thing classes, id = labelId."""
-    return [{"id": int(lab.id), "name": lab.name, "supercategory": lab.category}
-            for lab in _CS_LABELS if lab.id in INSTANCE_LABEL_IDS]
+    return [{"id": c.id, "name": c.name, "supercategory": c.supercategory}
+            for c in labels.categories if c.isthing]
 
 
 # --- RLE ---------------------------------------------------------------------------------------
@@ -101,7 +97,7 @@ def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
 
 # --- ground truth ------------------------------------------------------------------------------
 
-def ground_truth_annotations(gt: GroundTruth) -> list[dict]:
+def ground_truth_annotations(gt: GroundTruth, labels: LabelSpace = CITYSCAPES) -> list[dict]:
     """COCO instance annotations of one image by detectron2's instanceIds rule (module
     docstring): ``category_id``, ``iscrowd``, ``area``, ``bbox``, ``segmentation`` (RLE);
     no ``id`` / ``image_id`` (given when the file is assembled).
@@ -110,7 +106,7 @@ def ground_truth_annotations(gt: GroundTruth) -> list[dict]:
     """
     seg_inst = gt.instance_ids.astype(np.int64)
     seg_label = instance_label(seg_inst)
-    keep = (seg_label < 256) & _EVALUATED[seg_label.clip(0, 255)]
+    keep = (seg_label < 256) & labels.is_thing_label[seg_label.clip(0, 255)]
     inst_ids = np.unique(seg_inst[keep])
     if not inst_ids.size:
         return []
@@ -129,7 +125,8 @@ def ground_truth_annotations(gt: GroundTruth) -> list[dict]:
     return out
 
 
-def assemble_ground_truth(images: list[dict], annotations: list[list[dict]]) -> dict:
+def assemble_ground_truth(images: list[dict], annotations: list[list[dict]],
+                          labels: LabelSpace = CITYSCAPES) -> dict:
     """A COCO instances ground-truth object from per-image annotations.
 
     Parameters
@@ -141,7 +138,8 @@ def assemble_ground_truth(images: list[dict], annotations: list[list[dict]]) -> 
     for img, per_image in zip(images, annotations):
         for ann in per_image:
             anns.append({"id": len(anns) + 1, "image_id": img["id"], **ann})
-    return {"images": images, "annotations": anns, "categories": coco_instance_categories()}
+    return {"images": images, "annotations": anns,
+            "categories": coco_instance_categories(labels)}
 
 
 # --- COCOeval ----------------------------------------------------------------------------------
@@ -227,8 +225,9 @@ def _faster_coco_mask_ap(ground_truth: dict, detections: list[dict]) -> dict:
 
 
 def read_coco_gt_cached(cache_file: PathLike | None, key: str | None,
-                        gt: GroundTruth) -> list[dict]:
-    """:func:`ground_truth_annotations` of ``gt``, from the cache file if its key matches."""
+                        gt: GroundTruth, labels: LabelSpace = CITYSCAPES) -> list[dict]:
+    """:func:`ground_truth_annotations` of ``gt``, from the cache file if its key matches
+    (a key made for another label space must differ)."""
     if cache_file is not None and key is not None and os.path.isfile(cache_file):
         try:
             data = read_json(cache_file)
@@ -236,7 +235,7 @@ def read_coco_gt_cached(cache_file: PathLike | None, key: str | None,
                 return data["annotations"]
         except (InputError, KeyError):
             pass
-    anns = ground_truth_annotations(gt)
+    anns = ground_truth_annotations(gt, labels)
     if cache_file is not None and key is not None:
         with contextlib.suppress(OSError, PanoptoolError):
             write_json(cache_file, {"key": key, "annotations": anns}, indent=None)
@@ -250,7 +249,8 @@ def coco_gt_cache_path(cache_dir: PathLike, split: str, stem: str) -> Path:
 
 # --- evaluation --------------------------------------------------------------------------------
 
-def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: PathLike
+def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: PathLike,
+                           labels: LabelSpace = CITYSCAPES
                            ) -> tuple[InstanceStats, list[dict]]:
     """Cityscapes instance statistics of one image's results entries, and its COCO detections.
 
@@ -265,16 +265,16 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
     of the evaluated, non-empty masks, for :func:`coco_mask_ap`.
     """
 
-    labels, scores, areas, overlaps, dets = [], [], [], [], []
+    label_ids, scores, areas, overlaps, dets = [], [], [], [], []
     for inst in entries:
         runs = instance_runs(inst, gt.shape, path)
-        if not _EVALUATED[inst.label_id]:
+        if not labels.is_thing_label[inst.label_id]:
             continue
         overlap = rle_segment_overlap(gt, runs)
         area = int(overlap.sum())
         if area == 0:
             continue
-        labels.append(inst.label_id)
+        label_ids.append(inst.label_id)
         scores.append(inst.score)
         areas.append(area)
         overlaps.append(overlap)
@@ -282,43 +282,43 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
         dets.append({"image_id": stem, "category_id": inst.label_id, "score": inst.score,
                      "segmentation": rle,
                      "bbox": list(inst.bbox) if inst.bbox else rle_bbox([rle])[0]})
-    return _stats(gt, labels, scores, areas, overlaps), dets
+    return _stats(gt, label_ids, scores, areas, overlaps, labels), dets
 
 
-def _stats(gt: GroundTruth, labels: list, scores: list, areas: list, overlaps: list
-           ) -> InstanceStats:
+def _stats(gt: GroundTruth, label_ids: list, scores: list, areas: list, overlaps: list,
+           labels: LabelSpace) -> InstanceStats:
     from panoptool.evaluation.metrics import instance
 
     pred = instance.PredictedInstances(
-        label_ids=np.array(labels, dtype=np.int64), scores=np.array(scores, dtype=np.float64),
-        areas=np.array(areas, dtype=np.int64),
+        label_ids=np.array(label_ids, dtype=np.int64),
+        scores=np.array(scores, dtype=np.float64), areas=np.array(areas, dtype=np.int64),
         segment_overlap=(np.stack(overlaps) if overlaps
                          else np.zeros((0, gt.n_segments), dtype=np.int64)))
-    return instance.update(gt, pred)
+    return instance.update(gt, pred, labels)
 
 
 _NONZERO = np.ones(256, dtype=np.int64)
 _NONZERO[0] = 0
 
 
-def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_dir: PathLike
-                       ) -> tuple[InstanceStats, list[dict]]:
+def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_dir: PathLike,
+                       labels: LabelSpace = CITYSCAPES) -> tuple[InstanceStats, list[dict]]:
     """:func:`panoptool.evaluation.image.instance_stats` of an official ``_pred.txt`` (the same
     statistics, each mask read once) and the COCO detections of its masks (RLE-encoded
     over their bounding box only)."""
     from panoptool.io.results import read_instance_list, read_mask
     from panoptool.evaluation.metrics import instance
 
-    labels, scores, areas, overlaps, dets = [], [], [], [], []
+    label_ids, scores, areas, overlaps, dets = [], [], [], [], []
     for mask_path, label_id, conf in read_instance_list(txt_path, results_dir):
-        if not instance.is_evaluated_label(label_id):
+        if not instance.is_evaluated_label(label_id, labels):
             continue
         mask = read_mask(mask_path, gt.shape)
         overlap = instance.mask_segment_overlap(gt, mask)
         area = int(overlap.sum())
         if area == 0:
             continue
-        labels.append(label_id)
+        label_ids.append(label_id)
         scores.append(conf)
         areas.append(area)
         overlaps.append(overlap)
@@ -326,7 +326,7 @@ def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_d
         rle = encode_label_map(index, 1, _NONZERO, cv2.boundingRect(index))[0]
         dets.append({"image_id": stem, "category_id": int(label_id), "score": float(conf),
                      "segmentation": rle, "bbox": rle_bbox([rle])[0]})
-    return _stats(gt, labels, scores, areas, overlaps), dets
+    return _stats(gt, label_ids, scores, areas, overlaps, labels), dets
 
 
 @dataclass
@@ -351,15 +351,15 @@ class CocoImages:
         return CocoImages(self.images + other.images, self.annotations + other.annotations,
                           self.detections + other.detections)
 
-    def ground_truth(self) -> dict:
+    def ground_truth(self, labels: LabelSpace = CITYSCAPES) -> dict:
         """The COCO ground-truth object, images in stem order."""
         order = sorted(range(len(self.images)), key=lambda i: self.images[i]["id"])
         return assemble_ground_truth([self.images[i] for i in order],
-                                     [self.annotations[i] for i in order])
+                                     [self.annotations[i] for i in order], labels)
 
-    def compute(self, backend: str = "pycocotools") -> dict:
+    def compute(self, backend: str = "pycocotools", labels: LabelSpace = CITYSCAPES) -> dict:
         """:data:`COCO_METRIC_KEYS` in percent (:func:`coco_mask_ap`)."""
-        return coco_mask_ap(self.ground_truth(), self.detections, backend)
+        return coco_mask_ap(self.ground_truth(labels), self.detections, backend)
 
 
 # --- conversions (convert instance-results) ----------------------------------------------------

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 from pycocotools import mask as mask_utils
 
 from panoptool.errors import InputError
 from panoptool.io.rle import counts_from_string
 from panoptool.io.files import read_json, write_json
+from panoptool.labels import CITYSCAPES, LabelSpace
 
 PathLike = str | os.PathLike
 
@@ -42,12 +42,11 @@ INSTANCES_JSON = "instances.json"
 #: Per-image sidecars of postprocess, assembled into ``instances.json`` at the end.
 SIDECAR_DIR = "coco_instances"
 SIDECAR_SUFFIX = "_instances.json"
-#: Label ids a results entry may carry: the classes with instances (24..33); caravan and
-#: trailer (29, 30) are read and, as in the official evaluation, not evaluated.
-RESULT_LABEL_IDS = tuple(lab.id for lab in _CS_LABELS if lab.hasInstances)
-_RESULT_LABEL = np.zeros(256, dtype=bool)
-_RESULT_LABEL[list(RESULT_LABEL_IDS)] = True
-_NAME_TO_LABEL = {lab.name: lab.id for lab in _CS_LABELS if lab.id >= 0}
+#: Label ids a results entry may carry: the classes with instances (Cityscapes 24..33;
+#: ``labels.has_instances_label``); caravan and trailer (29, 30) are read and, as in the
+#: official evaluation, not evaluated.
+RESULT_LABEL_IDS = tuple(int(i) for i in np.flatnonzero(CITYSCAPES.has_instances_label))
+
 def kernels():
     """The compiled loops (:mod:`panoptool.io.rle_kernels`), imported on first use."""
     from panoptool.io import rle_kernels as coco_kernels
@@ -234,12 +233,14 @@ def match_stem(name: str, stems: set[str]) -> str | None:
     return None
 
 
-def read_image_id_map(coco_json: PathLike, stems: set[str]) -> ImageIdMap:
+def read_image_id_map(coco_json: PathLike, stems: set[str],
+                      labels: LabelSpace = CITYSCAPES) -> ImageIdMap:
     """Image ids and category ids of a COCO ground-truth (or image list) file.
 
-    ``images[].file_name`` gives each id's stem; ``categories[].name`` (a Cityscapes class
-    name) gives each category id's labelId. Images of other splits are skipped.
+    ``images[].file_name`` gives each id's stem; ``categories[].name`` (a class name of
+    ``labels``) gives each category id's labelId. Images of other splits are skipped.
     """
+    name_to_label = labels.label_of_name
     data = read_json(coco_json)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise InputError(coco_json, "expected a COCO object with an 'images' list")
@@ -252,8 +253,8 @@ def read_image_id_map(coco_json: PathLike, stems: set[str]) -> ImageIdMap:
             ids[_id_key(img["id"])] = stem
     cats = {}
     for n, cat in enumerate(data.get("categories") or []):
-        if isinstance(cat, dict) and cat.get("name") in _NAME_TO_LABEL and "id" in cat:
-            cats[_id_key(cat["id"])] = _NAME_TO_LABEL[cat["name"]]
+        if isinstance(cat, dict) and cat.get("name") in name_to_label and "id" in cat:
+            cats[_id_key(cat["id"])] = name_to_label[cat["name"]]
     return ImageIdMap(ids=ids, categories=cats, source=str(coco_json))
 
 
@@ -275,8 +276,8 @@ class ResultInstance:
     bbox: tuple | None = None
 
 
-def parse_results(data, stems: list[str], path: PathLike,
-                  id_map: ImageIdMap | None = None) -> dict[str, list[ResultInstance]]:
+def parse_results(data, stems: list[str], path: PathLike, id_map: ImageIdMap | None = None,
+                  labels: LabelSpace = CITYSCAPES) -> dict[str, list[ResultInstance]]:
     """Validate a COCO results list and group its entries by image stem.
 
     Parameters
@@ -285,6 +286,7 @@ def parse_results(data, stems: list[str], path: PathLike,
     stems : the stems of the split's images.
     path : the file it came from (named in errors).
     id_map : image id / category id maps (:func:`read_image_id_map`), or None.
+    labels : the label space (which label ids have instances).
 
     Returns
     -------
@@ -319,11 +321,12 @@ def parse_results(data, stems: list[str], path: PathLike,
                        "them to file names"
             raise InputError(path, f"{where}: image_id {image_id!r} matches no ground-truth "
                                    f"image of this split{hint}")
-        label = _label_of(entry["category_id"], id_map)
+        label = _label_of(entry["category_id"], id_map, labels)
         if label is None:
+            allowed = np.flatnonzero(labels.has_instances_label)
             raise InputError(path, f"{where}: unknown category_id {entry['category_id']!r} "
                                    f"(expected the labelId of a thing class, "
-                                   f"{RESULT_LABEL_IDS[0]}..{RESULT_LABEL_IDS[-1]}; another "
+                                   f"{allowed[0]}..{allowed[-1]}; another "
                                    f"numbering needs --coco-gt with named categories)")
         score = _entry_score(entry["score"], where, path)
         size, counts = _entry_rle(entry["segmentation"], where, path)
@@ -385,7 +388,7 @@ def _stem_of(image_id, key, stems: set[str], id_map: ImageIdMap | None) -> str |
     return None
 
 
-def _label_of(category_id, id_map: ImageIdMap | None) -> int | None:
+def _label_of(category_id, id_map: ImageIdMap | None, labels: LabelSpace) -> int | None:
     if isinstance(category_id, bool) or not isinstance(category_id, (int, float)):
         return None
     if id_map is not None and id_map.categories:
@@ -393,14 +396,14 @@ def _label_of(category_id, id_map: ImageIdMap | None) -> int | None:
     if category_id != int(category_id):
         return None
     label = int(category_id)
-    return label if 0 <= label < 256 and _RESULT_LABEL[label] else None
+    return label if 0 <= label < 256 and labels.has_instances_label[label] else None
 
 
-def read_results(path: PathLike, stems: list[str],
-                 coco_gt: PathLike | None = None) -> dict[str, list[ResultInstance]]:
+def read_results(path: PathLike, stems: list[str], coco_gt: PathLike | None = None,
+                 labels: LabelSpace = CITYSCAPES) -> dict[str, list[ResultInstance]]:
     """Read and validate a COCO results JSON file (see :func:`parse_results`)."""
-    id_map = read_image_id_map(coco_gt, set(stems)) if coco_gt else None
-    return parse_results(read_json(path), stems, path, id_map)
+    id_map = read_image_id_map(coco_gt, set(stems), labels) if coco_gt else None
+    return parse_results(read_json(path), stems, path, id_map, labels)
 
 
 def instance_runs(inst: ResultInstance, shape: tuple[int, int], path: PathLike) -> np.ndarray:

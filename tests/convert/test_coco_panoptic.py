@@ -228,7 +228,7 @@ def test_rgb_segment_counts_equal_per_pixel_counts(seed):
     index = np.zeros((h, w), np.int64)
     for k, i in enumerate(listed, start=1):
         index[pan == i] = k
-    assert np.array_equal(counts, segment_prediction_counts(gt, index, len(listed)))
+    assert np.array_equal(counts, segment_prediction_counts(gt, index, len(listed) + 1))
     assert unlisted.tolist() == []
     counts, unlisted = rgb_segment_counts(gt, formats.panoptic_id_to_rgb(pan), listed[2:])
     assert unlisted.tolist() == sorted(set(listed[:2].tolist()) - {0})

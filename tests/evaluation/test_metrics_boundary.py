@@ -269,7 +269,7 @@ def plain_boundary_pq(label, inst, pred_index, pred_cats, d, use_boundary=True):
 def ours(label, inst, pred_index, pred_cats, d):
     gt = gtm.segment_ground_truth(label, inst)
     pan_gt = panoptic.panoptic_ground_truth(gt)
-    counts = panoptic.segment_prediction_counts(gt, pred_index, len(pred_cats))
+    counts = panoptic.segment_prediction_counts(gt, pred_index, len(pred_cats) + 1)
     b = boundary.panoptic_update(gt, pan_gt, pred_index, pred_cats, counts, d)
     m = panoptic.update(gt, pan_gt, None, pred_cats, counts)
     return b, m
@@ -374,7 +374,7 @@ def _direct(root, results, ratio):
             index[pan == seg["id"]] = k
         cats = np.array([seg["category_id"] for seg in segs], np.int64)
         pan_gt = panoptic.panoptic_ground_truth(gt)
-        counts = panoptic.segment_prediction_counts(gt, index, len(cats))
+        counts = panoptic.segment_prediction_counts(gt, index, len(cats) + 1)
         part.panoptic = boundary.panoptic_update(gt, pan_gt, index, cats, counts, d)
         total = total + part
     return total

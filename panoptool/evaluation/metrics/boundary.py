@@ -27,10 +27,10 @@ pixels and one ``(2d-1)`` square dilation of them (:func:`boundary_band`).
 
 Metrics
 -------
-* Semantic Boundary IoU, per class (19 train ids) over the dataset like mIoU: the boundary
-  of the class mask in the ground truth and in the prediction, intersection and union
-  summed over images, counting only pixels whose ground truth is not ignored (as the
-  Cityscapes IoU does); the mean over classes with a non-empty union.
+* Semantic Boundary IoU, per class (the K train ids, 19 for Cityscapes) over the dataset
+  like mIoU: the boundary of the class mask in the ground truth and in the prediction,
+  intersection and union summed over images, counting only pixels whose ground truth is
+  not ignored (as the Cityscapes IoU does); the mean over classes with a non-empty union.
 * Boundary PQ: PQ (see :mod:`.panoptic`) whose segment IoU is ``min(mask IoU, boundary
   IoU)``, for matching (> 0.5) and for SQ, as the authors' Cityscapes panoptic evaluator
   (``boundary_iou/cityscapes_panoptic_api``) computes it: each segment's boundary from its
@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from panoptool.labels import LABEL_TO_TRAIN, NUM_CLASSES
+from panoptool.errors import ArrayError, ConfigError
+from panoptool.labels import CITYSCAPES, NUM_CLASSES, LabelSpace
 from panoptool.evaluation.metrics.gt import GroundTruth
 from panoptool.evaluation.metrics import panoptic
 from panoptool.evaluation.metrics.panoptic import PanopticGroundTruth, PanopticStats
@@ -68,7 +69,7 @@ def boundary_width(shape: tuple[int, int], ratio: float = DEFAULT_RATIO) -> int:
     (46, 11, 1)
     """
     if not ratio > 0:
-        raise ValueError(f"boundary ratio must be > 0, got {ratio}")
+        raise ConfigError(f"boundary ratio must be > 0, got {ratio}")
     h, w = shape
     return max(1, int(round(ratio * math.sqrt(h * h + w * w))))
 
@@ -122,7 +123,7 @@ def boundary_band(labels: np.ndarray, width: int) -> np.ndarray:
            [1, 1, 1, 1, 1]])
     """
     if width < 1:
-        raise ValueError(f"boundary width must be >= 1, got {width}")
+        raise ConfigError(f"boundary width must be >= 1, got {width}")
     edge = edge_pixels(labels)
     if width > 1:
         size = 2 * width - 1
@@ -135,9 +136,9 @@ def boundary_band(labels: np.ndarray, width: int) -> np.ndarray:
 
 @dataclass
 class BoundarySemanticStats:
-    """Additive per-class boundary statistics (train-id order, 19).
+    """Additive per-class boundary statistics (train-id order, K = 19 for Cityscapes).
 
-    intersection, union : int64 (19,), boundary pixels summed over images.
+    intersection, union : int64 (K,), boundary pixels summed over images.
     """
 
     intersection: np.ndarray = field(default_factory=lambda: np.zeros(NUM_CLASSES,
@@ -152,34 +153,38 @@ class BoundarySemanticStats:
 
 
 def semantic_update(gt_train_ids: np.ndarray, pred_train_ids: np.ndarray,
-                    width: int) -> BoundarySemanticStats:
+                    width: int, labels: LabelSpace = CITYSCAPES) -> BoundarySemanticStats:
     """Boundary statistics of one image's semantic labeling.
 
     Parameters
     ----------
-    gt_train_ids, pred_train_ids : uint8 (H, W), train ids 0..18, 255 = ignore / no class.
+    gt_train_ids, pred_train_ids : uint8 (H, W), train ids 0..K-1, any other value (255) =
+        ignore / no class.
     width : boundary width d (:func:`boundary_width`).
+    labels : the label space (K = ``labels.num_classes``).
 
     Returns
     -------
-    BoundarySemanticStats; pixels whose ground truth is 255 are not counted.
+    BoundarySemanticStats; pixels whose ground truth is no class are not counted.
     """
     if gt_train_ids.shape != pred_train_ids.shape:
-        raise ValueError(f"shapes differ: {gt_train_ids.shape} vs {pred_train_ids.shape}")
+        raise ArrayError(None, f"shapes differ: {gt_train_ids.shape} vs "
+                               f"{pred_train_ids.shape}")
     band_g = boundary_band(gt_train_ids, width).view(np.uint8)
     band_p = boundary_band(pred_train_ids, width).view(np.uint8)
-    n = NUM_CLASSES + 1  # train ids 0..18 and 19 for 255 (ignored / no class)
+    k = labels.num_classes
+    n = k + 1  # train ids 0..K-1 and K for the rest (ignored / no class)
     # one joint histogram over (gt class, predicted class, in gt band, in predicted band)
-    code = np.minimum(gt_train_ids, NUM_CLASSES).astype(np.uint16)
+    code = np.minimum(gt_train_ids, k).astype(np.uint16 if n * n * 4 <= 1 << 16 else np.int64)
     code *= n
-    code += np.minimum(pred_train_ids, NUM_CLASSES)
+    code += np.minimum(pred_train_ids, k)
     code *= 4
     code += band_g << 1
     code += band_p
     hist = _histogram(code, n * n * 4).reshape(n, n, 2, 2)
-    area_g = hist[:NUM_CLASSES, :, 1, :].sum(axis=(1, 2))
-    area_p = hist[:NUM_CLASSES, :NUM_CLASSES, :, 1].sum(axis=(0, 2))  # gt not ignored
-    inter = np.diagonal(hist[:NUM_CLASSES, :NUM_CLASSES, 1, 1]).copy()
+    area_g = hist[:k, :, 1, :].sum(axis=(1, 2))
+    area_p = hist[:k, :k, :, 1].sum(axis=(0, 2))  # gt not ignored
+    inter = np.diagonal(hist[:k, :k, 1, 1]).copy()
     return BoundarySemanticStats(inter, area_g + area_p - inter, n_images=1)
 
 
@@ -201,18 +206,19 @@ def _histogram(values: np.ndarray, n_bins: int, mask: np.ndarray | None = None) 
     return np.bincount(values.ravel(), minlength=n_bins).astype(np.int64)
 
 
-def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
-    """uint8 (H, W) Cityscapes label ids -> train ids (255 for labels not evaluated)."""
-    return cv2.LUT(np.ascontiguousarray(label_ids, dtype=np.uint8), LABEL_TO_TRAIN)
+def label_ids_to_train_ids(label_ids: np.ndarray, labels: LabelSpace = CITYSCAPES
+                           ) -> np.ndarray:
+    """uint8 (H, W) label ids -> train ids (ignore for labels not evaluated)."""
+    return cv2.LUT(np.ascontiguousarray(label_ids, dtype=np.uint8), labels.label_to_train)
 
 
-def ground_truth_train_ids(gt: GroundTruth) -> np.ndarray:
+def ground_truth_train_ids(gt: GroundTruth, labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     """Train-id map (uint8 (H, W)) of segmented ground truth."""
-    return segment_map(gt, LABEL_TO_TRAIN[gt.label_ids]).astype(np.uint8)
+    return segment_map(gt, labels.label_to_train[gt.label_ids]).astype(np.uint8)
 
 
 def semantic_compute(stats: BoundarySemanticStats) -> dict:
-    """``iou``: float64 (19,) per class (NaN where the union is empty) and ``mean`` over
+    """``iou``: float64 (K,) per class (NaN where the union is empty) and ``mean`` over
     the classes that have one (NaN if none), as fractions."""
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(stats.union > 0, stats.intersection / np.maximum(stats.union, 1),
@@ -225,7 +231,7 @@ def semantic_compute(stats: BoundarySemanticStats) -> dict:
 
 def panoptic_update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np.ndarray,
                     pred_categories: np.ndarray, seg_counts: np.ndarray,
-                    width: int) -> PanopticStats:
+                    width: int, labels: LabelSpace = CITYSCAPES) -> PanopticStats:
     """Boundary-PQ statistics of one image.
 
     Parameters
@@ -234,8 +240,9 @@ def panoptic_update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np
     pan_gt : :func:`panoptic.panoptic_ground_truth` of ``gt``.
     pred_index : uint16 (H, W), 0 on unlabelled pixels, k on the k-th predicted segment.
     pred_categories : int64 (P,), category (label id) of each predicted segment.
-    seg_counts : int64 (S, P + 1), :func:`panoptic.segment_prediction_counts`.
+    seg_counts : int64 (S, P + 1), ``segment_prediction_counts(gt, pred_index, P + 1)``.
     width : boundary width d (:func:`boundary_width`).
+    labels : the label space.
 
     Returns
     -------
@@ -253,7 +260,7 @@ def panoptic_update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np
         iou = np.minimum(iou, bi / b_union)
         hit = iou > 0.5
         gi, pi, iou = gi[hit], pi[hit], iou[hit]
-    return panoptic.count_matches(pan_gt, pred_categories, overlap, gi, pi, iou)
+    return panoptic.count_matches(pan_gt, pred_categories, overlap, gi, pi, iou, labels)
 
 
 def _boundary_counts(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np.ndarray,

@@ -34,6 +34,8 @@ import cv2
 import numba
 import numpy as np
 
+from panoptool.errors import ArrayError, ConfigError
+
 #: BSDS's thresholds: 99 values 0.01 .. 0.99.
 N_THRESHOLDS = 99
 THRESHOLDS = np.linspace(1.0 / (N_THRESHOLDS + 1), 1.0 - 1.0 / (N_THRESHOLDS + 1),
@@ -60,7 +62,7 @@ def tolerance_px(shape: tuple[int, int], max_dist: float = DEFAULT_MAX_DIST) -> 
     (17.17, 4.29)
     """
     if not max_dist > 0:
-        raise ValueError(f"max_dist must be > 0, got {max_dist}")
+        raise ConfigError(f"max_dist must be > 0, got {max_dist}")
     h, w = shape
     return max_dist * math.sqrt(h * h + w * w)
 
@@ -207,7 +209,7 @@ def update(contour_prob: np.ndarray, gt_boundary: np.ndarray, tolerance: float,
     ContourStats of this image (n_images = 1).
     """
     if contour_prob.shape != gt_boundary.shape:
-        raise ValueError(f"shapes differ: {contour_prob.shape} vs {gt_boundary.shape}")
+        raise ArrayError(None, f"shapes differ: {contour_prob.shape} vs {gt_boundary.shape}")
     prob = contour_nms(contour_prob) if nms else np.asarray(contour_prob, np.float32)
     gt = np.ascontiguousarray(gt_boundary, dtype=bool)
     levels = np.zeros(prob.shape, np.uint8)

@@ -1,4 +1,5 @@
-"""Ground truth reduced to segments, and its on-disk cache.
+"""Ground truth reduced to segments, its on-disk cache, and what every metric shares
+(:func:`segment_prediction_counts`, :func:`nanmean`).
 
 Every Cityscapes metric depends on the ground truth only through the pair of values a pixel has
 in ``*_gtFine_labelIds.png`` and ``*_gtFine_instanceIds.png``. An image has few distinct pairs
@@ -24,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from panoptool.errors import InputError, PanoptoolError
+from panoptool.errors import ArrayError, InputError, PanoptoolError
 from panoptool.io.files import load_npz, save_npz
 
 PathLike = str | os.PathLike
@@ -91,8 +92,8 @@ def segment_ground_truth(label_ids: np.ndarray, instance_ids: np.ndarray) -> Gro
     ([[0, 1, 1]], [7, 26], [7, 26001])
     """
     if label_ids.shape != instance_ids.shape:
-        raise ValueError(f"label_ids {label_ids.shape} and instance_ids {instance_ids.shape} "
-                         f"differ in shape")
+        raise ArrayError(None, f"label_ids {label_ids.shape} and instance_ids "
+                               f"{instance_ids.shape} differ in shape")
     shape = label_ids.shape
     if instance_ids.dtype in (np.uint8, np.uint16) and label_ids.dtype == np.uint8:
         # fast path: lookup tables over the 16-bit ids, no per-pixel integer division
@@ -112,7 +113,7 @@ def segment_ground_truth(label_ids: np.ndarray, instance_ids: np.ndarray) -> Gro
     key = instance_ids.astype(np.int64).ravel() * 256 + label_ids.astype(np.int64).ravel()
     keys, index, areas = np.unique(key, return_inverse=True, return_counts=True)
     if len(keys) > 65535:
-        raise ValueError(f"too many distinct ground-truth segments ({len(keys)})")
+        raise ArrayError(None, f"too many distinct ground-truth segments ({len(keys)})")
     return GroundTruth(segment_index=index.astype(np.uint16).reshape(shape),
                        label_ids=(keys % 256).astype(np.uint8),
                        instance_ids=(keys // 256).astype(np.int32),
@@ -166,6 +167,39 @@ def pair_counts(first: np.ndarray, n_first: int, second: np.ndarray,
     code *= n_second
     code += second
     return np.bincount(code.ravel(), minlength=n_bins).reshape(n_first, n_second)
+
+
+def segment_prediction_counts(gt: GroundTruth, prediction: np.ndarray,
+                              n_values: int = 256) -> np.ndarray:
+    """Pixels of each ground-truth segment per predicted value.
+
+    Parameters
+    ----------
+    gt : ground truth of the image, segments S.
+    prediction : uint (H, W), values < ``n_values``: predicted label ids (``n_values``
+        256), or a panoptic prediction index (0 = VOID, k = the k-th predicted segment,
+        ``n_values`` = P + 1).
+
+    Returns
+    -------
+    int64 (S, n_values): ``counts[s, v]`` = pixels of segment s predicted as v.
+
+    >>> gt = segment_ground_truth(np.array([[7, 7, 26]], np.uint8),
+    ...                           np.array([[7, 7, 26001]], np.int32))
+    >>> segment_prediction_counts(gt, np.array([[0, 1, 1]], np.uint8), 2).tolist()
+    [[1, 1], [0, 1]]
+    """
+    return pair_counts(gt.segment_index, gt.n_segments, prediction, n_values)
+
+
+def nanmean(values: np.ndarray) -> float:
+    """Mean of the values that are not NaN; NaN if there is none.
+
+    >>> nanmean(np.array([0.5, np.nan, 1.0])), nanmean(np.array([np.nan]))
+    (0.75, nan)
+    """
+    valid = values[~np.isnan(values)]
+    return float(valid.mean()) if valid.size else float("nan")
 
 
 # --- run-length encoding of the index map ---------------------------------------------------

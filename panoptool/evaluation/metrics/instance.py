@@ -30,25 +30,21 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
-from panoptool.evaluation.metrics.gt import GroundTruth, instance_label
+from panoptool.labels import CITYSCAPES, LabelSpace
+from panoptool.evaluation.metrics.gt import GroundTruth, instance_label, nanmean
 
 #: Overlap thresholds, computed exactly as the official script does.
 OVERLAPS = np.arange(0.5, 1.0, 0.05)
 MIN_REGION_SIZE = 100
 
-#: Label ids evaluated for instances (person ... bicycle), in label-id order = official order.
-INSTANCE_LABEL_IDS = tuple(lab.id for lab in _CS_LABELS
-                           if lab.hasInstances and not lab.ignoreInEval)
-INSTANCE_CLASS_NAMES = tuple(lab.name for lab in _CS_LABELS
-                             if lab.hasInstances and not lab.ignoreInEval)
-_CLASS_OF_LABEL = np.full(256, -1, dtype=np.int64)
-_CLASS_OF_LABEL[list(INSTANCE_LABEL_IDS)] = np.arange(len(INSTANCE_LABEL_IDS))
+#: Label ids evaluated for instances (person ... bicycle), in label-id order = official order
+#: (``labels.thing_label_ids``).
+INSTANCE_LABEL_IDS = CITYSCAPES.thing_label_ids
+INSTANCE_CLASS_NAMES = tuple(CITYSCAPES.label_names[i] for i in INSTANCE_LABEL_IDS)
 
 #: Label ids that are void for instance evaluation (ignoreInEval), as a lookup table.
-VOID_LABEL = np.zeros(256, dtype=bool)
-VOID_LABEL[[lab.id for lab in _CS_LABELS if lab.ignoreInEval and lab.id >= 0]] = True
+VOID_LABEL = CITYSCAPES.is_void_label
 
 N_CLASSES = len(INSTANCE_LABEL_IDS)
 N_OVERLAPS = len(OVERLAPS)
@@ -56,12 +52,12 @@ N_OVERLAPS = len(OVERLAPS)
 
 @dataclass
 class InstanceStats:
-    """Additive statistics of instance segmentation.
+    """Additive statistics of instance segmentation (C thing classes, 8 for Cityscapes).
 
-    Scored detections, flat over images: ``cls`` int8 (N,) class index (0..7, order of
-    :data:`INSTANCE_LABEL_IDS`), ``thr`` int8 (N,) overlap index, ``score`` float64 (N,),
-    ``true`` bool (N,) true positive or false positive. ``hard_fn`` int64 (8, 10) missed
-    valid instances; ``have_gt`` / ``have_pred`` bool (8,): some valid instance / some
+    Scored detections, flat over images: ``cls`` int8 (N,) class index (0..C-1, order of
+    ``labels.thing_label_ids``), ``thr`` int8 (N,) overlap index, ``score`` float64 (N,),
+    ``true`` bool (N,) true positive or false positive. ``hard_fn`` int64 (C, 10) missed
+    valid instances; ``have_gt`` / ``have_pred`` bool (C,): some valid instance / some
     non-empty prediction of the class exists.
     """
 
@@ -85,6 +81,13 @@ class InstanceStats:
                              self.have_pred | other.have_pred,
                              self.n_images + other.n_images)
 
+    @classmethod
+    def empty(cls, n_classes: int = N_CLASSES, n_images: int = 0) -> "InstanceStats":
+        """No detection, for ``n_classes`` classes."""
+        return cls(hard_fn=np.zeros((n_classes, N_OVERLAPS), dtype=np.int64),
+                   have_gt=np.zeros(n_classes, dtype=bool),
+                   have_pred=np.zeros(n_classes, dtype=bool), n_images=n_images)
+
 
 @dataclass(frozen=True)
 class PredictedInstances:
@@ -102,9 +105,10 @@ class PredictedInstances:
     segment_overlap: np.ndarray
 
 
-def is_evaluated_label(label_id: int) -> bool:
-    """True for the label ids whose predictions the evaluation reads (person ... bicycle)."""
-    return 0 <= label_id < 256 and _CLASS_OF_LABEL[label_id] >= 0
+def is_evaluated_label(label_id: int, labels: LabelSpace = CITYSCAPES) -> bool:
+    """True for the label ids whose predictions the evaluation reads (the thing classes;
+    Cityscapes: person ... bicycle)."""
+    return 0 <= label_id < 256 and labels.thing_index_of_label[label_id] >= 0
 
 
 def mask_segment_overlap(gt: GroundTruth, mask: np.ndarray) -> np.ndarray:
@@ -122,7 +126,8 @@ def mask_segment_overlap(gt: GroundTruth, mask: np.ndarray) -> np.ndarray:
     return np.bincount(gt.segment_index[y:y + h, x:x + w][crop], minlength=gt.n_segments)
 
 
-def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
+def update(gt: GroundTruth, pred: PredictedInstances,
+           labels: LabelSpace = CITYSCAPES) -> InstanceStats:
     """Statistics of one image.
 
     Parameters
@@ -130,14 +135,17 @@ def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
     gt : ground truth (segments).
     pred : this image's predictions of evaluated classes with non-empty masks, in the order
         of the ``_pred.txt`` file.
+    labels : the label space.
     """
-    inst_ids, seg_to_inst, inst_area, inst_cls = _gt_instances(gt)
-    inter, void_inter = _intersections(gt, pred, seg_to_inst, len(inst_ids))
+    n_classes = len(labels.thing_label_ids)
+    inst_ids, seg_to_inst, inst_area, inst_cls = _gt_instances(gt, labels)
+    inter, void_inter = _intersections(gt, pred, seg_to_inst, len(inst_ids), labels)
     n_pred = len(pred.scores)
-    out = InstanceStats(n_images=1)
+    out = InstanceStats.empty(n_classes, n_images=1)
     lengths, score_l, true_l = [], [], []
-    pred_cls = _CLASS_OF_LABEL[pred.label_ids] if n_pred else np.zeros(0, dtype=np.int64)
-    for c in range(N_CLASSES):
+    pred_cls = (labels.thing_index_of_label[pred.label_ids] if n_pred
+                else np.zeros(0, dtype=np.int64))
+    for c in range(n_classes):
         g_sel = np.flatnonzero(inst_cls == c)
         p_sel = np.flatnonzero(pred_cls == c)
         g_area = inst_area[g_sel]
@@ -159,35 +167,36 @@ def update(gt: GroundTruth, pred: PredictedInstances) -> InstanceStats:
         true_l += trues
     if score_l:
         counts = np.array(lengths)
-        out.cls = np.repeat(np.repeat(np.arange(N_CLASSES, dtype=np.int8), N_OVERLAPS), counts)
-        out.thr = np.repeat(np.tile(np.arange(N_OVERLAPS, dtype=np.int8), N_CLASSES), counts)
+        out.cls = np.repeat(np.repeat(np.arange(n_classes, dtype=np.int8), N_OVERLAPS), counts)
+        out.thr = np.repeat(np.tile(np.arange(N_OVERLAPS, dtype=np.int8), n_classes), counts)
         out.score = np.concatenate(score_l).astype(np.float64)
         out.true = np.concatenate(true_l)
     return out
 
 
-def _gt_instances(gt: GroundTruth) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _gt_instances(gt: GroundTruth, labels: LabelSpace
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ground-truth instances: distinct instance ids (segments of one id are merged).
 
     Returns
     -------
     inst_ids : int (G,), sorted. seg_to_inst : int (S,), the instance of each segment.
     inst_area : int64 (G,), pixels. inst_cls : int64 (G,), class index (order of
-    :data:`INSTANCE_LABEL_IDS`), -1 for labels not evaluated.
+    ``labels.thing_label_ids``), -1 for labels not evaluated.
     """
     inst_ids, seg_to_inst = np.unique(gt.instance_ids, return_inverse=True)
     inst_area = np.bincount(seg_to_inst, weights=gt.areas, minlength=len(inst_ids)).astype(
         np.int64)
     inst_lab = instance_label(inst_ids)
-    inst_cls = np.where(inst_lab < 256, _CLASS_OF_LABEL[inst_lab.clip(0, 255)], -1)
+    inst_cls = np.where(inst_lab < 256, labels.thing_index_of_label[inst_lab.clip(0, 255)], -1)
     return inst_ids, seg_to_inst, inst_area, inst_cls
 
 
 def _intersections(gt: GroundTruth, pred: PredictedInstances, seg_to_inst: np.ndarray,
-                   n_inst: int) -> tuple[np.ndarray, np.ndarray]:
+                   n_inst: int, labels: LabelSpace) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of each prediction on each ground-truth instance, int64 (P, G), and on void
     segments, (P,)."""
-    void_seg = VOID_LABEL[gt.instance_ids.clip(0, 255)] & (gt.instance_ids < 256)
+    void_seg = labels.is_void_label[gt.instance_ids.clip(0, 255)] & (gt.instance_ids < 256)
     n_pred = len(pred.scores)
     inter = np.zeros((n_pred, n_inst), dtype=np.int64)
     if n_pred:
@@ -286,11 +295,12 @@ def compute(stats: InstanceStats) -> dict:
 
     Returns
     -------
-    dict with ``ap_matrix`` float64 (8, 10), ``ap`` and ``ap50`` float64 (8,) per class
-    (order of :data:`INSTANCE_LABEL_IDS`; NaN without ground truth), ``AP`` and ``AP50``.
+    dict with ``ap_matrix`` float64 (C, 10), ``ap`` and ``ap50`` float64 (C,) per class
+    (order of ``labels.thing_label_ids``; NaN without ground truth), ``AP`` and ``AP50``.
     """
-    ap = np.full((N_CLASSES, N_OVERLAPS), np.nan)
-    for c in range(N_CLASSES):
+    n_classes = len(stats.have_gt)
+    ap = np.full((n_classes, N_OVERLAPS), np.nan)
+    for c in range(n_classes):
         if not stats.have_gt[c]:
             continue
         for t in range(N_OVERLAPS):
@@ -302,9 +312,4 @@ def compute(stats: InstanceStats) -> dict:
                                          int(stats.hard_fn[c, t]))
     o50 = int(np.flatnonzero(np.isclose(OVERLAPS, 0.5))[0])
     return {"ap_matrix": ap, "ap": ap.mean(axis=1), "ap50": ap[:, o50].copy(),
-            "AP": _nanmean(ap), "AP50": _nanmean(ap[:, o50])}
-
-
-def _nanmean(values: np.ndarray) -> float:
-    valid = values[~np.isnan(values)]
-    return float(valid.mean()) if valid.size else float("nan")
+            "AP": nanmean(ap), "AP50": nanmean(ap[:, o50])}

@@ -22,29 +22,26 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
-from panoptool.evaluation.metrics.gt import GroundTruth, instance_label, pair_counts
+from panoptool.labels import CITYSCAPES, LabelSpace
+from panoptool.evaluation.metrics.gt import (GroundTruth, instance_label,  # noqa: F401
+                                             segment_prediction_counts)
 
-#: Category ids (label ids) of the panoptic evaluation, in label-id order (19).
-CATEGORY_IDS = tuple(lab.id for lab in _CS_LABELS if not lab.ignoreInEval)
-IS_CATEGORY = np.zeros(256, dtype=bool)
-IS_CATEGORY[list(CATEGORY_IDS)] = True
-IS_THING_CATEGORY = np.zeros(256, dtype=bool)
-IS_THING_CATEGORY[[lab.id for lab in _CS_LABELS
-                   if not lab.ignoreInEval and lab.hasInstances]] = True
-_HAS_INSTANCES = np.zeros(256, dtype=bool)
-_HAS_INSTANCES[[lab.id for lab in _CS_LABELS if lab.hasInstances and lab.id >= 0]] = True
-_IGNORE_IN_EVAL = np.zeros(256, dtype=bool)
-_IGNORE_IN_EVAL[[lab.id for lab in _CS_LABELS if lab.ignoreInEval and lab.id >= 0]] = True
+#: Category ids (label ids) of the panoptic evaluation, in label-id order (19;
+#: ``labels.evaluated_label_ids``).
+CATEGORY_IDS = CITYSCAPES.evaluated_label_ids
+IS_CATEGORY = CITYSCAPES.is_evaluated_label
+IS_THING_CATEGORY = CITYSCAPES.is_thing_label
 
-N_LABELS = 34
+#: Length of the per-category statistics of Cityscapes: label ids 0..33 (``labels.n_labels``).
+N_LABELS = CITYSCAPES.n_labels
 OFFSET = 256 * 256 * 256
 
 
 @dataclass
 class PanopticStats:
-    """Additive PQ statistics per category, indexed by label id (34,).
+    """Additive PQ statistics per category, indexed by label id (N = ``labels.n_labels``,
+    34 for Cityscapes).
 
     iou : float64 summed IoU of true positives; tp, fp, fn : int64 counts.
     """
@@ -58,6 +55,13 @@ class PanopticStats:
     def __add__(self, other: "PanopticStats") -> "PanopticStats":
         return PanopticStats(self.iou + other.iou, self.tp + other.tp, self.fp + other.fp,
                              self.fn + other.fn, self.n_images + other.n_images)
+
+    @classmethod
+    def empty(cls, n_labels: int = N_LABELS, n_images: int = 0) -> "PanopticStats":
+        """Zero counts for label ids 0..n_labels-1."""
+        return cls(np.zeros(n_labels), np.zeros(n_labels, dtype=np.int64),
+                   np.zeros(n_labels, dtype=np.int64), np.zeros(n_labels, dtype=np.int64),
+                   n_images)
 
 
 @dataclass(frozen=True)
@@ -77,36 +81,19 @@ class PanopticGroundTruth:
     areas: np.ndarray
 
 
-def panoptic_ground_truth(gt: GroundTruth) -> PanopticGroundTruth:
+def panoptic_ground_truth(gt: GroundTruth, labels: LabelSpace = CITYSCAPES
+                          ) -> PanopticGroundTruth:
     """Convert segmented ground truth to panoptic segments, like createPanopticImgs."""
     inst = gt.instance_ids.astype(np.int64)
     label = instance_label(inst)
-    keep = ~_IGNORE_IN_EVAL[label.clip(0, 255)]
+    keep = ~labels.is_void_label[label.clip(0, 255)]
     ids, which = np.unique(inst[keep], return_inverse=True)
     segment_to_gt = np.zeros(gt.n_segments, dtype=np.int64)
     segment_to_gt[keep] = which + 1
     areas = np.bincount(which, weights=gt.areas[keep], minlength=len(ids)).astype(np.int64)
     categories = instance_label(ids)
-    iscrowd = (ids < 1000) & _HAS_INSTANCES[categories.clip(0, 255)]
+    iscrowd = (ids < 1000) & labels.has_instances_label[categories.clip(0, 255)]
     return PanopticGroundTruth(segment_to_gt, ids, categories, iscrowd, areas)
-
-
-def segment_prediction_counts(gt: GroundTruth, pred_index: np.ndarray,
-                              n_pred: int) -> np.ndarray:
-    """Pixels of each ground-truth segment on each predicted segment.
-
-    Parameters
-    ----------
-    gt : ground truth (segments S).
-    pred_index : int (H, W), 0 on unlabelled (VOID) pixels, k on the pixels of the k-th
-        predicted segment (1-based).
-    n_pred : number of predicted segments P.
-
-    Returns
-    -------
-    int64 (S, P + 1); column 0 counts the prediction's VOID pixels.
-    """
-    return pair_counts(gt.segment_index, gt.n_segments, pred_index, n_pred + 1)
 
 
 def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
@@ -126,8 +113,9 @@ def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
 
     Returns
     -------
-    counts : int64 (S, P + 1), as :func:`segment_prediction_counts` with the k-th listed id
-        as predicted segment k (1-based).
+    counts : int64 (S, P + 1), as ``segment_prediction_counts(gt, index, P + 1)`` of the
+        prediction index whose k-th listed id is predicted segment k (1-based; column 0 counts
+        the VOID pixels).
     unlisted : int64, the distinct colours in the image that are not listed (sorted).
 
     Examples
@@ -170,26 +158,29 @@ def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
 
 
 def update(gt: GroundTruth, pan_gt: PanopticGroundTruth, pred_index: np.ndarray | None,
-           pred_categories: np.ndarray, seg_counts: np.ndarray | None = None) -> PanopticStats:
+           pred_categories: np.ndarray, seg_counts: np.ndarray | None = None,
+           labels: LabelSpace = CITYSCAPES) -> PanopticStats:
     """Statistics of one image.
 
     Parameters
     ----------
     gt : ground truth (segments).
     pan_gt : :func:`panoptic_ground_truth` of ``gt``.
-    pred_index : int (H, W), see :func:`segment_prediction_counts` (unused if ``seg_counts``
-        is given).
+    pred_index : int (H, W), 0 on unlabelled (VOID) pixels, k on the pixels of the k-th
+        predicted segment (1-based); unused if ``seg_counts`` is given.
     pred_categories : int64 (P,), category id of each predicted segment; every segment has
         pixels (the caller checks).
-    seg_counts : optional precomputed :func:`segment_prediction_counts`.
+    seg_counts : optional precomputed ``segment_prediction_counts(gt, pred_index, P + 1)``
+        (S, P + 1); column 0 counts the prediction's VOID pixels.
+    labels : the label space.
     """
     n_pred = len(pred_categories)
     if seg_counts is None:
-        seg_counts = segment_prediction_counts(gt, pred_index, n_pred)
+        seg_counts = segment_prediction_counts(gt, pred_index, n_pred + 1)
     overlap = overlaps(pan_gt, seg_counts, n_pred)
     gi, pi, iou = candidate_matches(pan_gt, pred_categories, overlap)
     hit = iou > 0.5
-    return count_matches(pan_gt, pred_categories, overlap, gi[hit], pi[hit], iou[hit])
+    return count_matches(pan_gt, pred_categories, overlap, gi[hit], pi[hit], iou[hit], labels)
 
 
 def overlaps(pan_gt: PanopticGroundTruth, seg_counts: np.ndarray, n_pred: int
@@ -223,13 +214,14 @@ def candidate_matches(pan_gt: PanopticGroundTruth, pred_categories: np.ndarray,
 
 def count_matches(pan_gt: PanopticGroundTruth, pred_categories: np.ndarray,
                   overlap: tuple[np.ndarray, np.ndarray, np.ndarray], gi: np.ndarray,
-                  pi: np.ndarray, iou: np.ndarray) -> PanopticStats:
+                  pi: np.ndarray, iou: np.ndarray,
+                  labels: LabelSpace = CITYSCAPES) -> PanopticStats:
     """Statistics of one image from its matches ``(gi[k], pi[k])`` with IoU ``iou[k]``:
     true positives, false negatives (crowd excluded) and false positives (those mostly on
     VOID or on their category's crowd region excused)."""
     g_inter, void_inter, pred_area = overlap
     n_gt, n_pred = g_inter.shape
-    stats = PanopticStats(n_images=1)
+    stats = PanopticStats.empty(labels.n_labels, n_images=1)
     cats = pan_gt.categories[gi]
     # summed in the order of the official loop would differ only in the last bits
     np.add.at(stats.iou, cats, iou)
@@ -257,17 +249,18 @@ def count_matches(pan_gt: PanopticGroundTruth, pred_categories: np.ndarray,
     return stats
 
 
-def compute(stats: PanopticStats) -> dict:
+def compute(stats: PanopticStats, labels: LabelSpace = CITYSCAPES) -> dict:
     """PQ/SQ/RQ per category and for All/Things/Stuff, as fractions.
 
     Returns
     -------
-    dict with ``pq``, ``sq``, ``rq``: float64 (19,) in the order of :data:`CATEGORY_IDS`
+    dict with ``pq``, ``sq``, ``rq``: float64 (K,) in the order of
+    ``labels.evaluated_label_ids`` (:data:`CATEGORY_IDS`, 19, for Cityscapes)
     (NaN for a category with tp + fp + fn = 0, which the official code reports as 0 and
     leaves out of the averages), ``n`` per group and ``PQ``, ``SQ``, ``RQ``, ``PQ_th``,
     ``SQ_th``, ``RQ_th``, ``PQ_st``, ``SQ_st``, ``RQ_st`` (NaN where no category counts).
     """
-    cats = np.array(CATEGORY_IDS)
+    cats = np.array(labels.evaluated_label_ids)
     iou, tp = stats.iou[cats], stats.tp[cats].astype(np.float64)
     fp, fn = stats.fp[cats].astype(np.float64), stats.fn[cats].astype(np.float64)
     present = (tp + fp + fn) > 0
@@ -277,7 +270,7 @@ def compute(stats: PanopticStats) -> dict:
         sq = np.where(present, np.where(tp > 0, iou / np.where(tp > 0, tp, 1), 0.0), np.nan)
         rq = np.where(present, tp / denom, np.nan)
     out = {"pq": pq, "sq": sq, "rq": rq}
-    thing = IS_THING_CATEGORY[cats]
+    thing = labels.is_thing_label[cats]
     for suffix, sel in (("", np.ones_like(thing)), ("_th", thing), ("_st", ~thing)):
         use = sel & present
         out[f"n{suffix}"] = int(use.sum())
