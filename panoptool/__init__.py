@@ -45,6 +45,27 @@ MOVED_MODULES = {
 }
 
 
+def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]):
+    """``(__getattr__, __dir__)`` for a stage package that re-exports names of its modules
+    without importing them (PEP 562): ``from panoptool.postprocess import PostprocessConfig``
+    imports ``postprocess.config`` alone, so ``--help`` and light commands do not load
+    numba or torch through a package's ``__init__``."""
+    where = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str):
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__():
+        return sorted(set(where) | set(vars(sys.modules[package])))
+
+    return __getattr__, __dir__
+
+
 def _moved_target(name: str) -> str | None:
     for old, new in MOVED_MODULES.items():
         if new and (name == old or name.startswith(old + ".")):

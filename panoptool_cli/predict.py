@@ -13,7 +13,7 @@ from panoptool_cli.options import (amp_option, derivation_options, device_option
 # see panoptool_cli/infer.py: sleeping OpenMP threads on a shared CPU; before torch's import
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from panoptool.predict.stream import BACKENDS, FORMATS, PredictConfig  # noqa: E402 (torch)
+from panoptool.predict.config import BACKENDS, FORMATS, PredictConfig  # noqa: E402
 
 
 def _formats(ctx, param, value: str) -> tuple[str, ...]:

@@ -2,5 +2,10 @@
 onnxruntime backends (:mod:`.backends`, :mod:`.onnx`; ``panoptool export``).
 """
 
-from panoptool.inference.maps import (InferConfig, InferSummary, infer, load_model,
-                                      maps_from_outputs, predict)  # noqa: F401
+from panoptool import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "panoptool.inference.maps": ("InferConfig", "InferSummary", "infer", "load_model",
+                                 "maps_from_outputs", "predict"),
+})
+__all__ = ["InferConfig", "InferSummary", "infer", "load_model", "maps_from_outputs", "predict"]

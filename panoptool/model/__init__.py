@@ -1,8 +1,12 @@
 """The compact multi-task network of panoptool (encoder, FPN, necks, heads)."""
 
-from panoptool.model.network import (HEADS, NECKS, NetworkConfig, PanopticContourNet,
-                                     count_parameters)
-from panoptool.model.resnet import ARCHS, LoadReport, ResNetEncoder, load_torchvision_weights
+from panoptool import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "panoptool.model.network": ("HEADS", "NECKS", "NetworkConfig", "PanopticContourNet",
+                                "count_parameters"),
+    "panoptool.model.resnet": ("ARCHS", "LoadReport", "ResNetEncoder", "load_torchvision_weights"),
+})
 
 __all__ = ["ARCHS", "HEADS", "LoadReport", "NECKS", "NetworkConfig", "PanopticContourNet",
            "ResNetEncoder", "count_parameters", "load_torchvision_weights"]

@@ -5,12 +5,17 @@ Library (pure functions on arrays): :func:`derive_panoptic` (the whole method),
 Runner (files): :func:`postprocess_maps`, :func:`postprocess_oracle` in :mod:`.runner`.
 """
 
-from panoptool.postprocess.config import PostprocessConfig
-from panoptool.postprocess.panoptic import PanopticResult, Segment, derive_instances, derive_panoptic
+from panoptool import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "panoptool.postprocess.config": ("PostprocessConfig",),
+    "panoptool.postprocess.panoptic": ("PanopticResult", "Segment", "derive_instances",
+                                       "derive_panoptic"),
+    "panoptool.postprocess.runner": ("PostprocessSummary", "postprocess_maps",
+                                     "postprocess_oracle"),
+})
 
 __all__ = ["PostprocessConfig", "PanopticResult", "Segment", "derive_instances",
            "derive_panoptic"]
-
-from panoptool.postprocess.runner import PostprocessSummary, postprocess_maps, postprocess_oracle  # noqa: E402
 
 __all__ += ["PostprocessSummary", "postprocess_maps", "postprocess_oracle"]

@@ -10,15 +10,19 @@ config -> pure steps -> runner, as the other stages:
 - :mod:`.loop`: ``train``, the loop made of small named steps around a ``TrainState``.
 """
 
-from panoptool.training.checkpoints import (CHECKPOINT_FORMAT, CHECKPOINT_VERSION, LAST,
-                                            checkpoint_path, load_checkpoint,
-                                            model_from_checkpoint, network_of,
-                                            safe_torch_load, save_checkpoint)
-from panoptool.training.config import (FIELDS, PRESETS, RESUME_FREE, SETTINGS, OptimConfig,
-                                       Preset, RunConfig, TrainConfig)
-from panoptool.training.distributed import Dist, resolve_device, setup_distributed
-from panoptool.training.loop import TrainState, TrainSummary, train
-from panoptool.training.schedule import Schedule, ScheduleFitter, learning_rate
+from panoptool import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "panoptool.training.checkpoints": ("CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "LAST",
+                                       "checkpoint_path", "load_checkpoint",
+                                       "model_from_checkpoint", "network_of", "safe_torch_load",
+                                       "save_checkpoint"),
+    "panoptool.training.config": ("FIELDS", "PRESETS", "RESUME_FREE", "SETTINGS", "OptimConfig",
+                                  "Preset", "RunConfig", "TrainConfig"),
+    "panoptool.training.distributed": ("Dist", "resolve_device", "setup_distributed"),
+    "panoptool.training.loop": ("TrainState", "TrainSummary", "train"),
+    "panoptool.training.schedule": ("Schedule", "ScheduleFitter", "learning_rate"),
+})
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "FIELDS", "LAST", "PRESETS", "RESUME_FREE",
            "SETTINGS", "Dist", "OptimConfig", "Preset", "RunConfig", "Schedule",
