@@ -33,6 +33,7 @@ import numpy as np
 
 from panoptool.errors import InputError
 from panoptool.io.files import read_json, read_png, safe_join
+from panoptool.labels import Category, LabelSpace
 
 PathLike = str | os.PathLike
 
@@ -154,7 +155,9 @@ def parse_categories(raw, path: PathLike) -> tuple[PanopticCategory, ...]:
     return tuple(out)
 
 
-def _segments(raw, where: str, categories: set[int], path: Path) -> tuple[PanopticSegment, ...]:
+def parse_segments(raw, where: str, categories: set[int], path: Path
+                   ) -> tuple[PanopticSegment, ...]:
+    """Check and read a ``segments_info`` list (``where`` names the image in errors)."""
     if not isinstance(raw, list):
         raise InputError(path, f"{where}: 'segments_info' must be a list")
     out, seen = [], set()
@@ -315,8 +318,8 @@ def read_dataset(panoptic_json: PathLike, panoptic_dir: PathLike | None = None,
         png = ann.get("file_name")
         if not isinstance(png, str) or not png:
             raise InputError(json_path, f"{where}: the annotation has no file_name")
-        annotated[image_id] = (png, _segments(ann.get("segments_info"), where, known,
-                                              json_path))
+        annotated[image_id] = (png, parse_segments(ann.get("segments_info"), where, known,
+                                                   json_path))
     records = []
     for image_id, (stem, file_name, h, w) in images.items():
         if image_id not in annotated:
@@ -335,3 +338,29 @@ def read_dataset(panoptic_json: PathLike, panoptic_dir: PathLike | None = None,
         if check_images:
             dataset.check_images_on_disk()
     return dataset
+
+
+def label_space(categories: tuple[PanopticCategory, ...], name: str = "coco-panoptic"
+                ) -> LabelSpace:
+    """The label space of a COCO panoptic ``categories`` list: label id = category id, train
+    ids 0..K-1 in the order of the ids, things = ``isthing``; a category without a colour
+    gets one from a fixed pseudo-random palette.
+
+    >>> ls = label_space(parse_categories([{"id": 7, "name": "road", "isthing": 0},
+    ...                                    {"id": 26, "name": "car", "isthing": 1}], "x.json"))
+    >>> ls.num_classes, ls.thing_label_ids, int(ls.label_to_train[26])
+    (2, (26,), 1)
+    """
+    path = "categories"
+    cats = sorted(categories, key=lambda c: c.id)
+    if any(not 0 < c.id < 256 for c in cats):
+        bad = next(c for c in cats if not 0 < c.id < 256)
+        raise InputError(path, f"category {bad.id} ({bad.name}): panoptool needs category ids "
+                               f"in 1..255 (0 is void)")
+    supers = {s: k for k, s in enumerate(dict.fromkeys(c.supercategory for c in cats))}
+    rng = np.random.default_rng(0)
+    palette = rng.integers(0, 256, size=(256, 3))
+    return LabelSpace(name, tuple(
+        Category(c.id, c.name, k, c.supercategory, supers[c.supercategory], c.isthing, False,
+                 c.color if c.color is not None else tuple(int(v) for v in palette[c.id]))
+        for k, c in enumerate(cats)))

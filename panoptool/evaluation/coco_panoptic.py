@@ -1,0 +1,153 @@
+"""PQ / SQ / RQ on any COCO-panoptic dataset (COCO, Mapillary Vistas, ADE20K), with the rules of
+panopticapi's ``pq_compute`` (cityscapesscripts ships the same code as
+``evaluation.evalPanopticSemanticLabeling.pq_compute_single_core``).
+
+The ground truth comes from a checked :class:`~panoptool.io.coco_panoptic.CocoPanopticDataset`
+and the label space from its categories (:func:`~panoptool.io.coco_panoptic.label_space`).
+Each image's ground truth becomes the segment form of :mod:`.metrics.gt` (one segment per
+listed ground-truth segment, plus void) and the PQ statistics of :mod:`.metrics.panoptic`
+are computed on it: crowd segments (``iscrowd`` 1) match nothing, and an unmatched predicted
+segment lying more than half on void or on its category's crowd region is no false positive.
+
+Predictions: a COCO panoptic JSON whose ``annotations`` name the ground truth's images
+(``image_id``), and the folder of its PNGs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from panoptool.errors import InputError
+from panoptool.evaluation.metrics import panoptic
+from panoptool.evaluation.metrics.gt import GroundTruth
+from panoptool.io.coco_panoptic import (CocoPanopticDataset, PanopticImage, PanopticSegment,
+                                        label_space, parse_segments)
+from panoptool.io.files import read_json, read_png, safe_join
+from panoptool.labels import LabelSpace
+
+PathLike = str | os.PathLike
+
+
+def ground_truth(ids: np.ndarray, segments: tuple[PanopticSegment, ...]
+                 ) -> tuple[GroundTruth, panoptic.PanopticGroundTruth]:
+    """The segment form of one image's COCO panoptic ground truth.
+
+    Parameters
+    ----------
+    ids : int (H, W), segment id per pixel (0 = void), checked against ``segments``.
+    segments : the image's listed segments.
+
+    Returns
+    -------
+    (GroundTruth, PanopticGroundTruth): segment 0 is void; segment k (1..G) is the k-th
+    listed segment (label id = its category, instance id = its segment id).
+    """
+    seg_ids = np.array([s.id for s in segments], dtype=np.int64)
+    order = np.argsort(seg_ids)
+    pos = np.searchsorted(seg_ids[order], ids)
+    pos = pos.clip(max=max(len(seg_ids) - 1, 0))
+    listed = (seg_ids[order][pos] == ids) if len(seg_ids) else np.zeros(ids.shape, bool)
+    index = np.where(listed, order[pos] + 1, 0).astype(np.uint16)
+    areas = np.bincount(index.ravel(), minlength=len(segments) + 1).astype(np.int64)
+    cats = np.array([s.category_id for s in segments], dtype=np.int64)
+    gt = GroundTruth(segment_index=index,
+                     label_ids=np.concatenate([[0], cats]).astype(np.uint8),
+                     instance_ids=np.concatenate([[0], seg_ids]).astype(np.int32),
+                     areas=areas)
+    pan = panoptic.PanopticGroundTruth(
+        segment_to_gt=np.arange(len(segments) + 1, dtype=np.int64), ids=seg_ids,
+        categories=cats, iscrowd=np.array([s.iscrowd for s in segments], dtype=bool),
+        areas=areas[1:])
+    return gt, pan
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A COCO panoptic results JSON: per image id, its PNG and segments."""
+
+    json_path: Path
+    png_dir: Path
+    annotations: dict
+
+
+def read_predictions(pred_json: PathLike, pred_dir: PathLike | None,
+                     dataset: CocoPanopticDataset) -> Predictions:
+    """Read and check a COCO panoptic results JSON against the dataset: every image of the
+    dataset has one annotation, categories are the dataset's, segment ids listed once."""
+    json_path = Path(pred_json)
+    data = read_json(json_path)
+    anns = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(anns, list):
+        raise InputError(json_path, "expected a COCO panoptic object with an 'annotations' list")
+    known = {c.id for c in dataset.categories}
+    wanted = {img.id for img in dataset.images}
+    out = {}
+    for ann in anns:
+        if not isinstance(ann, dict) or "image_id" not in ann:
+            raise InputError(json_path, "an annotation is not an object with an image_id")
+        image_id = ann["image_id"]
+        if image_id not in wanted:
+            raise InputError(json_path, f"annotation of image id {image_id!r}, which the "
+                                        f"ground truth {dataset.json_path.name} does not list")
+        if image_id in out:
+            raise InputError(json_path, f"image id {image_id!r} is annotated twice")
+        png = ann.get("file_name")
+        if not isinstance(png, str) or not png:
+            raise InputError(json_path, f"image {image_id!r}: the annotation has no file_name")
+        out[image_id] = (png, parse_segments(ann.get("segments_info"), f"image {image_id!r}",
+                                             known, json_path))
+    missing = [i for i in wanted if i not in out]
+    if missing:
+        raise InputError(json_path, f"no prediction for image {missing[0]!r}"
+                                    + (f" ({len(missing)} images)" if len(missing) > 1 else ""))
+    png_dir = Path(pred_dir) if pred_dir is not None else json_path.with_suffix("")
+    if not png_dir.is_dir():
+        raise InputError(png_dir, "prediction PNG folder not found")
+    return Predictions(json_path, png_dir, out)
+
+
+def image_stats(dataset: CocoPanopticDataset, image: PanopticImage, preds: Predictions,
+                labels: LabelSpace) -> panoptic.PanopticStats:
+    """The PQ statistics of one image."""
+    gt, pan = ground_truth(dataset.read_ids(image), image.segments)
+    png, segments = preds.annotations[image.id]
+    path = safe_join(preds.png_dir, png, source=preds.json_path)
+    rgb = read_png(path, dtype=np.uint8, channels=3)
+    if rgb.shape[:2] != gt.shape:
+        raise InputError(path, f"prediction is {rgb.shape[1]}x{rgb.shape[0]}, the image "
+                               f"{image.file_name} is {image.width}x{image.height}")
+    pred_ids = np.array([s.id for s in segments], dtype=np.int64)
+    counts, unlisted = panoptic.rgb_segment_counts(gt, rgb, pred_ids)
+    if unlisted.size:
+        raise InputError(path, f"segment id {int(unlisted[0])} occurs in the PNG but not in "
+                               f"segments_info of image {image.id!r}")
+    empty = np.flatnonzero(counts[:, 1:].sum(axis=0) == 0)
+    if empty.size:
+        raise InputError(path, f"segment {int(pred_ids[empty[0]])} of image {image.id!r} is "
+                               f"listed in segments_info but absent from the PNG")
+    cats = np.array([s.category_id for s in segments], dtype=np.int64)
+    return panoptic.update(gt, pan, None, cats, seg_counts=counts, labels=labels)
+
+
+def evaluate_panoptic(dataset: CocoPanopticDataset, pred_json: PathLike,
+                      pred_dir: PathLike | None = None, labels: LabelSpace | None = None
+                      ) -> dict:
+    """PQ / SQ / RQ of COCO panoptic predictions on a COCO-panoptic dataset.
+
+    Returns :func:`panoptool.evaluation.metrics.panoptic.compute`'s dict (fractions; per
+    category in the order of ``labels.evaluated_label_ids``) plus ``category_ids`` and
+    ``n_images``.
+    """
+    labels = labels or label_space(dataset.categories)
+    preds = read_predictions(pred_json, pred_dir, dataset)
+    total = panoptic.PanopticStats.empty(labels.n_labels)
+    for image in dataset.images:
+        total = total + image_stats(dataset, image, preds, labels)
+    out = panoptic.compute(total, labels)
+    out["category_ids"] = list(labels.evaluated_label_ids)
+    out["n_images"] = len(dataset.images)
+    return out
