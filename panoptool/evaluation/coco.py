@@ -1,25 +1,7 @@
 """Instances as COCO results JSON (pycocotools RLE), and the COCO view of Cityscapes ground truth.
 
-The results format (reader, writer, RLE) is :mod:`panoptool.io.coco`.
-
-Formats
--------
-A COCO *results* file (``instances.json``; what detectron2 and mmdetection write as
-``coco_instances_results.json``) is a JSON list with one entry per predicted instance::
-
-    {"image_id": "frankfurt_000000_000294", "category_id": 26, "score": 0.93,
-     "segmentation": {"size": [1024, 2048], "counts": "<pycocotools compressed RLE>"},
-     "bbox": [x, y, width, height]}
-
-* ``category_id`` is the Cityscapes **labelId** (24 person ... 33 bicycle), as in the official
-  ``_pred.txt``. A file with another numbering (detectron2 counts the eight classes 0..7) is
-  read with a COCO ground-truth file whose ``categories`` name the classes (``--coco-gt``).
-* ``segmentation`` is a pycocotools RLE of the mask in column-major (Fortran) order, counts as
-  a string (an uncompressed list of counts is read too).
-* **Image ids.** A string id is matched to an image by its file stem: ``<stem>``,
-  ``<stem>_leftImg8bit.png`` or a path ending in one (detectron2 uses the image's file name).
-  An integer id (or a string that is no stem) is looked up in the ``images`` list of a COCO
-  ground-truth file (``--coco-gt``): the id's ``file_name`` gives the stem.
+The results format (``instances.json``: what it holds, how image ids and category ids are
+matched; its reader, writer and RLE) is documented and implemented in :mod:`panoptool.io.coco`.
 
 The COCO *ground truth* of a Cityscapes image follows the rule detectron2 uses when it reads
 ``*_gtFine_instanceIds.png`` (``cityscapes_files_to_dict`` with ``from_json=False``):
@@ -172,18 +154,23 @@ def coco_mask_ap(ground_truth: dict, detections: list[dict],
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    return _run_cocoeval(COCO, COCOeval, ground_truth, detections)
+
+
+def _run_cocoeval(coco_cls, eval_cls, ground_truth: dict, detections: list[dict]) -> dict:
+    """COCOeval (``iouType="segm"``) of one backend's classes, its printing silenced."""
     with contextlib.redirect_stdout(_io.StringIO()):
-        coco_gt = COCO()
+        coco_gt = coco_cls()
         coco_gt.dataset = ground_truth
         coco_gt.createIndex()
         if detections:
             coco_dt = coco_gt.loadRes(detections)
         else:  # loadRes refuses an empty list; no detection is a valid result
-            coco_dt = COCO()
+            coco_dt = coco_cls()
             coco_dt.dataset = {"images": ground_truth["images"], "annotations": [],
                                "categories": ground_truth["categories"]}
             coco_dt.createIndex()
-        ev = COCOeval(coco_gt, coco_dt, iouType="segm")
+        ev = eval_cls(coco_gt, coco_dt, iouType="segm")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -204,24 +191,8 @@ def _faster_coco_mask_ap(ground_truth: dict, detections: list[dict]) -> dict:
           "annotations": [dict(a, image_id=number[a["image_id"]])
                           for a in ground_truth["annotations"]],
           "categories": ground_truth["categories"]}
-    with contextlib.redirect_stdout(_io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = gt
-        coco_gt.createIndex()
-        if detections:
-            coco_dt = coco_gt.loadRes([dict(d, image_id=number[d["image_id"]])
-                                       for d in detections])
-        else:
-            coco_dt = COCO()
-            coco_dt.dataset = {"images": gt["images"], "annotations": [],
-                               "categories": gt["categories"]}
-            coco_dt.createIndex()
-        ev = COCOeval_faster(coco_gt, coco_dt, iouType="segm")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return {k: (None if v < 0 else 100.0 * float(v)) for k, v in zip(COCO_METRIC_KEYS,
-                                                                      ev.stats[:6])}
+    return _run_cocoeval(COCO, COCOeval_faster, gt, [dict(d, image_id=number[d["image_id"]])
+                                                     for d in detections])
 
 
 def read_coco_gt_cached(cache_file: PathLike | None, key: str | None,

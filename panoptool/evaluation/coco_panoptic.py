@@ -25,7 +25,7 @@ from panoptool.errors import InputError
 from panoptool.evaluation.metrics import panoptic
 from panoptool.evaluation.metrics.gt import GroundTruth
 from panoptool.io.coco_panoptic import (CocoPanopticDataset, PanopticImage, PanopticSegment,
-                                        label_space, parse_segments)
+                                        label_space, parse_annotation)
 from panoptool.io.files import read_json, read_png, safe_join
 from panoptool.labels import LabelSpace
 
@@ -87,19 +87,13 @@ def read_predictions(pred_json: PathLike, pred_dir: PathLike | None,
     wanted = {img.id for img in dataset.images}
     out = {}
     for ann in anns:
-        if not isinstance(ann, dict) or "image_id" not in ann:
-            raise InputError(json_path, "an annotation is not an object with an image_id")
-        image_id = ann["image_id"]
+        image_id, png, segments = parse_annotation(ann, known, json_path)
         if image_id not in wanted:
             raise InputError(json_path, f"annotation of image id {image_id!r}, which the "
                                         f"ground truth {dataset.json_path.name} does not list")
         if image_id in out:
             raise InputError(json_path, f"image id {image_id!r} is annotated twice")
-        png = ann.get("file_name")
-        if not isinstance(png, str) or not png:
-            raise InputError(json_path, f"image {image_id!r}: the annotation has no file_name")
-        out[image_id] = (png, parse_segments(ann.get("segments_info"), f"image {image_id!r}",
-                                             known, json_path))
+        out[image_id] = (png, segments)
     missing = [i for i in wanted if i not in out]
     if missing:
         raise InputError(json_path, f"no prediction for image {missing[0]!r}"

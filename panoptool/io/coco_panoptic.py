@@ -182,6 +182,20 @@ def parse_segments(raw, where: str, categories: set[int], path: Path
     return tuple(out)
 
 
+def parse_annotation(ann, categories: set[int], path: PathLike
+                     ) -> tuple[int | str, str, tuple[PanopticSegment, ...]]:
+    """Check and read one ``annotations`` entry: (image id, PNG file name, segments)."""
+    path = Path(path)
+    if not isinstance(ann, dict) or "image_id" not in ann:
+        raise InputError(path, "an annotation is not an object with an image_id")
+    image_id = ann["image_id"]
+    where = f"image {image_id!r}"
+    png = ann.get("file_name")
+    if not isinstance(png, str) or not png:
+        raise InputError(path, f"{where}: the annotation has no file_name")
+    return image_id, png, parse_segments(ann.get("segments_info"), where, categories, path)
+
+
 def stem_of(file_name: str) -> str:
     """An image's name in panoptool: its file name without folder and extension.
 
@@ -306,20 +320,13 @@ def read_dataset(panoptic_json: PathLike, panoptic_dir: PathLike | None = None,
         raise InputError(json_path, "'annotations' must be a list")
     annotated = {}
     for ann in data["annotations"]:
-        if not isinstance(ann, dict) or "image_id" not in ann:
-            raise InputError(json_path, "an annotation is not an object with an image_id")
-        image_id = ann["image_id"]
+        image_id, png, segments = parse_annotation(ann, known, json_path)
         if image_id not in images:
             raise InputError(json_path, f"annotation of image id {image_id!r}, which 'images' "
                                         f"does not list")
         if image_id in annotated:
             raise InputError(json_path, f"image id {image_id!r} is annotated twice")
-        where = f"image {image_id!r}"
-        png = ann.get("file_name")
-        if not isinstance(png, str) or not png:
-            raise InputError(json_path, f"{where}: the annotation has no file_name")
-        annotated[image_id] = (png, parse_segments(ann.get("segments_info"), where, known,
-                                                   json_path))
+        annotated[image_id] = (png, segments)
     records = []
     for image_id, (stem, file_name, h, w) in images.items():
         if image_id not in annotated:
