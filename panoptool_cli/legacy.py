@@ -6,8 +6,8 @@ that an old folder resumes: a finished step whose command meant exactly the same
 skipped, any other is redone.
 
 Only what those versions of demo and ablate ran is read (synth, make-targets, infer,
-postprocess, report, visualize); train is still a command, its markers are compared as they
-are.
+postprocess, report, visualize). An old ``train`` marker is not read: its settings became
+train's ``cpu`` preset in the same version, so an old demo folder trains once more.
 """
 
 from __future__ import annotations

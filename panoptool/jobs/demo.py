@@ -1,8 +1,7 @@
 """``panoptool demo``: the whole pipeline on a small synthetic dataset, as :class:`Step` s.
 
-Every stage but ``train`` is a library call with its settings dataclass
-(:mod:`panoptool.jobs.stages`); ``train`` still runs as its subcommand, with
-:data:`DEMO_TRAIN_ARGS`.
+Every stage is a library call with its settings dataclass (:mod:`panoptool.jobs.stages`);
+``train`` trains with the ``cpu`` preset (:data:`DEMO_TRAIN_PRESET`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,9 @@ from panoptool.visualize.render import VisualizeConfig
 
 #: The demo's training settings: train's ``cpu`` preset (panoptool.training.config.PRESETS),
 #: those of the issue-6 figure (scripts/train_figure.sh), which learn most in minutes on a CPU.
-DEMO_TRAIN_ARGS = ("--preset", "cpu")
+DEMO_TRAIN_PRESET = "cpu"
+#: The same as ``panoptool train`` options (for scripts that call the subcommand).
+DEMO_TRAIN_ARGS = ("--preset", DEMO_TRAIN_PRESET)
 
 
 @dataclass(frozen=True)
@@ -108,20 +109,21 @@ def demo_steps(out: PathLike, config: DemoConfig) -> list[Step]:
     """The demo: synth train + val, make-targets, train, infer, postprocess, report,
     visualize."""
     from panoptool.inference.maps import InferConfig  # imports torch: only where it runs
+    from panoptool.training.config import TrainConfig
 
     p = demo_layout(out)
     data, workers = str(p["data"]), config.workers
     checkpoint = p["run"] / "checkpoints" / "last.pt"
+    train = TrainConfig(root=data, targets=str(p["targets"]), out=str(p["run"]),
+                        backbone=config.backbone, max_minutes=config.minutes,
+                        device=config.device, preset=DEMO_TRAIN_PRESET)
     infer = InferConfig(checkpoint=str(checkpoint), root=data, split="val", out=str(p["maps"]),
                         device=config.device)
     return [
         *_data_steps(p, config),
-        Step("train", ("train", "--root", data, "--targets", p["targets"], "--out", p["run"],
-                       "--backbone", config.backbone, "--max-minutes", config.minutes,
-                       *DEMO_TRAIN_ARGS, "--device", config.device),
-             outputs=(checkpoint, p["run"] / "metrics.csv"),
-             after=("targets-train",), resume_args=("--resume",),
-             redo_args=("--overwrite",),
+        Step("train", call=stages.train, kwargs=dict(config=train),
+             outputs=(checkpoint, p["run"] / "metrics.csv"), after=("targets-train",),
+             overwrite_on=("redo",), resumes=True,
              title=f"train: {config.backbone}, {config.minutes:g} minutes"),
         Step("infer", call=stages.infer, kwargs=dict(config=infer),
              outputs=(p["maps"] / CONFIG_JSON,), after=("train", "synth-val"),

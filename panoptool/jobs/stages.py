@@ -52,6 +52,18 @@ def make_targets(root: PathLike, split: str, out: PathLike, config: TargetConfig
                       *(f"{r['quantity']:{width}s}  {r['value']}" for r in rows)])
 
 
+def train(config, resume: bool = False, overwrite: bool = False) -> None:
+    """``panoptool train``: the network (:func:`~panoptool.training.loop.train`), with the
+    subcommand's summary line. ``config`` is a :class:`~panoptool.training.config.TrainConfig`."""
+    from panoptool.training.loop import train as run
+
+    summary = run(config, resume=resume, overwrite=overwrite and not resume)
+    terms = ", ".join(f"{k} {v:.4g}" for k, v in summary.last_terms.items())
+    _console().print(f"train: {summary.iterations}/{summary.total_iters} iterations in "
+                     f"{summary.seconds / 60:.1f} min ({summary.stopped}); {terms}; "
+                     f"checkpoint {summary.checkpoint}")
+
+
 def infer(config: InferConfig, overwrite: bool = False) -> None:
     """``panoptool infer``: the prediction maps of a split (:func:`~panoptool.inference.maps.infer`)."""
     from panoptool.inference.maps import infer as run

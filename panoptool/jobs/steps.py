@@ -70,6 +70,8 @@ class Step:
         step's settings (:attr:`settings`).
     overwrite_on : the plan actions (``resume``, ``redo``) on which the call is given
         ``overwrite=True``; empty: the call takes no ``overwrite``.
+    resumes : the call takes ``resume`` and is given ``resume=True`` where an earlier
+        attempt was interrupted (``train`` continues from its last checkpoint).
     """
 
     name: str
@@ -82,6 +84,7 @@ class Step:
     call: Callable[..., str | None] | None = None
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     overwrite_on: tuple[str, ...] = ()
+    resumes: bool = False
 
     def __post_init__(self):
         if not re.fullmatch(r"[A-Za-z0-9._-]+", self.name):
@@ -128,6 +131,8 @@ class Step:
         kwargs = dict(self.kwargs)
         if self.overwrite_on:
             kwargs["overwrite"] = action in self.overwrite_on
+        if self.resumes:
+            kwargs["resume"] = action == "resume"
         return self.call(**kwargs)
 
 

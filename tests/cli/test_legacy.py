@@ -33,7 +33,9 @@ PLANS = {
 
 @pytest.mark.parametrize("plan", sorted(PLANS))
 def test_every_old_command_reads_as_the_steps_call(plan):
-    steps = {s.name: s for s in PLANS[plan]() if not s.args}
+    # train's old command lines are not read: an old demo folder trains once again (its
+    # settings became the cpu preset at the same time)
+    steps = {s.name: s for s in PLANS[plan]() if not s.args and s.stage != "train"}
     assert set(steps) == set(OLD[plan])
     for name, args in OLD[plan].items():
         assert comparable(settings_of_command(args)) == comparable(steps[name].settings), name

@@ -30,9 +30,11 @@ def test_demo_steps_call_the_library_with_the_stages_settings(tmp_path):
     post = steps["postprocess"].kwargs["config"]  # the 1024x2048 pixel sizes at 1/64 area
     assert (post.min_area, post.eps, post.min_samples, post.cell) == (5, 2.5, 2, 0.5)
     assert steps["visualize"].kwargs["config"].n == config.n_figures
-    assert steps["train"].args[:2] == ("train", "--root")  # still the subcommand
-    for step in steps.values():
-        assert step.args or getattr(stages, step.stage) is step.call
+    train = steps["train"]
+    assert train.kwargs["config"].preset == "cpu" and train.resumes
+    assert train.kwargs["config"].optim.max_minutes == config.minutes
+    for step in steps.values():  # every step a library call, no command string
+        assert not step.args and getattr(stages, step.stage) is step.call
 
 
 def test_demo_runs_every_stage_and_resumes(tmp_path, monkeypatch):
@@ -49,7 +51,9 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, monkeypatch):
     assert (out / "runs" / "demo" / "checkpoints" / "last.pt").is_file()
     markers = {p.stem: json.loads(p.read_text()) for p in (out / ".steps").glob("*.json")}
     assert markers["postprocess"]["settings"]["config"]["min_area"] == 1  # 300 px at 1/256
-    assert markers["train"]["args"][0] == "train"
+    train = markers["train"]["settings"]
+    assert train["call"] == "train" and train["config"]["preset"] == "cpu"
+    assert train["config"]["optim"]["max_minutes"] == 0.05
     # re-running skips every stage
     monkeypatch.setattr(Step, "run", lambda self, *a: pytest.fail(f"step run: {self.name}"))
     again = CliRunner().invoke(cli, args)
@@ -65,7 +69,12 @@ def test_the_demo_trains_with_the_cpu_preset(tmp_path):
     (tmp_path / "data" / "gtFine").mkdir(parents=True)
     step = next(s for s in D.demo_steps(tmp_path, D.DemoConfig(device="cpu"))
                 if s.name == "train")
-    config = config_from_args(step.args[1:])
+    config = step.kwargs["config"]
+    # the library call trains exactly as the subcommand would with the same options
+    assert config == config_from_args(["--root", config.run.root, "--targets",
+                                       config.run.targets, "--out", config.run.out,
+                                       "--max-minutes", str(D.DemoConfig().minutes),
+                                       "--device", "cpu", *D.DEMO_TRAIN_ARGS])
     assert config.preset == "cpu" and config.settings()["preset"] == "cpu"
     for key, value in PRESETS["cpu"].settings.items():
         assert config.get(key) == value, key
