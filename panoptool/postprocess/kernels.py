@@ -375,6 +375,35 @@ def _target_neighbours(flat, width, targets, train_ids, classes):
 
 
 @_jit
+def _new_groups(got, nb, tclass, n):
+    """The targets no instance took (``got`` 0) become new labels n + 1, ...: one per
+    4-connected group of one class (``nb``: the targets' neighbour positions, as
+    :func:`_target_neighbours` gives them), numbered in target order; returns the number of
+    labels after."""
+    m = len(got)
+    n_new = n
+    stack = np.empty(max(m, 1), np.intp)
+    for p0 in range(m):
+        if got[p0] != 0:
+            continue
+        n_new += 1
+        want = tclass[p0]
+        got[p0] = n_new
+        stack[0] = p0
+        top = 1
+        while top > 0:
+            top -= 1
+            p = stack[top]
+            for step in range(4):
+                k = nb[4 * p + step]
+                if k >= 0 and got[k] == 0 and tclass[k] == want:
+                    got[k] = n_new
+                    stack[top] = k
+                    top += 1
+    return n_new
+
+
+@_jit
 def grow_seeds(flat, width, targets, train_ids, classes, centre_y, centre_x, mean_y, mean_x,
                limit2, n):
     """Seeded region growing of instance labels over the target (contour band) pixels, then
@@ -495,26 +524,7 @@ def grow_seeds(flat, width, targets, train_ids, classes, centre_y, centre_x, mea
             tail[b] = e
             if b < cur:
                 cur = b
-    # the targets left: new instances, one per 4-connected same-class group
-    n_new = n
-    stack = np.empty(max(m, 1), np.intp)
-    for p0 in range(m):
-        if got[p0] != 0:
-            continue
-        n_new += 1
-        want = tclass[p0]
-        got[p0] = n_new
-        stack[0] = p0
-        top = 1
-        while top > 0:
-            top -= 1
-            p = stack[top]
-            for step in range(4):
-                k = nb[4 * p + step]
-                if k >= 0 and got[k] == 0 and tclass[k] == want:
-                    got[k] = n_new
-                    stack[top] = k
-                    top += 1
+    n_new = _new_groups(got, nb, tclass, n)
     for p in range(m):
         flat[targets[p]] = got[p]
     return got, n_new
