@@ -77,7 +77,7 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Resolves an old flat module path to the module at its new place (same object)."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if _moved_target(fullname) is None:
+        if not fullname.startswith("panoptool.") or _moved_target(fullname) is None:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
@@ -92,4 +92,6 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
-    sys.meta_path.append(_MovedModules())
+    # first: a submodule of a moved package (panoptool.metrics.gt) must resolve to the module
+    # at its new place, not be found again through the package's path as a second copy
+    sys.meta_path.insert(0, _MovedModules())

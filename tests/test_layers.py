@@ -88,3 +88,38 @@ def test_the_check_sees_a_backward_import(tmp_path):
     assert len(bad) == 2 and all("evaluation" in b for b in bad), bad
     assert {b.split(":")[0] for b in bad} == {"panoptool/postprocess/bad.py",
                                                "panoptool/postprocess/bad_rel.py"}
+
+
+def test_old_flat_module_paths_still_import_as_the_same_modules():
+    import importlib
+    import warnings
+
+    import panoptool
+
+    for old, new in panoptool.MOVED_MODULES.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new), old
+    from panoptool.metrics.gt import GroundTruth  # a submodule of a moved package
+    from panoptool.evaluation.metrics.gt import GroundTruth as same
+    assert GroundTruth is same
+    with pytest.warns(DeprecationWarning, match="panoptool.evaluate moved to"):
+        import sys
+        sys.modules.pop("panoptool.evaluate", None)
+        importlib.import_module("panoptool.evaluate")
+
+
+def test_a_config_import_loads_neither_numba_nor_torch():
+    """The packages' re-exports are lazy: the CLI's --help reads config dataclasses without
+    paying for the compiled kernels or torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import panoptool.postprocess.config, panoptool.predict.config, "
+            "panoptool.synth, panoptool.targets.core; "
+            "from panoptool.postprocess import PostprocessConfig; "
+            "print(sorted(m for m in ('numba', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]", out.stdout
