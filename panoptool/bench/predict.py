@@ -71,7 +71,8 @@ def _measure(frames: Path, ckpt: Path, tmp: Path, repeats: int, threads: int, wo
     alone and predict alternate in each repeat."""
     from panoptool.inference.backends import TorchBackend
     from panoptool.postprocess import PostprocessConfig
-    from panoptool.predict.stream import PredictConfig, pad_to_stride, predict, read_input_image
+    from panoptool.predict.config import PredictConfig
+    from panoptool.predict.stream import pad_to_stride, predict, read_input_image
     from panoptool.training.data import normalize
 
     paths = sorted(frames.glob("*.png"))

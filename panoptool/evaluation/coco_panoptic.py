@@ -136,7 +136,7 @@ def evaluate_panoptic(dataset: CocoPanopticDataset, pred_json: PathLike,
     category in the order of ``labels.evaluated_label_ids``) plus ``category_ids`` and
     ``n_images``.
     """
-    labels = labels or label_space(dataset.categories)
+    labels = labels or label_space(dataset.categories, source=dataset.json_path)
     preds = read_predictions(pred_json, pred_dir, dataset)
     total = panoptic.PanopticStats.empty(labels.n_labels)
     for image in dataset.images:

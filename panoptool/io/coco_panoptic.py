@@ -347,23 +347,23 @@ def read_dataset(panoptic_json: PathLike, panoptic_dir: PathLike | None = None,
     return dataset
 
 
-def label_space(categories: tuple[PanopticCategory, ...], name: str = "coco-panoptic"
-                ) -> LabelSpace:
+def label_space(categories: tuple[PanopticCategory, ...], name: str = "coco-panoptic",
+                source: PathLike | None = None) -> LabelSpace:
     """The label space of a COCO panoptic ``categories`` list: label id = category id, train
     ids 0..K-1 in the order of the ids, things = ``isthing``; a category without a colour
-    gets one from a fixed pseudo-random palette.
+    gets one from a fixed pseudo-random palette. ``source``: the JSON the categories come
+    from, named in errors.
 
     >>> ls = label_space(parse_categories([{"id": 7, "name": "road", "isthing": 0},
     ...                                    {"id": 26, "name": "car", "isthing": 1}], "x.json"))
     >>> ls.num_classes, ls.thing_label_ids, int(ls.label_to_train[26])
     (2, (26,), 1)
     """
-    path = "categories"
     cats = sorted(categories, key=lambda c: c.id)
     if any(not 0 < c.id < 256 for c in cats):
         bad = next(c for c in cats if not 0 < c.id < 256)
-        raise InputError(path, f"category {bad.id} ({bad.name}): panoptool needs category ids "
-                               f"in 1..255 (0 is void)")
+        raise InputError(source, f"category {bad.id} ({bad.name}): panoptool needs category "
+                                 f"ids in 1..255 (0 is void)")
     supers = {s: k for k, s in enumerate(dict.fromkeys(c.supercategory for c in cats))}
     rng = np.random.default_rng(0)
     palette = rng.integers(0, 256, size=(256, 3))

@@ -57,7 +57,7 @@ def train(config, resume: bool = False, overwrite: bool = False) -> None:
     subcommand's summary line. ``config`` is a :class:`~panoptool.training.config.TrainConfig`."""
     from panoptool.training.loop import train as run
 
-    summary = run(config, resume=resume, overwrite=overwrite and not resume)
+    summary = run(config, resume=resume, overwrite=overwrite)
     terms = ", ".join(f"{k} {v:.4g}" for k, v in summary.last_terms.items())
     _console().print(f"train: {summary.iterations}/{summary.total_iters} iterations in "
                      f"{summary.seconds / 60:.1f} min ({summary.stopped}); {terms}; "

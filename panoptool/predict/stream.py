@@ -61,8 +61,7 @@ from panoptool.io.files import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, atomic_path, de
                  remove_stale_temporaries, write_json, write_png, write_text)
 from panoptool.labels import NUM_CLASSES, TRAIN_TO_LABEL
 from panoptool.postprocess.config import PostprocessConfig, scaled_config
-from panoptool.predict.config import (BACKENDS, DEFAULT_FORMATS, FORMATS,  # noqa: F401
-                                      PredictConfig)
+from panoptool.predict.config import PredictConfig
 from panoptool.postprocess.panoptic import (PanopticResult, coco_categories, derive_panoptic,
                                    segment_bboxes)
 

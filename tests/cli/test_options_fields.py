@@ -22,7 +22,7 @@ from panoptool.inference.maps import InferConfig
 from panoptool.jobs.ablate import AblateConfig
 from panoptool.jobs.demo import DemoConfig
 from panoptool.postprocess.config import PostprocessConfig
-from panoptool.predict.stream import PredictConfig
+from panoptool.predict.config import PredictConfig
 from panoptool.synth.scenes import SynthConfig
 from panoptool.targets.core import TargetConfig
 from panoptool.visualize.render import VisualizeConfig

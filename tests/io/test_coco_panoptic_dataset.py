@@ -139,3 +139,13 @@ def test_listed_segment_absent_from_png(copy):
 def test_other_broken_json_entries(copy, mutation, words):
     msg = _bad(copy, lambda data, pan, images: mutation(data))
     assert words in msg and "panoptic_examples.json" in msg
+
+
+def test_category_ids_beyond_255_are_refused_naming_the_json(copy):
+    from panoptool.io.coco_panoptic import label_space, parse_categories
+
+    json_path = copy[0]
+    cats = parse_categories([{"id": 300, "name": "wall-other", "isthing": 0}], json_path)
+    with pytest.raises(InputError, match="category 300 \\(wall-other\\): panoptool needs") as err:
+        label_space(cats, source=json_path)
+    assert str(json_path) in str(err.value)

@@ -27,7 +27,8 @@ from panoptool.postprocess.config import CITYSCAPES_PIXELS
 from panoptool.postprocess import PostprocessConfig
 from panoptool.postprocess.panoptic import coco_categories
 from panoptool.postprocess.config import scaled_config
-from panoptool.predict.stream import PredictConfig, list_sources, predict
+from panoptool.predict.config import PredictConfig
+from panoptool.predict.stream import list_sources, predict
 from panoptool.training.loop import TrainConfig, checkpoint_path, train
 from panoptool_cli.main import cli
 
