@@ -333,6 +333,54 @@ class LabelSpace:
         return self.train_to_label[np.asarray(train_ids, dtype=np.uint8)]
 
 
+def require_same(expected: LabelSpace, found: LabelSpace, expected_from: str,
+                 found_from: str) -> None:
+    """Refuse two different label spaces with one line naming both and where each comes
+    from (e.g. the checkpoint's and the dataset's).
+
+    >>> require_same(CITYSCAPES, CITYSCAPES, "a", "b")
+    """
+    if expected == found:
+        return
+    detail = ""
+    mine = {c.id: c for c in expected.categories}
+    theirs = {c.id: c for c in found.categories}
+    for cid in sorted(set(mine) | set(theirs)):
+        if mine.get(cid) != theirs.get(cid):
+            a, b = mine.get(cid), theirs.get(cid)
+            detail = (f"; first difference at label id {cid}: "
+                      f"{a.name if a else 'absent'} vs {b.name if b else 'absent'}")
+            break
+    raise ConfigError(f"label spaces differ: {expected_from} has {expected.name!r} "
+                      f"({expected.num_classes} classes, {len(expected.thing_train_ids)} "
+                      f"things), {found_from} has {found.name!r} ({found.num_classes} classes, "
+                      f"{len(found.thing_train_ids)} things){detail}")
+
+
+#: Key of the label space in a stage's ``config.json`` settings and in a checkpoint.
+LABELS_KEY = "labels"
+
+
+def labels_of_config(config: dict | None, default: "LabelSpace | None" = None
+                     ) -> "LabelSpace | None":
+    """The label space a stage's ``config.json`` chain records: the ``labels`` setting of
+    the stage or, failing that, of the nearest upstream stage; ``default`` where none does
+    (outputs of panoptool before label spaces were recorded are Cityscapes').
+
+    >>> from panoptool.io.formats import stage_config
+    >>> labels_of_config(stage_config("infer", {}, stage_config("make-targets",
+    ...     {"labels": CITYSCAPES.to_dict()}))) is CITYSCAPES
+    True
+    """
+    while isinstance(config, dict):
+        settings = config.get("settings")
+        if isinstance(settings, dict) and isinstance(settings.get(LABELS_KEY), dict):
+            space = LabelSpace.from_dict(settings[LABELS_KEY])
+            return _restore(space.name, space.categories, space.ignore)
+        config = config.get("upstream")
+    return default
+
+
 def _restore(name: str, categories: tuple, ignore: int) -> LabelSpace:
     if (name, categories, ignore) == (CITYSCAPES.name, CITYSCAPES.categories, CITYSCAPES.ignore):
         return CITYSCAPES

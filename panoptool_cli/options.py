@@ -12,12 +12,16 @@ import click
 from panoptool.io.cityscapes import ENV_ROOT
 
 root_option = click.option(
-    "--root", type=click.Path(file_okay=False, path_type=str), envvar=ENV_ROOT,
-    help=f"Cityscapes dataset root (holds gtFine/ and leftImg8bit/). Default: ${ENV_ROOT}.")
+    "--root", type=click.Path(path_type=str), envvar=ENV_ROOT,
+    help=f"The dataset: a Cityscapes root (gtFine/, leftImg8bit/), a COCO-panoptic folder in "
+         f"COCO's layout (annotations/panoptic_<split>.json, images in <split>/), or a "
+         f"dataset description JSON (or a folder with panoptool_dataset.json) for any other "
+         f"COCO-panoptic layout; see the README. Default: ${ENV_ROOT}.")
 
 split_option = click.option(
     "--split", default="val", show_default=True,
-    help="Dataset split (folder below gtFine/ and leftImg8bit/).")
+    help="Dataset split: a folder below gtFine/ and leftImg8bit/ (Cityscapes), or a split "
+         "of the COCO-panoptic dataset (val2017, or a name in the description).")
 
 workers_option = click.option(
     "--workers", type=click.IntRange(min=0), default=0, show_default=True,

@@ -49,6 +49,14 @@ class Sample:
     def instance_ids_path(self) -> Path:
         return self.root / "gtFine" / self.split / self.city / f"{self.stem}{INSTANCE_SUFFIX}"
 
+    def read_image(self) -> np.ndarray:
+        """The RGB image, uint8 (H, W, 3)."""
+        return read_image(self)
+
+    def read_ground_truth(self, instance_dtype=np.int32) -> tuple[np.ndarray, np.ndarray]:
+        """``(label_ids uint8, instance_ids)``; see :func:`read_ground_truth`."""
+        return read_ground_truth(self, instance_dtype)
+
 
 def resolve_root(root: PathLike | None, *, need_gt: bool = True) -> Path:
     """The dataset root: ``root`` if given, else ``$CITYSCAPES_DATASET``.

@@ -33,7 +33,7 @@ import numpy as np
 
 from panoptool.errors import InputError
 from panoptool.io.files import read_json, read_png, safe_join
-from panoptool.labels import Category, LabelSpace
+from panoptool.labels import IGNORE, Category, LabelSpace
 
 PathLike = str | os.PathLike
 
@@ -262,25 +262,7 @@ class CocoPanopticDataset:
         """The image's segment-id map, int32 (H, W), checked against its annotation: the PNG
         has the image's size, each non-zero id is a listed segment and each listed segment
         occurs."""
-        path = self.png_path(image)
-        rgb = read_png(path, dtype=np.uint8, channels=3)
-        if rgb.shape[:2] != (image.height, image.width):
-            raise InputError(path, f"PNG is {rgb.shape[1]}x{rgb.shape[0]}, its image "
-                                   f"{image.file_name} is {image.width}x{image.height}")
-        ids = rgb_to_ids(rgb)
-        present = np.unique(ids)
-        present = present[present != VOID_ID]
-        listed = np.array(sorted(s.id for s in image.segments), dtype=np.int64)
-        unlisted = np.setdiff1d(present, listed)
-        if unlisted.size:
-            raise InputError(path, f"segment id {int(unlisted[0])} occurs in the PNG but not "
-                                   f"in segments_info of image {image.id!r}"
-                                   + (f" ({unlisted.size} such ids)" if unlisted.size > 1 else ""))
-        absent = np.setdiff1d(listed, present)
-        if absent.size:
-            raise InputError(path, f"segment {int(absent[0])} of image {image.id!r} is listed "
-                                   f"in segments_info but absent from the PNG")
-        return ids
+        return read_segment_ids(self.png_path(image), image)
 
     def check_images_on_disk(self) -> None:
         """Every image the JSON lists exists in the images folder."""
@@ -289,6 +271,74 @@ class CocoPanopticDataset:
             if not path.is_file():
                 raise InputError(path, f"image {img.id!r} is listed in {self.json_path.name} "
                                        f"but missing on disk")
+
+
+def read_segment_ids(path: PathLike, image: PanopticImage) -> np.ndarray:
+    """The segment-id map of ``image`` read from its panoptic PNG ``path``, int32 (H, W),
+    checked: the PNG has the image's size, each non-zero id is a listed segment, each listed
+    segment occurs."""
+    ids, _, _ = read_segments(path, image)
+    return ids
+
+
+def read_segments(path: PathLike, image: PanopticImage
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`read_segment_ids`, also giving the distinct ids present (sorted, void
+    included if present) and each pixel's index into them: ``(ids, present, inverse)``."""
+    rgb = read_png(path, dtype=np.uint8, channels=3)
+    if rgb.shape[:2] != (image.height, image.width):
+        raise InputError(path, f"PNG is {rgb.shape[1]}x{rgb.shape[0]}, its image "
+                               f"{image.file_name} is {image.width}x{image.height}")
+    ids = rgb_to_ids(rgb)
+    present, inverse = np.unique(ids, return_inverse=True)
+    segment_ids = present[present != VOID_ID]
+    listed = np.array(sorted(s.id for s in image.segments), dtype=np.int64)
+    unlisted = np.setdiff1d(segment_ids, listed)
+    if unlisted.size:
+        raise InputError(path, f"segment id {int(unlisted[0])} occurs in the PNG but not "
+                               f"in segments_info of image {image.id!r}"
+                               + (f" ({unlisted.size} such ids)" if unlisted.size > 1 else ""))
+    absent = np.setdiff1d(listed, segment_ids)
+    if absent.size:
+        raise InputError(path, f"segment {int(absent[0])} of image {image.id!r} is listed "
+                               f"in segments_info but absent from the PNG")
+    return ids, present, inverse.reshape(ids.shape)
+
+
+def label_maps(path: PathLike, image: PanopticImage, thing_ids: frozenset[int]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The panoptic PNG of ``image`` as panoptool's ground-truth encoding (the one of
+    Cityscapes' ``*_labelIds.png`` / ``*_instanceIds.png``): ``(label_ids uint8,
+    instance_ids int32)``.
+
+    Each pixel's label id is its segment's ``category_id`` (0 on void). A non-crowd segment
+    of a thing category (``thing_ids``) gets instance id ``category_id * 1000 + k``, k = 0,
+    1, ... in the order of ``segments_info``; stuff and crowd segments get ``category_id``
+    (a crowd region, as in Cityscapes), void 0.
+
+    Raises
+    ------
+    InputError
+        As :func:`read_segment_ids`, or with 1000 or more instances of one category.
+    """
+    ids, present, inverse = read_segments(path, image)
+    label_of = np.zeros(len(present), dtype=np.uint8)
+    instance_of = np.zeros(len(present), dtype=np.int32)
+    position = {int(v): k for k, v in enumerate(present)}
+    counter: dict[int, int] = {}
+    for seg in image.segments:
+        k = position[seg.id]
+        label_of[k] = seg.category_id
+        if seg.category_id in thing_ids and not seg.iscrowd:
+            n = counter.get(seg.category_id, 0)
+            if n >= 1000:
+                raise InputError(path, f"image {image.id!r} has over 1000 instances of "
+                                       f"category {seg.category_id}")
+            counter[seg.category_id] = n + 1
+            instance_of[k] = seg.category_id * 1000 + n
+        else:
+            instance_of[k] = seg.category_id
+    return label_of[inverse], instance_of[inverse]
 
 
 def read_dataset(panoptic_json: PathLike, panoptic_dir: PathLike | None = None,
@@ -348,11 +398,12 @@ def read_dataset(panoptic_json: PathLike, panoptic_dir: PathLike | None = None,
 
 
 def label_space(categories: tuple[PanopticCategory, ...], name: str = "coco-panoptic",
-                source: PathLike | None = None) -> LabelSpace:
+                source: PathLike | None = None, ignore: tuple[int, ...] = ()) -> LabelSpace:
     """The label space of a COCO panoptic ``categories`` list: label id = category id, train
     ids 0..K-1 in the order of the ids, things = ``isthing``; a category without a colour
-    gets one from a fixed pseudo-random palette. ``source``: the JSON the categories come
-    from, named in errors.
+    gets one from a fixed pseudo-random palette. Label id 0 is ``void`` (not evaluated), as
+    0 is in the PNGs; the categories in ``ignore`` are not evaluated either (no train id,
+    void in the metrics). ``source``: the JSON the categories come from, named in errors.
 
     >>> ls = label_space(parse_categories([{"id": 7, "name": "road", "isthing": 0},
     ...                                    {"id": 26, "name": "car", "isthing": 1}], "x.json"))
@@ -360,6 +411,9 @@ def label_space(categories: tuple[PanopticCategory, ...], name: str = "coco-pano
     (2, (26,), 1)
     """
     cats = sorted(categories, key=lambda c: c.id)
+    unknown = sorted(set(ignore) - {c.id for c in cats})
+    if unknown:
+        raise InputError(source, f"ignored category id(s) {unknown} are not in 'categories'")
     if any(not 0 < c.id < 256 for c in cats):
         bad = next(c for c in cats if not 0 < c.id < 256)
         raise InputError(source, f"category {bad.id} ({bad.name}): panoptool needs category "
@@ -367,7 +421,11 @@ def label_space(categories: tuple[PanopticCategory, ...], name: str = "coco-pano
     supers = {s: k for k, s in enumerate(dict.fromkeys(c.supercategory for c in cats))}
     rng = np.random.default_rng(0)
     palette = rng.integers(0, 256, size=(256, 3))
-    return LabelSpace(name, tuple(
-        Category(c.id, c.name, k, c.supercategory, supers[c.supercategory], c.isthing, False,
+    evaluated = [c for c in cats if c.id not in set(ignore)]
+    train_id = {c.id: k for k, c in enumerate(evaluated)}
+    void = Category(VOID_ID, "void", IGNORE, "void", len(supers), False, True, (0, 0, 0))
+    return LabelSpace(name, (void,) + tuple(
+        Category(c.id, c.name, train_id.get(c.id, IGNORE), c.supercategory,
+                 supers[c.supercategory], c.isthing, c.id not in train_id,
                  c.color if c.color is not None else tuple(int(v) for v in palette[c.id]))
-        for k, c in enumerate(cats)))
+        for c in cats))
