@@ -69,8 +69,7 @@ def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt
     network. Tables II-IV also get oracle rows (the method on ground-truth maps).
     Resumable: run again to continue; finished steps are skipped.
     """
-    from panoptool.io.cityscapes import list_samples, resolve_root
-    from panoptool.io.files import read_png
+    from panoptool.io.datasets import open_dataset
     from panoptool.jobs.ablate import TABLE_TITLES, ablate_steps, ablation_table_path
     from panoptool.jobs.steps import plan, run_steps
     from panoptool.postprocess.config import CITYSCAPES_PIXELS
@@ -78,11 +77,12 @@ def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt
     from panoptool_cli.demo import invoke
     from panoptool_cli.legacy import settings_of_command
 
-    root = resolve_root(root)
-    samples = list_samples(root, split)  # fail now, not after hours of training
+    dataset = open_dataset(root)
+    root = dataset.root
+    samples = dataset.samples(split)  # fail now, not after hours of training
     area_scale = 1.0
     if scale_areas:
-        height, width = read_png(samples[0].label_ids_path).shape[:2]
+        height, width = samples[0].read_ground_truth()[0].shape[:2]
         area_scale = height * width / CITYSCAPES_PIXELS
     config = AblateConfig(split=split, train_split=train_split, budget_minutes=budget_minutes,
                           area_scale=area_scale, tables=tables, oracle=oracle, train=train, fmt=fmt,
@@ -91,7 +91,7 @@ def command(root, split, train_split, runs_dir, reports_dir, budget_minutes, fmt
                           device=device, workers=workers, train_args=shlex.split(train_args))
     steps, table_rows, minutes = ablate_steps(root, runs_dir, reports_dir, config)
     if any(s.stage == "train" for s in steps):
-        list_samples(root, train_split)
+        dataset.samples(train_split, need_images=True)
     n_nets = sum(1 for s in steps if s.name.startswith("train-"))
     console.print(f"ablate: {len(table_rows)} table(s), {n_nets} network(s) to train"
                   + (f" for {minutes:.3g} min each" if n_nets else "")

@@ -67,9 +67,9 @@ def train(config, resume: bool = False, overwrite: bool = False) -> None:
 def infer(config: InferConfig, overwrite: bool = False) -> None:
     """``panoptool infer``: the prediction maps of a split (:func:`~panoptool.inference.maps.infer`)."""
     from panoptool.inference.maps import infer as run
-    from panoptool.io.cityscapes import resolve_root
+    from panoptool.io.datasets import open_dataset
 
-    resolve_root(config.root)  # the subcommand's check of --root, with its message
+    open_dataset(config.root)  # the subcommand's check of --root, with its message
     summary = run(config, overwrite=overwrite)
     _console().print(f"infer: {summary.images - summary.skipped} images written, "
                      f"{summary.skipped} already there, {summary.ms_per_image:.0f} ms/image, "
