@@ -12,7 +12,7 @@ from panoptool_cli.options import overwrite_option, root_option, split_option, w
 @click.group("convert")
 def command() -> None:
     """Convert Cityscapes ground truth and results to COCO formats (and back), once, for any
-    COCO tool.
+    COCO tool; a COCO-panoptic dataset to a Cityscapes root.
 
     \b
     Examples:
@@ -20,6 +20,7 @@ def command() -> None:
       panoptool convert instance-results --results results/net --out instances.json
       panoptool convert instance-results --instances coco.json --out results/net
       panoptool convert panoptic-gt --root R --split val [--out R/gtFine]
+      panoptool convert panoptic-gt --to cityscapes --root coco/ --split val2017 --out cs/
       panoptool convert panoptic-results --to official --input results/net --out submit/
       panoptool convert panoptic-results --to panoptool --input other.json --out results/other
     """
@@ -76,29 +77,58 @@ def instance_results(results_dir, instances, coco_gt, out) -> None:
 
 
 @command.command("panoptic-gt")
+@click.option("--to", "to", type=click.Choice(["coco", "cityscapes"]), default="coco",
+              show_default=True,
+              help="coco: a Cityscapes root's ground truth -> COCO panoptic JSON + PNGs "
+                   "(createPanopticImgs). cityscapes: a COCO-panoptic dataset (--root in any "
+                   "of its forms) -> a Cityscapes root at --out (leftImg8bit/, gtFine/ "
+                   "labelIds + instanceIds).")
 @root_option
 @split_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder for cityscapes_panoptic_<split>.json and its PNG folder. "
-                   "Default: <root>/gtFine, where createPanopticImgs writes.")
+              help="--to coco: output folder for cityscapes_panoptic_<split>.json and its PNG "
+                   "folder (default: <root>/gtFine, where createPanopticImgs writes). --to "
+                   "cityscapes: the Cityscapes root to write (required).")
 @click.option("--category-ids", type=click.Choice(["label", "train"]), default="label",
               show_default=True,
-              help="Category ids on the COCO side: Cityscapes label ids (as the official "
-                   "evaluator expects) or train ids (createPanopticImgs --use-train-id; the "
-                   "names get _trainId).")
+              help="--to coco: category ids on the COCO side: Cityscapes label ids (as the "
+                   "official evaluator expects) or train ids (createPanopticImgs "
+                   "--use-train-id; the names get _trainId).")
 @workers_option
 @overwrite_option
-def panoptic_gt(root, split, out, category_ids, workers, overwrite) -> None:
-    """Cityscapes ground truth (*_instanceIds.png) -> COCO panoptic PNGs + JSON, equal to
-    cityscapesscripts' createPanopticImgs (same JSON text, pixel-equal PNGs), on all cores.
+@click.pass_context
+def panoptic_gt(ctx, to, root, split, out, category_ids, workers, overwrite) -> None:
+    """Panoptic ground truth between a Cityscapes root and COCO panoptic, on all cores.
 
-    Resumes: images converted before (same ground-truth bytes) are skipped.
+    --to coco (default): Cityscapes ground truth (*_instanceIds.png) -> COCO panoptic PNGs +
+    JSON, equal to cityscapesscripts' createPanopticImgs (same JSON text, pixel-equal PNGs).
+
+    --to cityscapes: a COCO-panoptic dataset's split -> leftImg8bit/<split>/<city>/ and
+    gtFine/<split>/<city>/ (labelIds uint8 = category ids, instanceIds uint16 = category *
+    1000 + k for thing instances, category for stuff and crowd). Cityscapes stems keep their
+    city, other stems go to a folder named after the split; ids that do not fit (category
+    ids above 255, instances of categories above 65) are refused.
+
+    Resumes: images converted before (same source bytes) are skipped.
     """
-    from panoptool.convert.panoptic import convert_panoptic_gt
+    from click.core import ParameterSource
+
+    from panoptool.errors import ConfigError
     from panoptool.runtime.pool import console
 
-    summary = convert_panoptic_gt(root, split, out, category_ids=category_ids,
-                                  workers=workers, overwrite=overwrite)
+    if to == "cityscapes":
+        from panoptool.convert.cityscapes_gt import coco_to_cityscapes
+
+        if ctx.get_parameter_source("category_ids") != ParameterSource.DEFAULT:
+            raise ConfigError("--category-ids is for --to coco")
+        if out is None:
+            raise ConfigError("--to cityscapes needs --out (the Cityscapes root to write)")
+        summary = coco_to_cityscapes(root, split, out, workers=workers, overwrite=overwrite)
+    else:
+        from panoptool.convert.panoptic import convert_panoptic_gt
+
+        summary = convert_panoptic_gt(root, split, out, category_ids=category_ids,
+                                      workers=workers, overwrite=overwrite)
     console.print(summary.line())
 
 

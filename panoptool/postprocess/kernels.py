@@ -13,6 +13,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+# one kernel for the segments' extent, shared with io's COCO panoptic encoding
+from panoptool.io.segment_kernels import bounding_boxes  # noqa: F401
+
 
 def _jit(function):
     """``numba.njit`` with the on-disk cache; without it where numba finds no writable cache
@@ -279,33 +282,6 @@ def panoptic_ids(instance_ids, train_ids, segment_of, stuff_segment):
             k = instance_ids[i, j]
             out[i, j] = segment_of[k] if k > 0 else stuff_segment[train_ids[i, j]]
     return out
-
-
-@_jit
-def bounding_boxes(ids, slot, k):
-    """int64 (k, 4) (y0, x0, y1, x1) inclusive extent of each segment: pixel value v belongs
-    to segment ``slot[v]`` (-1: none); rows of absent segments keep y0 > y1."""
-    h, w = ids.shape
-    box = np.empty((k, 4), np.int64)
-    for s in range(k):
-        box[s, 0] = h
-        box[s, 1] = w
-        box[s, 2] = -1
-        box[s, 3] = -1
-    for i in range(h):
-        for j in range(w):
-            s = slot[ids[i, j]]
-            if s < 0:
-                continue
-            if i < box[s, 0]:
-                box[s, 0] = i
-            if j < box[s, 1]:
-                box[s, 1] = j
-            if i > box[s, 2]:
-                box[s, 2] = i
-            if j > box[s, 3]:
-                box[s, 3] = j
-    return box
 
 
 # --- the seeded derivation: growing the components over the contour band ----------------------

@@ -1,4 +1,4 @@
-"""Synthetic street scenes in the Cityscapes layout and encodings.
+"""Synthetic street scenes in the Cityscapes layout and encodings (or as COCO panoptic).
 
 A scene is painted as a map of *segments* (one segment = one part of one object with one
 colour); three lookup tables turn the segment map into the RGB image, the ``labelIds`` map
@@ -25,6 +25,9 @@ dependent texture amplitude keeps classes learnable without drowning them in noi
 
 Encodings are the official ones: ``labelIds`` uint8, ``instanceIds`` uint16 with
 ``label_id * 1000 + k`` for thing instances and ``label_id`` for stuff and crowd, RGB uint8.
+The same scenes can be written as a COCO-panoptic dataset in COCO's layout
+(:func:`make_dataset` with ``format="coco-panoptic"``), converted by createPanopticImgs'
+rules.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ class SynthConfig:
     seed: int = dataclasses.field(default=0, metadata={
         "help": "Random seed; the same seed gives the same images, whatever --workers."})
     split: str = dataclasses.field(default="val", metadata={
-        "help": "Split folder to write (below leftImg8bit/ and gtFine/)."})
+        "help": "Split folder to write (below leftImg8bit/ and gtFine/; with --format "
+                "coco-panoptic the images folder <split>/ and annotations/panoptic_<split>)."})
 
     def __post_init__(self):
         for name in ("n", "height", "width", "seed"):
@@ -610,6 +614,10 @@ def make_scene(rng: np.random.Generator | int | tuple[int, ...], height: int,
 
 # --- datasets ------------------------------------------------------------------------------
 
+#: The layouts :func:`make_dataset` writes (``format``): Cityscapes' and COCO panoptic's.
+FORMATS = ("cityscapes", "coco-panoptic")
+
+
 def _write_one(index: int, *, out_root: str, config: SynthConfig) -> str:
     from panoptool.io.cityscapes import Sample  # local import keeps this module light for workers
 
@@ -622,19 +630,58 @@ def _write_one(index: int, *, out_root: str, config: SynthConfig) -> str:
     return stem
 
 
+def coco_paths(out_root: PathLike, split: str) -> dict[str, Path]:
+    """Where the COCO-panoptic form of a split lies, in COCO's own layout (the one
+    :func:`panoptool.io.datasets.open_dataset` reads): ``images`` = ``<out>/<split>/``,
+    ``panoptic_json`` = ``<out>/annotations/panoptic_<split>.json``, ``panoptic_dir`` = the
+    JSON's path without ``.json``."""
+    out_root = Path(out_root)
+    json_path = out_root / "annotations" / f"panoptic_{split}.json"
+    return {"images": out_root / split, "panoptic_json": json_path,
+            "panoptic_dir": json_path.with_suffix("")}
+
+
+def _write_one_coco(index: int, *, out_root: str, config: SynthConfig) -> tuple[dict, dict]:
+    """Paint image ``index`` and write it as COCO panoptic: the RGB image and the panoptic
+    PNG; return its ``images`` and ``annotations`` entries."""
+    from panoptool.io.cityscapes_panoptic import gt_to_panoptic
+
+    stem = stem_of(index)
+    image, _, instance_ids = make_scene((config.seed, index), config.height, config.width)
+    rgb, segments = gt_to_panoptic(instance_ids)  # createPanopticImgs' rules, label-id categories
+    paths = coco_paths(out_root, config.split)
+    name = f"{stem}.png"
+    write_png(paths["images"] / name, image, params=UP_PNG_PARAMS)
+    write_png(paths["panoptic_dir"] / name, rgb, params=LABEL_PNG_PARAMS)
+    return ({"id": stem, "file_name": name, "height": config.height, "width": config.width},
+            {"image_id": stem, "file_name": name, "segments_info": segments})
+
+
 def config_filename(split: str) -> str:
     """Name of the settings file synth writes in the dataset root for a split."""
     return f"synth-{split}.json"
 
 
 def make_dataset(out_root: PathLike, config: SynthConfig, workers: int | None = 1,
-                 show_progress: bool = True) -> list[str]:
-    """Write a synthetic dataset in the Cityscapes layout.
+                 show_progress: bool = True, *, format: str = "cityscapes") -> list[str]:
+    """Write a synthetic dataset in the Cityscapes layout or as COCO panoptic.
 
-    Files: ``leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` (RGB),
+    ``format="cityscapes"``: ``leftImg8bit/<split>/<city>/<stem>_leftImg8bit.png`` (RGB),
     ``gtFine/<split>/<city>/<stem>_gtFine_labelIds.png`` (uint8) and
-    ``..._gtFine_instanceIds.png`` (uint16), each written atomically, plus
-    ``<out_root>/synth-<split>.json`` with the settings (:func:`formats.stage_config`).
+    ``..._gtFine_instanceIds.png`` (uint16).
+
+    ``format="coco-panoptic"``: the same scenes in COCO's layout (:func:`coco_paths`):
+    ``<split>/<stem>.png`` (RGB, the stems of the Cityscapes form),
+    ``annotations/panoptic_<split>/<stem>.png`` (segment id = R + 256 G + 256^2 B) and
+    ``annotations/panoptic_<split>.json`` (written last). The ground truth is converted by
+    createPanopticImgs' rules (:func:`panoptool.io.cityscapes_panoptic.gt_to_panoptic`):
+    ``categories`` are the 19 evaluated Cityscapes classes with their label ids as ids (id,
+    name, isthing, color, supercategory), segment id = Cityscapes instance id, crowd regions
+    are ``iscrowd`` 1 segments, and the labels Cityscapes does not evaluate (the ego vehicle,
+    the out-of-roi border, static objects) are void (0). Image ids are the stems.
+
+    Every file is written atomically, plus ``<out_root>/synth-<split>.json`` with the
+    settings (:func:`formats.stage_config`; with ``"format"`` for the COCO form).
 
     Parameters
     ----------
@@ -642,6 +689,7 @@ def make_dataset(out_root: PathLike, config: SynthConfig, workers: int | None = 
     config : the dataset's settings.
     workers : worker processes (0 or None = all cores); the result does not depend on it.
     show_progress : show a progress bar on stderr.
+    format : one of :data:`FORMATS`.
 
     Returns
     -------
@@ -652,13 +700,32 @@ def make_dataset(out_root: PathLike, config: SynthConfig, workers: int | None = 
     from panoptool.runtime.guard import output_lock
     from panoptool.io.files import remove_stale_temporaries
 
+    if format not in FORMATS:
+        raise ConfigError(f"synth format must be one of {', '.join(FORMATS)}, got {format!r}")
     out_root = Path(out_root)
-    func = partial(_write_one, out_root=str(out_root), config=config)
+    coco = format == "coco-panoptic"
+    settings = dataclasses.asdict(config)
+    if coco:
+        from panoptool.io.cityscapes_panoptic import gt_to_panoptic
+
+        gt_to_panoptic(np.zeros((1, 1), np.uint16))  # compiles the box kernel before the fork
+        settings["format"] = format
+    func = partial(_write_one_coco if coco else _write_one, out_root=str(out_root),
+                   config=config)
     with output_lock(out_root, "synth"):
         remove_stale_temporaries(out_root)
-        stems = list(run_parallel(func, list(range(config.n)), workers=workers,
-                                  description=f"synth {config.split}",
-                                  show_progress=show_progress))
-        write_json(out_root / config_filename(config.split),
-                   stage_config("synth", dataclasses.asdict(config)))
+        results = list(run_parallel(func, list(range(config.n)), workers=workers,
+                                    description=f"synth {config.split}",
+                                    show_progress=show_progress))
+        if coco:
+            from panoptool.io.cityscapes_panoptic import panoptic_categories
+
+            write_json(coco_paths(out_root, config.split)["panoptic_json"],
+                       {"images": [r[0] for r in results],
+                        "annotations": [r[1] for r in results],
+                        "categories": panoptic_categories()}, indent=None)
+            stems = [r[0]["id"] for r in results]
+        else:
+            stems = results
+        write_json(out_root / config_filename(config.split), stage_config("synth", settings))
     return stems
