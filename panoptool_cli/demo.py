@@ -42,6 +42,7 @@ def invoke(args: Sequence[str]) -> None:
 @click.command("demo")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="demo",
               show_default=True, help="Folder for everything the demo writes.")
+@field_option(DemoConfig, "dataset", type=click.Choice(["cityscapes", "coco-panoptic"]))
 @field_option(DemoConfig, "minutes", type=click.FloatRange(min=0, min_open=True))
 @field_option(DemoConfig, "n_train", type=click.IntRange(min=1))
 @field_option(DemoConfig, "n_val", type=click.IntRange(min=1))
@@ -51,8 +52,9 @@ def invoke(args: Sequence[str]) -> None:
 @device_option
 @workers_option
 @overwrite_option
-def command(out, minutes, n_train, n_val, size, backbone, device, workers, overwrite):
-    """Run the whole pipeline on a small synthetic dataset: synth (train + val),
+def command(out, dataset, minutes, n_train, n_val, size, backbone, device, workers, overwrite):
+    """Run the whole pipeline on a small synthetic dataset (Cityscapes layout, or COCO
+    panoptic with --dataset coco-panoptic): synth (train + val),
     make-targets, train (a few minutes, CPU or GPU), infer, postprocess, report, visualize.
     Prints the metrics and where everything was written. Run it again to continue an
     interrupted demo; finished steps are skipped.
@@ -66,7 +68,7 @@ def command(out, minutes, n_train, n_val, size, backbone, device, workers, overw
     except ValueError:
         raise click.BadParameter(f"expected HxW such as 256x512, got {size!r}",
                                  param_hint="--size") from None
-    config = DemoConfig(minutes=minutes, n_train=n_train, n_val=n_val, height=height,
+    config = DemoConfig(dataset=dataset, minutes=minutes, n_train=n_train, n_val=n_val, height=height,
                         width=width, backbone=backbone, device=device, workers=workers)
     steps = demo_steps(out, config)
     run_steps(steps, demo_layout(out)["state"], invoke, redo=overwrite,

@@ -25,6 +25,8 @@ from panoptool.visualize.render import VisualizeConfig
 DEMO_TRAIN_PRESET = "cpu"
 #: The same as ``panoptool train`` options (for scripts that call the subcommand).
 DEMO_TRAIN_ARGS = ("--preset", DEMO_TRAIN_PRESET)
+#: What ``demo --dataset`` takes: the formats synth writes.
+DATASET_FORMATS = ("cityscapes", "coco-panoptic")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class DemoConfig:
     2 CPU cores. ``metadata["help"]``: the help of the ``demo`` option made from a field
     (``--size`` sets ``height`` and ``width``)."""
 
+    dataset: str = field(default="cityscapes", metadata={
+        "help": "Format of the synthetic dataset the demo makes and runs on: cityscapes "
+                "(gtFine/, leftImg8bit/) or coco-panoptic (COCO's layout: "
+                "annotations/panoptic_<split>.json + PNGs, images in <split>/). Same scenes, "
+                "same classes; the stages find the format from --root."})
     minutes: float = field(default=12.0, metadata={
         "help": "Training time budget in minutes; the other stages take under a minute on 2 "
                 "cores."})
@@ -58,6 +65,9 @@ class DemoConfig:
         return scale_area(300, self.area_scale)
 
     def __post_init__(self):
+        if self.dataset not in DATASET_FORMATS:
+            raise ConfigError(f"--dataset must be one of {', '.join(DATASET_FORMATS)}, got "
+                              f"{self.dataset!r}")
         if not 0 < self.minutes <= 24 * 60:
             raise ConfigError(f"--minutes must be in (0, 1440], got {self.minutes}")
         for name in ("n_train", "n_val", "n_figures"):
@@ -83,8 +93,15 @@ def demo_postprocess_config(config: DemoConfig) -> PostprocessConfig:
     return dataclasses.replace(scaled, min_area=config.min_area)
 
 
+def _format_kwarg(config: DemoConfig) -> dict:
+    """synth's ``format`` where it is not the default, so that the steps of a Cityscapes
+    demo keep the settings they recorded before the option existed (no redo)."""
+    return {} if config.dataset == "cityscapes" else {"format": config.dataset}
+
+
 def _data_steps(p: dict[str, Path], config: DemoConfig) -> list[Step]:
-    """synth and make-targets of both splits."""
+    """synth and make-targets of both splits (synth in ``config.dataset``'s format; the
+    other stages find it from the data folder)."""
     data, workers = str(p["data"]), config.workers
     size = dict(height=config.height, width=config.width)
     steps = []
@@ -95,7 +112,7 @@ def _data_steps(p: dict[str, Path], config: DemoConfig) -> list[Step]:
              f"synth: {config.n_val} validation images")):
         steps.append(Step(f"synth-{split}", call=stages.synth, kwargs=dict(
             out=p["data"], config=SynthConfig(n=n, seed=seed, split=split, **size),
-            workers=workers), outputs=(p["data"] / f"synth-{split}.json",), title=title))
+            workers=workers, **_format_kwarg(config)), outputs=(p["data"] / f"synth-{split}.json",), title=title))
     for split, title in (("train", "training split"), ("val", "validation split")):
         steps.append(Step(f"targets-{split}", call=stages.make_targets, kwargs=dict(
             root=data, split=split, out=p["targets"],

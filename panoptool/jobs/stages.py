@@ -31,13 +31,16 @@ def _console():
     return console
 
 
-def synth(out: PathLike, config: SynthConfig, workers: int = 0) -> None:
-    """``panoptool synth OUT``: a synthetic dataset (:func:`~panoptool.synth.scenes.make_dataset`)."""
+def synth(out: PathLike, config: SynthConfig, workers: int = 0,
+          format: str = "cityscapes") -> None:
+    """``panoptool synth OUT``: a synthetic dataset (:func:`~panoptool.synth.scenes.make_dataset`)
+    in the Cityscapes layout or (``format="coco-panoptic"``) as COCO panoptic."""
     from panoptool.synth.scenes import make_dataset
 
-    stems = make_dataset(Path(out), config, workers=workers)
+    stems = make_dataset(Path(out), config, workers=workers, format=format)
+    suffix = "" if format == "cityscapes" else f", {format}"
     _console().print(f"synth: wrote {len(stems)} images of {config.height}x{config.width} "
-                     f"({config.split}) to {Path(out)}")
+                     f"({config.split}{suffix}) to {Path(out)}")
 
 
 def make_targets(root: PathLike, split: str, out: PathLike, config: TargetConfig,

@@ -94,3 +94,28 @@ def test_figure_scripts_train_with_the_cpu_preset():
         command = next(t for t in text.splitlines() if line in t and not t.startswith("#"))
         assert "--preset cpu" in command, name
         assert not [f for f in flags if f"{f} " in command], (name, command)
+
+
+def test_demo_on_coco_panoptic_data(tmp_path):
+    """--dataset coco-panoptic: synth writes COCO's layout, every later stage reads it
+    through --root (the format is found, not told), the metrics come out."""
+    steps = {s.name: s for s in D.demo_steps(tmp_path / "c", D.DemoConfig(
+        dataset="coco-panoptic"))}
+    assert steps["synth-val"].kwargs["format"] == "coco-panoptic"
+    assert "format" not in {s.name: s for s in D.demo_steps(tmp_path / "d", D.DemoConfig())
+                            }["synth-val"].kwargs  # a Cityscapes demo's steps as before
+    out = tmp_path / "demo"
+    args = ["demo", "--dataset", "coco-panoptic", "--out", str(out), "--minutes", "0.05",
+            "--n-train", "4", "--n-val", "2", "--size", "64x128", "--workers", "1",
+            "--device", "cpu"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    data = out / "data"
+    assert (data / "annotations" / "panoptic_val.json").is_file()
+    assert not (data / "gtFine").exists()
+    metrics = json.loads((out / "reports" / "demo" / "metrics.json").read_text())
+    assert {"mIoU", "PQ"} <= set(metrics) and metrics["n_images"] == 2
+    targets = json.loads((out / "targets" / "config.json").read_text())["settings"]
+    assert targets["labels"]["name"] == "data" and len(targets["labels"]["categories"]) == 20
+    with pytest.raises(Exception, match="dataset"):
+        D.DemoConfig(dataset="kitti")
