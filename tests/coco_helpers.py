@@ -32,3 +32,22 @@ def describe_sample(folder: Path, *, data: dict | None = None, name: str = "coco
 def sample_json() -> dict:
     """The sample's panoptic JSON, loaded."""
     return json.loads(SAMPLE_JSON.read_text())
+
+
+def tiny_coco_run(folder: Path, iters: int = 1) -> tuple[Path, Path, Path]:
+    """Targets of the sample and a tiny CPU training run on them (shared neck, 64x96 crops):
+    (description, targets, checkpoint)."""
+    from panoptool.targets.core import make_targets
+    from panoptool.training.checkpoints import checkpoint_path
+    from panoptool.training.config import TrainConfig
+    from panoptool.training.loop import train
+
+    desc = describe_sample(folder / "data")
+    targets = folder / "targets"
+    make_targets(desc, "val", targets, workers=1, show_progress=False)
+    run = folder / "run"
+    train(TrainConfig(root=str(desc), targets=str(targets), out=str(run), split="val",
+                      iters=iters, batch=2, crop=(64, 96), workers=0, threads=1,
+                      device="cpu", neck="shared", warmup_iters=1),
+          show_progress=False)
+    return desc, targets, checkpoint_path(run)
