@@ -25,9 +25,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                    "with onnxruntime on the CPU, TorchScript with torch).")
 @root_option
 @click.option("--split", default="val", show_default=True,
-              help="Dataset split (folder below leftImg8bit/).")
+              help="Dataset split: a folder below leftImg8bit/ (Cityscapes), or a split of the "
+                   "COCO-panoptic dataset (val2017, or a name in the description).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), required=True,
-              help="Maps folder: OUT/<split>/<city>/<stem>_maps.npz and OUT/config.json.")
+              help="Maps folder: OUT/<split>/<city>/<stem>_maps.npz (COCO panoptic: "
+                   "OUT/<split>/<stem>_maps.npz) and OUT/config.json.")
 @device_option
 @amp_option
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
@@ -53,14 +55,15 @@ def command(checkpoint, model, root, split, out, device, amp, batch, threads, wo
     -m panoptool_cli.main infer ...` gives each process every N*M-th image; the maps
     equal those of one process and rank 0 writes OUT/config.json at the end.
     A split without ground truth (Cityscapes' test split) is found through its images; a
-    second split can be added to an existing OUT (same checkpoint).
+    second split can be added to an existing OUT (same checkpoint). The network's label
+    space (recorded in the checkpoint) must be the dataset's.
     """
-    from panoptool.io.cityscapes import resolve_root
+    from panoptool.io.datasets import open_dataset
     from panoptool.inference.maps import InferConfig, infer
     from panoptool.runtime.pool import console
     from panoptool.runtime.sharding import shard_from_env
 
-    config = InferConfig(checkpoint=checkpoint, root=str(resolve_root(root)), split=split,
+    config = InferConfig(checkpoint=checkpoint, root=str(open_dataset(root).root), split=split,
                          out=out, device=device, amp=amp, batch=batch, threads=threads,
                          workers=workers, model=model)
     summary = infer(config, overwrite=overwrite, on_bad_image=on_bad_image)

@@ -15,16 +15,18 @@ from panoptool_cli.options import field_option, overwrite_option, root_option, w
 @click.command()
 @root_option
 @click.option("--split", default="train", show_default=True,
-              help="Dataset split (folder below gtFine/).")
+              help="Dataset split: a folder below gtFine/ (Cityscapes), or a split of the "
+                   "COCO-panoptic dataset (val2017, or a name in the description).")
 @field_option(TargetConfig, "dilation", type=click.IntRange(min=1))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default="targets",
               show_default=True,
-              help="Targets folder; files go to OUT/<split>/<city>/, settings to "
-                   "OUT/config.json.")
+              help="Targets folder; files go to OUT/<split>/<city>/ (COCO panoptic: "
+                   "OUT/<split>/), the settings, label space and dataset to OUT/config.json.")
 @workers_option
 @overwrite_option
 def command(root, split, dilation, out, workers, overwrite):
-    """Write the training targets of every image of a split.
+    """Write the training targets of every image of a split (of a Cityscapes or a
+    COCO-panoptic dataset; the classes are the dataset's, recorded in OUT/config.json).
 
     \b
     OUT/<split>/<city>/<stem>_semantic.png   uint8 trainIds, 255 = ignore

@@ -92,7 +92,8 @@ class SettingOption:
 #: The options of the TrainConfig fields, in ``--help`` order (after --root, --targets, --out,
 #: --preset). ``--device`` and ``--amp`` are the shared options of panoptool_cli.options.
 SETTING_OPTIONS = (
-    SettingOption("split", "Training split."),
+    SettingOption("split", "Training split (Cityscapes: a folder below gtFine/; COCO "
+                           "panoptic: a split of the dataset)."),
     SettingOption("backbone", "ResNet encoder depth.", kind=click.Choice(ARCHS)),
     SettingOption("neck", "One neck for all heads, or one per head.", kind=click.Choice(NECKS)),
     SettingOption("head_conv", "Channels of a 3x3 conv block at the start of each head; 0 = "
@@ -178,14 +179,14 @@ def setting_options(func):
 
 def config_from_options(ctx: click.Context, params: dict) -> TrainConfig:
     """The TrainConfig of the parsed ``params``: the preset, then the options given."""
-    from panoptool.io.cityscapes import resolve_root
+    from panoptool.io.datasets import open_dataset
 
     given = {}
     for name in (*_BY_NAME, *SHARED_OPTIONS):
         if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None):
             given[name] = _BY_NAME[name].value(params[name]) if name in _BY_NAME \
                 else params[name]
-    return TrainConfig(root=str(resolve_root(params["root"])), targets=params["targets"],
+    return TrainConfig(root=str(open_dataset(params["root"]).root), targets=params["targets"],
                        out=params["out"], preset=params["preset"], **given)
 
 
@@ -211,6 +212,9 @@ def config_from_args(args: list[str]) -> TrainConfig:
 @overwrite_option
 def command(allow_partial, resume, on_bad_image, overwrite, **params):
     """Train the network on a split's images and make-targets targets.
+
+    The classes are the dataset's (Cityscapes or COCO panoptic); the targets must have been
+    made with the same label space, which the checkpoint records.
 
     \b
     Example (15 minutes on CPU, with the settings that learn most there):

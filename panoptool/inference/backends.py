@@ -28,6 +28,7 @@ class MapsBackend(Protocol):
     Attributes
     ----------
     n_classes : semantic classes the network predicts.
+    labels : the label space it was trained on (its ``num_classes`` is ``n_classes``).
     stride : inputs are padded to a multiple of it (32).
 
     ``backend(images)`` takes float32 (N, 3, H, W), normalised exactly as
@@ -38,6 +39,7 @@ class MapsBackend(Protocol):
     """
 
     n_classes: int
+    labels: object  # panoptool.labels.LabelSpace
     stride: int
 
     def __call__(self, images: np.ndarray) -> list[dict[str, np.ndarray]]: ...
@@ -56,7 +58,7 @@ class TorchBackend:
 
     Attributes
     ----------
-    n_classes, stride : see :class:`MapsBackend`.
+    n_classes, labels, stride : see :class:`MapsBackend`.
     upstream : the training run's ``config.json`` (for the provenance chain).
     iteration : training iteration of the checkpoint.
     network : the checkpoint's architecture (dict).
@@ -75,6 +77,7 @@ class TorchBackend:
 
         from panoptool.inference.maps import load_model
         from panoptool.runtime.pool import default_workers
+        from panoptool.training.checkpoints import labels_of_checkpoint
         from panoptool.training.loop import resolve_device
 
         if device.startswith("cuda:"):
@@ -91,6 +94,7 @@ class TorchBackend:
         self.model, ckpt = load_model(checkpoint, self.device, self.channels_last)
         self.network = json.loads(ckpt["network"])
         self.n_classes = int(self.network["num_classes"])
+        self.labels = labels_of_checkpoint(ckpt, checkpoint)
         self.iteration = int(ckpt["iteration"])
         self.upstream = json.loads(ckpt["config"])
         self.checkpoint = str(checkpoint)
@@ -111,7 +115,7 @@ class TorchBackend:
 
 
 def check_classes(backend: MapsBackend, expected: int, source: PathLike) -> None:
-    """Refuse a network whose class count differs from the label table's.
+    """Refuse a network whose class count differs from its label space's (``expected``).
 
     Raises
     ------

@@ -2,9 +2,11 @@
 
 Pure part: :func:`maps_from_outputs` turns the network's outputs into the maps of the format
 (``formats.MAPS_KEYS``). Runner: :func:`infer` runs a checkpoint over a split and writes
-``maps/NAME/<split>/<city>/<stem>_maps.npz`` and ``maps/NAME/config.json`` (written last,
-with the training run's config as ``upstream``). Images whose maps exist are skipped unless
-``overwrite``.
+``maps/NAME/<split>/<city>/<stem>_maps.npz`` (``maps/NAME/<split>/<stem>_maps.npz`` for a
+COCO-panoptic dataset) and ``maps/NAME/config.json`` (written last, with the training run's
+config as ``upstream`` and the label space as ``labels``). Images whose maps exist are
+skipped unless ``overwrite``. The network's label space (the checkpoint's or the exported
+model's) must be the dataset's.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import numpy as np
 import torch
 
 from panoptool.io import formats
-from panoptool.io.cityscapes import Sample, list_images, read_image
 from panoptool.errors import ConfigError, InputError
 from panoptool.io.files import read_json, remove_stale_temporaries, write_json
+from panoptool.labels import LABELS_KEY, require_same
 
 PathLike = str | os.PathLike
 
@@ -35,7 +37,8 @@ class InferConfig:
     Parameters
     ----------
     checkpoint : a ``train`` checkpoint (``runs/NAME/checkpoints/last.pt``); or give ``model``.
-    root, split : dataset root and split.
+    root, split : the dataset (a Cityscapes root, a COCO-panoptic folder or description:
+        :func:`panoptool.io.datasets.open_dataset`) and split.
     out : maps folder.
     device : ``auto``, ``cpu`` or ``cuda``.
     amp : mixed precision (float16 on CUDA, bfloat16 on CPU).
@@ -106,7 +109,7 @@ def maps_from_outputs(outputs: dict[str, torch.Tensor]) -> list[dict[str, np.nda
 
 
 class _Images(torch.utils.data.Dataset):
-    def __init__(self, samples: list[Sample]):
+    def __init__(self, samples: list):
         self.samples = samples
 
     def __len__(self) -> int:
@@ -116,7 +119,7 @@ class _Images(torch.utils.data.Dataset):
         from panoptool.training.data import BadSample, normalize
         from panoptool.errors import PanoptoolError
         try:
-            return i, torch.from_numpy(normalize(read_image(self.samples[i])))
+            return i, torch.from_numpy(normalize(self.samples[i].read_image()))
         except PanoptoolError as exc:  # returned, not raised: see data_torch.BadSample
             return i, BadSample.of(exc, self.samples[i].image_path)
 
@@ -171,8 +174,9 @@ def infer(config: InferConfig, *, overwrite: bool = False, show_progress: bool =
           on_bad_image: str = "stop") -> InferSummary:
     """Write the prediction maps of every image of ``config.split``.
 
-    The split may lack ground truth (images found through ``leftImg8bit/``); ``out`` may
-    hold maps of other splits made with the same checkpoint (``config.json`` lists them all).
+    The split may lack ground truth (Cityscapes: images found through ``leftImg8bit/``);
+    ``out`` may hold maps of other splits made with the same checkpoint (``config.json``
+    lists them all, and the label space).
     ``on_bad_image``: ``stop`` ends on an unreadable image with one line naming it; ``skip``
     logs it and goes on (no maps for it).
 
@@ -184,9 +188,10 @@ def infer(config: InferConfig, *, overwrite: bool = False, show_progress: bool =
     ------
     InputError
         On a missing/unreadable checkpoint or model, dataset or image (named), or a network
-        whose class count is not the label table's.
+        whose class count is not its label space's.
     ConfigError
-        If ``out`` holds maps of another checkpoint and ``overwrite`` is False.
+        If the network's label space is not the dataset's (both named), or ``out`` holds
+        maps of another checkpoint and ``overwrite`` is False.
     """
     from panoptool.training.data import check_on_bad_image
     from panoptool.runtime.sharding import process_group, shard_from_env
@@ -200,28 +205,33 @@ def infer(config: InferConfig, *, overwrite: bool = False, show_progress: bool =
 
 def _load_runner(config: InferConfig, device: torch.device, channels_last: bool,
                  threads: int):
-    """(run, iteration, network, upstream): ``run`` maps a batch of normalised images to
-    their maps, with the checkpoint's network or an exported ``--model``."""
-    from panoptool.labels import NUM_CLASSES
-
+    """(run, iteration, network, upstream, labels): ``run`` maps a batch of normalised images
+    to their maps, with the checkpoint's network or an exported ``--model``; ``labels`` is
+    the label space the network was trained on."""
     if config.model:
-        from panoptool.inference.onnx import load_backend
-        backend = load_backend(config.model, threads=threads, n_classes=NUM_CLASSES)
+        from panoptool.inference.onnx import check_metadata, load_backend
+        backend = load_backend(config.model, threads=threads)
         meta = backend.metadata
+        check_metadata(meta, config.model, backend.labels.num_classes)
         upstream = json.loads(meta["config"]) if meta.get("config") else None
 
         def run(images: torch.Tensor) -> list[dict[str, np.ndarray]]:
             return backend(images.numpy())
-        return run, int(meta["checkpoint_iteration"]), json.loads(meta["network"]), upstream
+        return (run, int(meta["checkpoint_iteration"]), json.loads(meta["network"]), upstream,
+                backend.labels)
+    from panoptool.training.checkpoints import labels_of_checkpoint
+
     model, ckpt = load_model(config.checkpoint, device, channels_last)
     network = json.loads(ckpt["network"])
-    if network.get("num_classes", NUM_CLASSES) != NUM_CLASSES:
+    labels = labels_of_checkpoint(ckpt, config.checkpoint)
+    if network.get("num_classes", labels.num_classes) != labels.num_classes:
         raise InputError(config.checkpoint, f"network predicts {network['num_classes']} "
-                                            f"classes, the label table has {NUM_CLASSES}")
+                                            f"classes, the label table has "
+                                            f"{labels.num_classes}")
 
     def run(images: torch.Tensor) -> list[dict[str, np.ndarray]]:
         return predict(model, images, amp=config.amp, channels_last=channels_last)
-    return run, int(ckpt["iteration"]), network, json.loads(ckpt["config"])
+    return run, int(ckpt["iteration"]), network, json.loads(ckpt["config"]), labels
 
 
 def _splits_of(out: Path, settings: dict, split: str, overwrite: bool) -> list[str]:
@@ -260,7 +270,7 @@ def _device_for(config: InferConfig, shard) -> tuple[torch.device, int, bool]:
     return device, threads, channels_last
 
 
-def _image_loader(config: InferConfig, todo: list[Sample], device: torch.device
+def _image_loader(config: InferConfig, todo: list, device: torch.device
                   ) -> torch.utils.data.DataLoader:
     """Batches of (index into ``todo``, image or BadSample), read in ``config.workers``
     processes (0 = 1 on the CPU, up to 8 on a GPU)."""
@@ -276,7 +286,7 @@ def _image_loader(config: InferConfig, todo: list[Sample], device: torch.device
 
 
 def _write_batch(items: list, run, device: torch.device, out: Path, split: str,
-                 todo: list[Sample], on_bad_image: str) -> None:
+                 todo: list, on_bad_image: str) -> None:
     """Run the network on one loaded batch (grouped by image size) and write each image's
     maps; a bad image stops the run or, with ``on_bad_image == "skip"``, is logged and
     left out."""
@@ -301,13 +311,20 @@ def _infer(config: InferConfig, shard, barrier, *, overwrite: bool, show_progres
     from panoptool.runtime.guard import output_lock
     from panoptool.runtime.pool import make_progress
 
+    from panoptool.io.datasets import open_dataset
+
     start = time.perf_counter()
     device, threads, channels_last = _device_for(config, shard)
-    samples = list_images(config.root, config.split)
-    run, iteration, network, upstream = _load_runner(config, device, channels_last, threads)
+    dataset = open_dataset(config.root)
+    samples = dataset.images(config.split)
+    run, iteration, network, upstream, labels = _load_runner(config, device, channels_last,
+                                                             threads)
+    require_same(labels, dataset.label_space(config.split),
+                 f"the {'model' if config.model else 'checkpoint'} "
+                 f"{config.model or config.checkpoint}", f"the dataset {dataset.root}")
     out = Path(config.out)
     settings = {**dataclasses.asdict(config), "checkpoint_iteration": iteration,
-                "network": network}
+                "network": network, LABELS_KEY: labels.to_dict()}
     config_path = out / formats.CONFIG_JSON
     settings["splits"] = _splits_of(out, settings, config.split, overwrite)
     lock = contextlib.ExitStack()  # released at the end; the kernel frees it on a kill

@@ -87,15 +87,18 @@ def model_metadata(ckpt: dict, checkpoint: PathLike, *, height: int | None,
 
     Keys: ``panoptool.format``, ``panoptool.format_version``, ``panoptool.version``,
     ``network`` (JSON of the NetworkConfig), ``n_classes``, ``stride``, ``mean``, ``std``
-    (JSON lists, RGB, 0..1 scale), ``label_table``, ``input_size`` (``HxW`` or ``dynamic``),
+    (JSON lists, RGB, 0..1 scale), ``label_table`` (the label space's name), ``labels`` (the
+    label space, JSON; :func:`labels_of_metadata`), ``input_size`` (``HxW`` or ``dynamic``),
     ``checkpoint`` (file name), ``checkpoint_sha256``, ``checkpoint_iteration``, ``config``
     (the training run's config.json, so ``infer --model`` keeps the provenance chain),
     ``export_format``.
     """
     from panoptool import __version__
+    from panoptool.training.checkpoints import labels_of_checkpoint
     from panoptool.training.data import MEAN, STD
 
     network = json.loads(ckpt["network"])
+    labels = labels_of_checkpoint(ckpt, checkpoint)
     return {
         "panoptool.format": MODEL_FORMAT,
         "panoptool.format_version": str(MODEL_FORMAT_VERSION),
@@ -105,7 +108,8 @@ def model_metadata(ckpt: dict, checkpoint: PathLike, *, height: int | None,
         "stride": str(STRIDE),
         "mean": json.dumps([float(v) for v in MEAN]),
         "std": json.dumps([float(v) for v in STD]),
-        "label_table": LABEL_TABLE,
+        "label_table": labels.name,
+        "labels": json.dumps(labels.to_dict()),
         "input_size": "dynamic" if height is None else f"{height}x{width}",
         "checkpoint": Path(checkpoint).name,
         "checkpoint_sha256": file_sha256(checkpoint),
@@ -276,8 +280,30 @@ def check_metadata(meta: dict[str, str], path: PathLike,
         raise InputError(path, f"model metadata lacks {', '.join(missing)}")
     if n_classes is not None and int(meta["n_classes"]) != n_classes:
         raise InputError(path, f"model predicts {meta['n_classes']} classes, the "
-                               f"{LABEL_TABLE} label table has {n_classes}")
+                               f"{meta.get('label_table', LABEL_TABLE)} label table has "
+                               f"{n_classes}")
     return meta
+
+
+def labels_of_metadata(meta: dict[str, str], path: PathLike):
+    """The label space of an exported model (its ``labels`` metadata); Cityscapes' for a
+    model exported before label spaces were recorded.
+
+    Raises
+    ------
+    InputError
+        If the recorded label space is not one (named).
+    """
+    from panoptool.errors import ConfigError
+    from panoptool.labels import CITYSCAPES, LabelSpace
+
+    if "labels" not in meta:
+        return CITYSCAPES
+    try:
+        space = LabelSpace.from_dict(json.loads(meta["labels"]))
+    except (ConfigError, ValueError, TypeError, AttributeError) as exc:
+        raise InputError(path, f"model's label space is invalid ({exc})") from None
+    return CITYSCAPES if space == CITYSCAPES else space
 
 
 def _input_size(meta: dict[str, str]) -> tuple[int, int] | None:
@@ -319,6 +345,7 @@ class OnnxBackend:
     Attributes
     ----------
     n_classes, stride : from the metadata.
+    labels : the label space the network was trained on (:func:`labels_of_metadata`).
     input_size : (H, W) of a fixed-size model, None if dynamic.
     metadata : dict of the model's metadata strings.
 
@@ -371,6 +398,7 @@ class OnnxBackend:
             raise InputError(path, f"model has inputs {names_in} and outputs {names_out}, "
                                    f"expected [{INPUT_NAME!r}] and {list(OUTPUT_NAMES)}")
         self.n_classes = int(self.metadata["n_classes"])
+        self.labels = labels_of_metadata(self.metadata, path)
         self.stride = int(self.metadata["stride"])
         self.input_size = _input_size(self.metadata)
 
@@ -412,6 +440,7 @@ class TorchScriptBackend:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.n_classes = int(self.metadata["n_classes"])
+        self.labels = labels_of_metadata(self.metadata, path)
         self.stride = int(self.metadata["stride"])
         self.input_size = _input_size(self.metadata)
 

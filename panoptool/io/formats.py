@@ -19,7 +19,9 @@ Layout
     results/<NAME>/panoptic.json                 COCO panoptic annotations
     results/<NAME>/config.json                   settings that made the results
 
-The ``<stem>`` is Cityscapes' ``<city>_<sequence>_<frame>``, e.g. ``frankfurt_000000_000294``.
+The ``<stem>`` is Cityscapes' ``<city>_<sequence>_<frame>``, e.g. ``frankfurt_000000_000294``;
+a stem without a city (COCO's ``000000142238``: fewer than two underscores) has no
+``<city>/`` folder (:func:`city_of`).
 
 Offset targets are stored factored, which is exact and about 100x smaller and faster than a
 per-pixel float map: ``instance_index`` (uint8 (H, W), or uint16 from 256 instances on;
@@ -54,8 +56,15 @@ MASKS_SUBDIR = "masks"
 
 
 def city_of(stem: str) -> str:
-    """City of a Cityscapes stem: ``'frankfurt_000000_000294' -> 'frankfurt'``."""
-    return stem.rsplit("_", 2)[0]
+    """City of a Cityscapes stem, the output sub-folder of its image: ``'frankfurt_000000_000294'
+    -> 'frankfurt'``; a stem with fewer than two underscores (COCO's ``000000142238``) has
+    none: ``''``, its files lie directly in ``<split>/``.
+
+    >>> city_of("frankfurt_000000_000294"), city_of("000000142238")
+    ('frankfurt', '')
+    """
+    parts = stem.rsplit("_", 2)
+    return parts[0] if len(parts) == 3 else ""
 
 
 # --- targets -------------------------------------------------------------------------------

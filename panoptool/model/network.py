@@ -28,7 +28,8 @@ class NetworkConfig:
     ----------
     backbone : ``resnet18``, ``resnet34``, ``resnet50`` or ``resnet101``.
     neck : ``shared`` (one neck feeds all heads) or ``separate`` (one neck per head).
-    num_classes : semantic classes (19 Cityscapes trainIds).
+    num_classes : semantic classes (19 Cityscapes trainIds); ``train`` takes the label
+        space's count where this is left at 19.
     fpn_channels, neck_channels : 256 and 128 as in the paper.
     gn_groups : GroupNorm groups.
     head_conv : channels of a 3x3 conv block at the start of each head; 0 = none (each head

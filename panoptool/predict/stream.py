@@ -59,7 +59,7 @@ from panoptool.io import formats
 from panoptool.errors import ConfigError, InputError, OutputError
 from panoptool.io.files import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, atomic_path, decode_png, read_json,
                  remove_stale_temporaries, write_json, write_png, write_text)
-from panoptool.labels import NUM_CLASSES, TRAIN_TO_LABEL
+from panoptool.labels import CITYSCAPES, LABELS_KEY, LabelSpace
 from panoptool.postprocess.config import PostprocessConfig, scaled_config
 from panoptool.predict.config import PredictConfig
 from panoptool.postprocess.panoptic import (PanopticResult, coco_categories, derive_panoptic,
@@ -256,7 +256,9 @@ def quantize_maps(maps: dict[str, np.ndarray], height: int, width: int
 
 def render_overlay(image: np.ndarray, train_ids: np.ndarray, result: PanopticResult,
                    alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """The image under the panoptic colours, with white instance outlines.
+    """The image under the panoptic colours, with white instance outlines (the colours and
+    thing classes of :mod:`panoptool.visualize.render` are Cityscapes': another label
+    space's train ids from 19 on are drawn black).
 
     Parameters
     ----------
@@ -364,9 +366,11 @@ def clear_output(out: Path) -> None:
             (out / f).unlink()
 
 
-def assemble_panoptic_json(out: PathLike, sources: Sequence[Source]) -> int:
+def assemble_panoptic_json(out: PathLike, sources: Sequence[Source],
+                           labels: LabelSpace = CITYSCAPES) -> int:
     """Write ``panoptic.json`` from the per-frame annotations, streamed (a long video's
-    annotations are never all in memory); returns the number of images."""
+    annotations are never all in memory), with the categories of ``labels`` (the network's);
+    returns the number of images."""
     out = Path(out)
     n = 0
     with atomic_path(formats.panoptic_json_path(out)) as tmp, open(tmp, "w",
@@ -386,7 +390,7 @@ def assemble_panoptic_json(out: PathLike, sources: Sequence[Source]) -> int:
             fh.write((", " if i else "") + json.dumps(
                 {"image_id": ann["image_id"], "file_name": ann["file_name"],
                  "segments_info": ann["segments_info"]}))
-        fh.write('], "categories": ' + json.dumps(coco_categories()) + "}\n")
+        fh.write('], "categories": ' + json.dumps(coco_categories(labels)) + "}\n")
     return n
 
 
@@ -435,6 +439,7 @@ class _Job:
     postprocess: PostprocessConfig
     formats: tuple[str, ...]
     save_maps: bool
+    labels: LabelSpace = CITYSCAPES  # the network's: thing classes, label ids
 
 
 def _finish_frame(job: _Job) -> tuple[str, int, np.ndarray | None, float, float]:
@@ -447,7 +452,7 @@ def _finish_frame(job: _Job) -> tuple[str, int, np.ndarray | None, float, float]
     h, w = maps["train_ids"].shape
     config = job.postprocess
     result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
-                             maps["offset_yx"], config)
+                             maps["offset_yx"], config, job.labels)
     t1 = time.perf_counter()
     out = Path(job.out)
     if job.save_maps:
@@ -457,7 +462,7 @@ def _finish_frame(job: _Job) -> tuple[str, int, np.ndarray | None, float, float]
         write_png(panoptic_png(out, name), _panoptic_rgb(result.panoptic_ids),
                   params=UP_PNG_PARAMS)
     if "cityscapes" in job.formats:
-        _write_cityscapes(out, name, maps["train_ids"], result)
+        _write_cityscapes(out, name, maps["train_ids"], result, job.labels)
     overlay = None
     if "overlay" in job.formats:
         overlay = render_overlay(job.image, maps["train_ids"], result)
@@ -478,10 +483,11 @@ def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
 
 
 def _write_cityscapes(out: Path, name: str, train_ids: np.ndarray,
-                      result: PanopticResult) -> None:
-    """The official semantic and instance result files of one frame."""
+                      result: PanopticResult, labels: LabelSpace = CITYSCAPES) -> None:
+    """The official semantic and instance result files of one frame (label ids of
+    ``labels``)."""
     h, w = train_ids.shape
-    write_png(formats.semantic_result_path(out, name), TRAIN_TO_LABEL[train_ids],
+    write_png(formats.semantic_result_path(out, name), labels.train_to_label[train_ids],
               params=LABEL_PNG_PARAMS)
     txt = formats.instance_txt_path(out, name)
     inst = result.instance_ids
@@ -624,13 +630,14 @@ def make_backend(config: PredictConfig):
                 device = f"cuda:{int(local)}"
         return TorchBackend(config.checkpoint, device=device, amp=config.amp,
                             threads=config.threads)
-    from panoptool.labels import NUM_CLASSES
-    from panoptool.inference.onnx import OnnxBackend, load_backend, onnx_for_checkpoint
+    from panoptool.inference.onnx import (OnnxBackend, check_metadata, load_backend,
+                                          onnx_for_checkpoint)
     if config.checkpoint is not None:
         path = onnx_for_checkpoint(config.checkpoint, onnx_cache_dir(config.out))
         backend = OnnxBackend(path, threads=config.threads)  # classes: checked by the caller
     else:
-        backend = load_backend(config.model, threads=config.threads, n_classes=NUM_CLASSES)
+        backend = load_backend(config.model, threads=config.threads)
+        check_metadata(backend.metadata, config.model, backend.labels.num_classes)
     meta = backend.metadata
     backend.network = json.loads(meta["network"])
     backend.iteration = int(meta["checkpoint_iteration"])
@@ -638,12 +645,18 @@ def make_backend(config: PredictConfig):
     return backend
 
 
+def _labels_of(backend) -> LabelSpace:
+    """The label space of a backend's network (Cityscapes' for a backend without one)."""
+    return getattr(backend, "labels", None) or CITYSCAPES
+
+
 def _stage_settings(config: PredictConfig, backend) -> dict:
     settings = {"inputs": [str(Path(p).resolve()) for p in config.inputs],
                 "checkpoint": config.checkpoint, "model": config.model,
                 **config.postprocess.to_dict(), "scale_areas": config.scale_areas,
                 "formats": list(config.formats), "save_maps": config.save_maps,
-                "amp": config.amp, "backend": resolve_backend(config)}
+                "amp": config.amp, "backend": resolve_backend(config),
+                LABELS_KEY: _labels_of(backend).to_dict()}
     for attr in ("iteration", "network"):
         if hasattr(backend, attr):
             settings["checkpoint_iteration" if attr == "iteration" else attr] = \
@@ -714,7 +727,8 @@ def predict(config: PredictConfig, *, overwrite: bool = False, show_progress: bo
         warm = [pool.submit(_warm_up) for _ in range(n_workers)]
         if backend is None:
             backend = make_backend(config)
-        check_classes(backend, NUM_CLASSES, config.checkpoint or config.model)
+        check_classes(backend, _labels_of(backend).num_classes,
+                      config.checkpoint or config.model)
         _prepare_output(config, backend, out, overwrite, dist)
         todo, summary = _share_of(sources, out, dist)
         for f in warm:
@@ -725,7 +739,7 @@ def predict(config: PredictConfig, *, overwrite: bool = False, show_progress: bo
         pool.shutdown(wait=True, cancel_futures=True)
     dist.barrier()
     if dist.rank == 0 and "panoptic" in config.formats:
-        _write_panoptic_json(out, sources)
+        _write_panoptic_json(out, sources, _labels_of(backend))
     dist.close()
     summary.seconds = time.perf_counter() - start
     return summary
@@ -758,7 +772,8 @@ def _share_of(sources: list[Source], out: Path, dist: _Dist
     return todo, summary
 
 
-def _write_panoptic_json(out: Path, sources: list[Source]) -> None:
+def _write_panoptic_json(out: Path, sources: list[Source],
+                        labels: LabelSpace = CITYSCAPES) -> None:
     """``panoptic.json`` of all inputs (rank 0, after every rank is done).
 
     Raises
@@ -770,7 +785,7 @@ def _write_panoptic_json(out: Path, sources: list[Source]) -> None:
     if missing:
         raise OutputError(f"{out}: inputs without results after the run: "
                           f"{', '.join(missing[:3])}")
-    assemble_panoptic_json(out, sources)
+    assemble_panoptic_json(out, sources, labels)
 
 
 def _run(backend, config: PredictConfig, out: Path, todo: list[tuple[int, Source]],
@@ -842,7 +857,7 @@ def _feed(stream: _Stream, loader, batch: int) -> InputError | None:
 
 
 def _frame_job(config: PredictConfig, out: Path, source: Source, item: dict,
-               maps: dict[str, np.ndarray]) -> _Job:
+               maps: dict[str, np.ndarray], labels: LabelSpace = CITYSCAPES) -> _Job:
     """The derivation worker's job for one decoded frame ``item`` and its network maps
     (padded; cropped and quantised here), with the pixel sizes scaled to its size."""
     image = item["image"].numpy()
@@ -851,7 +866,7 @@ def _frame_job(config: PredictConfig, out: Path, source: Source, item: dict,
     pp = scaled_config(config.postprocess, pixels) if config.scale_areas \
         else config.postprocess
     return _Job(str(out), source, item["k"], image if "overlay" in config.formats else None,
-                quantize_maps(maps, h, w), pp, config.formats, config.save_maps)
+                quantize_maps(maps, h, w), pp, config.formats, config.save_maps, labels)
 
 
 class _Stream:
@@ -877,7 +892,8 @@ class _Stream:
         maps = self.backend(x)
         self.summary.network_seconds += time.perf_counter() - t0
         for it, m in zip(items, maps):
-            job = _frame_job(self.config, self.out, self.units[it["unit"]], it, m)
+            job = _frame_job(self.config, self.out, self.units[it["unit"]], it, m,
+                             _labels_of(self.backend))
             while len(self.queue) >= self.max_in_flight:
                 self.take_oldest()
             self.queue.append((self.pool.submit(_finish_frame, job), "frame", it["unit"], None))

@@ -12,6 +12,9 @@ These are the definitions every stage uses (the visualisation and the contour sc
   ``instance_id // 1000`` in the label space's ``thing_label_ids`` (Cityscapes: caravan,
   trailer and crowd regions, whose instance id is the bare label id, are not thing
   instances); decided by the id alone (:func:`thing_instance_mask`), never by the label map.
+  Cityscapes' ids fit 16 bits; a COCO-panoptic dataset's reach 255999 (category ids to 255)
+  and come as int32. A crowd region (COCO's ``iscrowd``) has the bare label id, as in
+  Cityscapes: it keeps its semantic class and gets no contour and no offset target.
 - Boundary: the pixels of an instance with a 4-neighbour, inside the image, that belongs to
   anything else (:func:`boundary_of_instances`).
 - Centroid: the mean (row, column) of an instance's pixels (:func:`instance_centroids`).
@@ -34,14 +37,16 @@ import cv2
 import numpy as np
 
 from panoptool.io import formats
-from panoptool.io.cityscapes import Sample, list_samples, read_ground_truth, resolve_root
 from panoptool.errors import ArrayError, ConfigError, InputError
 from panoptool.io.files import read_json, remove_stale_temporaries, write_json
-from panoptool.labels import CITYSCAPES, MAX_INSTANCE_ID, LabelSpace
+from panoptool.labels import (CITYSCAPES, LABELS_KEY, MAX_INSTANCE_ID, LabelSpace,
+                              labels_of_config, require_same)
 
 PathLike = str | os.PathLike
 
 _MAX_ID = MAX_INSTANCE_ID  # instance ids fit in uint16 (Cityscapes stores them so)
+#: The largest instance id of any label space: label ids go to 255, so ``255 * 1000 + 999``.
+MAX_ANY_INSTANCE_ID = 255 * 1000 + 999
 #: Boolean table over instance ids 0..65535: True for ids of non-crowd thing instances
 #: (Cityscapes; ``labels.is_thing_instance_id`` of any label space).
 IS_THING_INSTANCE = CITYSCAPES.is_thing_instance_id
@@ -90,7 +95,7 @@ def thing_instance_mask(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPE
 
     Parameters
     ----------
-    instance_ids : integer (H, W), instance ids in 0..65535.
+    instance_ids : integer (H, W), instance ids in 0..255999.
     labels : the label space.
 
     Returns
@@ -138,9 +143,12 @@ def instance_index_map(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPES
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Number the non-crowd thing instances 1..K in increasing instance-id order.
 
+    Ids that fit 16 bits (Cityscapes') take a histogram over all 65536 ids; larger ones
+    (a COCO-panoptic dataset's, up to 255999) the distinct values of the map.
+
     Parameters
     ----------
-    instance_ids : integer (H, W), instance ids in 0..65535.
+    instance_ids : integer (H, W), instance ids in 0..255999.
     labels : the label space (which ids are thing instances).
 
     Returns
@@ -159,9 +167,11 @@ def instance_index_map(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPES
         raise ArrayError(None, f"instance_ids must be an integer array, got {ids.dtype}")
     if ids.dtype != np.uint16 and ids.size:
         lo, hi = _value_range(ids)
-        if lo < 0 or hi >= _MAX_ID:
-            raise ArrayError(None, f"instance_ids must lie in 0..{_MAX_ID - 1}, got range "
-                                   f"[{lo}, {hi}]")
+        if lo < 0 or hi > MAX_ANY_INSTANCE_ID:
+            raise ArrayError(None, f"instance_ids must lie in 0..{MAX_ANY_INSTANCE_ID}, got "
+                                   f"range [{lo}, {hi}]")
+        if hi >= _MAX_ID:
+            return _instance_index_wide(ids, labels)
     ids16 = np.ascontiguousarray(ids, dtype=np.uint16)
     counts = cv2.calcHist([ids16], [0], None, [_MAX_ID], [0, _MAX_ID]).ravel()
     present = np.flatnonzero((counts > 0) & labels.is_thing_instance_id)
@@ -169,6 +179,22 @@ def instance_index_map(instance_ids: np.ndarray, labels: LabelSpace = CITYSCAPES
     lut[present] = np.arange(1, len(present) + 1, dtype=np.uint16)
     # np.take: 30% faster than lut[ids16], which first widens the 2M indices to intp
     return np.take(lut, ids16), present, counts[present].astype(np.int64)
+
+
+def _instance_index_wide(ids: np.ndarray, labels: LabelSpace
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`instance_index_map` of ids beyond 16 bits (checked to lie in
+    0..:data:`MAX_ANY_INSTANCE_ID`): the same definition over the distinct ids."""
+    values, inverse, counts = np.unique(ids.ravel(), return_inverse=True, return_counts=True)
+    thing = (values >= 1000) & labels.is_thing_label[values // 1000]
+    present = values[thing].astype(np.intp)
+    if len(present) >= _MAX_ID:
+        raise ArrayError(None, f"{len(present)} thing instances in one image; at most "
+                               f"{_MAX_ID - 1} fit the uint16 instance index")
+    lut = np.zeros(len(values), dtype=np.uint16)
+    lut[thing] = np.arange(1, len(present) + 1, dtype=np.uint16)
+    index = np.take(lut, inverse).reshape(ids.shape)
+    return index, present, counts[thing].astype(np.int64)
 
 
 def boundary_of_instances(instance_index: np.ndarray,
@@ -407,19 +433,24 @@ def is_done(out: PathLike, split: str, stem: str) -> bool:
     return formats.target_paths(out, split, stem)["offset"].is_file()
 
 
-def _process(sample: Sample, *, out: str, config: TargetConfig,
-             labels: LabelSpace = CITYSCAPES) -> tuple[int, int, int]:
-    """Compute and write the targets of one sample; ``(instances, contour px, pixels)``."""
-    # uint16 as stored: compute_targets then needs no range check and no conversion
-    label_ids, instance_ids = read_ground_truth(sample, instance_dtype=np.uint16)
+def _process(sample, *, out: str, config: TargetConfig, labels: LabelSpace = CITYSCAPES,
+             instance_dtype=np.uint16) -> tuple[int, int, int]:
+    """Compute and write the targets of one sample (a dataset's sample:
+    :mod:`panoptool.io.datasets`); ``(instances, contour px, pixels)``."""
+    # Cityscapes: uint16 as stored, so compute_targets needs no range check and no
+    # conversion; COCO panoptic: int32 (ids reach 200999)
+    label_ids, instance_ids = sample.read_ground_truth(instance_dtype=instance_dtype)
     targets = compute_targets(label_ids, instance_ids, config, labels)
     formats.write_targets(out, sample.split, sample.stem, **targets)
     contour = targets["contour"]
     return len(targets["centers_yx"]), int(np.count_nonzero(contour)), contour.size
 
 
-def _check_previous_config(config_path: Path, config: TargetConfig, overwrite: bool) -> dict:
-    """Settings of an earlier run in the same folder (or {}); refuse mixing settings."""
+def _check_previous_config(config_path: Path, config: TargetConfig, overwrite: bool,
+                           labels: LabelSpace = CITYSCAPES, source: str = "the dataset"
+                           ) -> dict:
+    """Settings of an earlier run in the same folder (or {}); refuse mixing settings or
+    label spaces (``source`` names where ``labels`` come from)."""
     if not config_path.is_file():
         return {}
     previous = read_json(config_path)
@@ -428,6 +459,15 @@ def _check_previous_config(config_path: Path, config: TargetConfig, overwrite: b
         raise InputError(config_path, "has no 'settings' object; not a make-targets config")
     if overwrite:
         return settings
+    try:  # targets of panoptool before label spaces were recorded are Cityscapes'
+        old = labels_of_config(previous, default=CITYSCAPES)
+    except ConfigError as exc:
+        raise InputError(config_path, f"its labels are unreadable ({exc})") from None
+    try:
+        require_same(old, labels, f"the existing targets ({config_path})", source)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; use --overwrite to redo them or choose another --out") \
+            from None
     for field in dataclasses.fields(TargetConfig):
         old, new = settings.get(field.name), getattr(config, field.name)
         if old is not None and old != new:
@@ -437,23 +477,26 @@ def _check_previous_config(config_path: Path, config: TargetConfig, overwrite: b
     return settings
 
 
-def make_targets(root: PathLike | None, split: str, out: PathLike,
+def make_targets(root, split: str, out: PathLike,
                  config: TargetConfig = TargetConfig(), *, workers: int | None = 0,
                  overwrite: bool = False, show_progress: bool = True,
-                 labels: LabelSpace = CITYSCAPES) -> TargetSummary:
+                 labels: LabelSpace | None = None) -> TargetSummary:
     """Write the targets of every image of a split below ``out``.
 
     Parameters
     ----------
-    root : Cityscapes root (``None``: ``$CITYSCAPES_DATASET``).
-    split : split folder below ``gtFine/``.
-    out : targets folder; files go to ``out/<split>/<city>/`` (:func:`formats.target_paths`)
-        and the settings to ``out/config.json``.
+    root : the dataset: anything :func:`panoptool.io.datasets.open_dataset` accepts (a
+        Cityscapes root, a COCO-panoptic folder or description, a Dataset; ``None``:
+        ``$CITYSCAPES_DATASET``).
+    split : the split (Cityscapes: a folder below ``gtFine/``).
+    out : targets folder; files go to ``out/<split>/<city>/`` (:func:`formats.target_paths`;
+        no ``<city>/`` for a COCO stem) and the settings, the label space and the dataset's
+        description to ``out/config.json``.
     config : target settings.
     workers : worker processes, 0 or None = all cores.
     overwrite : redo images whose targets exist (default: skip them, i.e. resume).
     show_progress : show a progress bar on stderr.
-    labels : the label space of the dataset.
+    labels : the label space; None = the dataset's (``dataset.label_space(split)``).
 
     Returns
     -------
@@ -464,32 +507,39 @@ def make_targets(root: PathLike | None, split: str, out: PathLike,
     InputError
         On a missing root/split or an unreadable/mis-sized ground-truth file (named).
     ConfigError
-        If ``out`` holds targets made with other settings and ``overwrite`` is False.
+        If ``out`` holds targets made with other settings or another label space and
+        ``overwrite`` is False.
     """
+    from panoptool.io.datasets import open_dataset
     from panoptool.runtime.guard import output_lock
     from panoptool.runtime.pool import run_parallel
     from panoptool.synth.scenes import config_filename
 
     start = time.perf_counter()
-    root = resolve_root(root)
-    samples = list_samples(root, split)
+    dataset = open_dataset(root)
+    samples = dataset.samples(split)
+    source = "the label space given"
+    if labels is None:
+        labels, source = dataset.label_space(split), f"the dataset {dataset.root}"
     out = Path(out)
     config_path = out / formats.CONFIG_JSON
-    upstream_path = root / config_filename(split)
+    upstream_path = dataset.folder / config_filename(split)
     upstream = read_json(upstream_path) if upstream_path.is_file() else None
     with output_lock(out, "make-targets"):  # held from the check of config.json on
-        previous = _check_previous_config(config_path, config, overwrite)
+        previous = _check_previous_config(config_path, config, overwrite, labels, source)
         splits = sorted(set(previous.get("splits", [])) | {split}) if not overwrite \
             else [split]
-        settings = {**dataclasses.asdict(config), "root": str(root.resolve()), "split": split,
-                    "splits": splits}
+        settings = {**dataclasses.asdict(config), "root": str(dataset.root.resolve()),
+                    "split": split, "splits": splits, LABELS_KEY: labels.to_dict(),
+                    "dataset": dataset.describe()}
         write_json(config_path, formats.stage_config("make-targets", settings, upstream))
         remove_stale_temporaries(out)  # debris of a killed run, at the top of out and below
 
         todo = [s for s in samples if overwrite or not is_done(out, split, s.stem)]
         summary = TargetSummary(out=str(out), split=split, images=len(samples),
                                 skipped=len(samples) - len(todo))
-        func = partial(_process, out=str(out), config=config, labels=labels)
+        func = partial(_process, out=str(out), config=config, labels=labels,
+                       instance_dtype=np.uint16 if dataset.kind == "cityscapes" else np.int32)
         for n_inst, n_contour, n_pixels in run_parallel(func, todo, workers=workers,
                                                         description=f"make-targets {split}",
                                                         show_progress=show_progress):

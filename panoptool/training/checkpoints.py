@@ -5,7 +5,9 @@ with ``torch.load(..., weights_only=True)``. A checkpoint (:func:`make_checkpoin
 weights, the optimizer (momentum buffers), the AMP scaler, the iteration, the fitted schedule
 length and the schedule's progress, the training time used and the torch RNG states; with
 the data stream a function of the seed and the iteration (:mod:`panoptool.training.data`),
-``--resume`` continues exactly where the run stopped.
+``--resume`` continues exactly where the run stopped. It also holds the label space the
+network was trained on (``labels``, JSON; :func:`labels_of_checkpoint`): a checkpoint of
+panoptool before label spaces were recorded is a Cityscapes one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from panoptool.errors import ConfigError, InputError
 from panoptool.io.files import atomic_path
+from panoptool.labels import CITYSCAPES, LABELS_KEY, LabelSpace
 from panoptool.model import NetworkConfig, PanopticContourNet, load_torchvision_weights
 from panoptool.training.config import FIELDS, RESUME_FREE, SETTINGS, TrainConfig
 
@@ -66,12 +69,34 @@ def load_checkpoint(path: PathLike) -> dict:
         if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
             raise InputError(path, f"checkpoint entry {key!r} is a {type(ckpt[key]).__name__}, "
                                    f"expected {kind.__name__}")
-    for key in ("network", "config"):
+    if LABELS_KEY in ckpt and not isinstance(ckpt[LABELS_KEY], str):
+        raise InputError(path, f"checkpoint entry {LABELS_KEY!r} is a "
+                               f"{type(ckpt[LABELS_KEY]).__name__}, expected str")
+    for key in ("network", "config", LABELS_KEY):
         try:
-            json.loads(ckpt[key])
+            if key in ckpt:
+                json.loads(ckpt[key])
         except ValueError:
             raise InputError(path, f"checkpoint entry {key!r} is not valid JSON") from None
     return ckpt
+
+
+def labels_of_checkpoint(ckpt: dict, path: PathLike) -> LabelSpace:
+    """The label space a checkpoint's network was trained on; :data:`~panoptool.labels.
+    CITYSCAPES` for a checkpoint without one (panoptool before label spaces were recorded).
+
+    Raises
+    ------
+    InputError
+        If the recorded label space is not one (named).
+    """
+    if LABELS_KEY not in ckpt:
+        return CITYSCAPES
+    try:
+        space = LabelSpace.from_dict(json.loads(ckpt[LABELS_KEY]))
+    except (ConfigError, ValueError, TypeError, AttributeError) as exc:
+        raise InputError(path, f"checkpoint's label space is invalid ({exc})") from None
+    return CITYSCAPES if space == CITYSCAPES else space
 
 
 def safe_torch_load(path: PathLike, what: str = "checkpoint"):
@@ -163,15 +188,17 @@ def load_weights(model: torch.nn.Module, state: dict, path: PathLike,
 def make_checkpoint(*, network: NetworkConfig, run_config: dict, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scaler: dict, iteration: int,
                     total: int, elapsed: float, schedule: dict,
-                    device: torch.device) -> dict:
+                    device: torch.device, labels: LabelSpace = CITYSCAPES) -> dict:
     """The checkpoint of a training state (what :func:`load_checkpoint` reads back).
 
     ``run_config`` is the run folder's config.json; ``scaler`` the AMP scaler's state ({} when
     unused); ``schedule`` the :meth:`~panoptool.training.schedule.Schedule.state`; the torch
-    RNG states (CPU, and CUDA on a CUDA ``device``) are taken now.
+    RNG states (CPU, and CUDA on a CUDA ``device``) are taken now; ``labels`` the label space
+    of the training data (as JSON, :func:`labels_of_checkpoint`).
     """
     return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
             "network": json.dumps(network.to_dict()),
+            LABELS_KEY: json.dumps(labels.to_dict()),
             "config": json.dumps(run_config), "model": model.state_dict(),
             "optimizer": optimizer.state_dict(), "scaler": scaler,
             "iteration": iteration, "total_iters": total, "elapsed_s": elapsed,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from panoptool.errors import ConfigError
+from panoptool.labels import LabelSpace
 from panoptool.model import NetworkConfig
 from panoptool.training.data import Augment
 from panoptool.training.losses import LossConfig
@@ -283,3 +284,29 @@ class TrainConfig:
         return {**self.settings(), "world_size": world_size,
                 "network": self.network.to_dict(),
                 "loss": json.loads(json.dumps(self.loss.to_dict()))}
+
+
+def config_for_labels(config: TrainConfig, labels: LabelSpace, source: str = "the dataset"
+                      ) -> TrainConfig:
+    """``config`` with the network's ``num_classes`` taken from the label space of the
+    training data: a ``num_classes`` left at its default (19) becomes
+    ``labels.num_classes``; one set to another value must be that.
+
+    >>> from panoptool.labels import CITYSCAPES
+    >>> c = config_for_labels(TrainConfig(root="r", targets="t", out="o"), CITYSCAPES)
+    >>> c.network.num_classes
+    19
+
+    Raises
+    ------
+    ConfigError
+        If ``num_classes`` was set to a count other than the label space's (``source`` names
+        where the label space comes from).
+    """
+    n = config.network.num_classes
+    if n == labels.num_classes:
+        return config
+    if n != TrainConfig.default("num_classes"):
+        raise ConfigError(f"num_classes is {n}, the label space {labels.name!r} of {source} "
+                          f"has {labels.num_classes} classes")
+    return dataclasses.replace(config, num_classes=labels.num_classes)

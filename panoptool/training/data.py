@@ -22,7 +22,6 @@ import cv2
 import numpy as np
 import torch
 
-from panoptool.io.cityscapes import Sample, list_samples, read_image
 from panoptool.errors import ConfigError, InputError, PanoptoolError
 from panoptool.io.formats import decode_offsets, read_targets, target_paths
 from panoptool.labels import IGNORE
@@ -46,8 +45,8 @@ class Augment:
     :class:`~panoptool.training.config.TrainConfig`).
 
     crop : (height, width) of the training crops, both >= 32 (the network's stride); each
-        side is clipped to the image size (at scale 1), so crops never exceed an image that
-        is not enlarged.
+        side is clipped to the largest image side (at scale 1), so crops never exceed an
+        image that is not enlarged; a smaller image (COCO's vary in size) is padded.
     scale : (min, max) of the random rescaling factor (uniform), 0 < min <= max.
     flip : random horizontal flips (p = 0.5).
     """
@@ -222,14 +221,31 @@ def collate_samples(samples: list) -> tuple[dict[str, torch.Tensor] | None, list
     return batch, bad
 
 
+def image_sizes(dataset, samples: list) -> list[tuple[int, int]]:
+    """The (height, width) of a split's images: a Cityscapes split's one size (its first
+    image's, read), a COCO-panoptic split's sizes as its JSON gives them (each image is
+    checked against it when read)."""
+    if dataset.kind == "cityscapes":
+        return [samples[0].read_image().shape[:2]]
+    return sorted({(s.image.height, s.image.width) for s in samples})
+
+
 class TrainDataset(torch.utils.data.Dataset):
     """Images of a split with their targets, augmented; indexed by ``(image index, seed)``
     pairs from :class:`StreamBatchSampler`.
 
     Parameters
     ----------
-    root : dataset root; split : split name; targets_root : ``make-targets`` output folder.
+    root : the dataset (anything :func:`panoptool.io.datasets.open_dataset` accepts);
+        split : split name; targets_root : ``make-targets`` output folder.
     aug : augmentation settings.
+
+    Attributes
+    ----------
+    dataset : the opened dataset; samples : its samples of ``split`` (images checked).
+    image_size : (height, width), the largest side of each axis over the images.
+    crop : the crop of every sample: ``aug.crop`` clipped to ``image_size``; smaller
+        images are padded (ignore label, no contour, no offset, ``pixel_valid`` False).
 
     Raises
     ------
@@ -237,9 +253,11 @@ class TrainDataset(torch.utils.data.Dataset):
         If the split has no images or an image has no targets (named).
     """
 
-    def __init__(self, root: PathLike | None, split: str, targets_root: PathLike,
-                 aug: Augment = Augment()):
-        self.samples: list[Sample] = list_samples(root, split, need_images=True)
+    def __init__(self, root, split: str, targets_root: PathLike, aug: Augment = Augment()):
+        from panoptool.io.datasets import open_dataset
+
+        self.dataset = open_dataset(root)
+        self.samples: list = self.dataset.samples(split, need_images=True)
         self.targets_root = Path(targets_root)
         self.split = split
         self.aug = aug
@@ -248,7 +266,8 @@ class TrainDataset(torch.utils.data.Dataset):
                 raise InputError(target_paths(self.targets_root, split, s.stem)["offset"],
                                  "target missing: run `panoptool make-targets` for split "
                                  f"{split!r} into {self.targets_root}")
-        h, w = read_image(self.samples[0]).shape[:2]
+        sizes = image_sizes(self.dataset, self.samples)
+        h, w = max(size[0] for size in sizes), max(size[1] for size in sizes)
         self.image_size = (h, w)
         self.crop = (min(aug.crop[0], h), min(aug.crop[1], w))
 
@@ -265,7 +284,7 @@ class TrainDataset(torch.utils.data.Dataset):
     def _load(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, seed = item
         sample = self.samples[index]
-        image = read_image(sample)
+        image = sample.read_image()
         targets = read_targets(self.targets_root, self.split, sample.stem)
         if targets["train_ids"].shape != image.shape[:2]:
             raise InputError(target_paths(self.targets_root, self.split, sample.stem)["semantic"],

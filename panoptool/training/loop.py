@@ -39,14 +39,16 @@ import torch
 
 from panoptool.errors import ConfigError, OutputError
 from panoptool.io import formats
+from panoptool.labels import CITYSCAPES, LabelSpace, labels_of_config, require_same
 from panoptool.io.files import (atomic_path, make_folder, read_json, remove_stale_temporaries,
                                 write_json, writing)
 from panoptool.model import PanopticContourNet
 from panoptool.runtime.pool import console, default_workers, make_progress
 from panoptool.training.checkpoints import (LAST, check_resume, checkpoint_path,
-                                            load_checkpoint, load_init_weights, load_weights,
-                                            make_checkpoint, save_checkpoint)
-from panoptool.training.config import RunConfig, TrainConfig
+                                            labels_of_checkpoint, load_checkpoint,
+                                            load_init_weights, load_weights, make_checkpoint,
+                                            save_checkpoint)
+from panoptool.training.config import RunConfig, TrainConfig, config_for_labels
 from panoptool.training.data import (StreamBatchSampler, TrainDataset, check_on_bad_image,
                                      make_loader)
 from panoptool.training.distributed import (Dist, agree_on_length, check_batch,
@@ -98,7 +100,8 @@ class TrainOptions:
 
 @dataclass(frozen=True)
 class _Run:
-    """What stays fixed during one call: settings, processes, files, dataset."""
+    """What stays fixed during one call: settings (``num_classes`` the label space's),
+    processes, files, dataset and its label space."""
 
     config: TrainConfig
     dist: Dist
@@ -107,6 +110,7 @@ class _Run:
     columns: list[str]  # of metrics.csv
     memory_format: torch.memory_format
     dataset: TrainDataset
+    labels: LabelSpace = CITYSCAPES
 
     @property
     def ckpt_path(self) -> Path:
@@ -153,7 +157,7 @@ class TrainState:
             optimizer=self.optimizer,
             scaler=self.scaler.state_dict() if self.use_scaler else {},
             iteration=self.iteration, total=self.total, elapsed=self.elapsed,
-            schedule=self.schedule.state(), device=run.dist.device)
+            schedule=self.schedule.state(), device=run.dist.device, labels=run.labels)
 
 
 class _StopFlag:
@@ -301,8 +305,9 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
 
 def _open_run(config: TrainConfig, dist: Dist, opts: TrainOptions) -> _Run:
-    """Check that the run may start, set the CPU threads, make the run's config.json and
-    open the dataset."""
+    """Check that the run may start, set the CPU threads, open the dataset, check that the
+    targets were made with its label space, take the network's class count from it and make
+    the run's config.json."""
     out = Path(config.run.out)
     if checkpoint_path(out).exists() and not (opts.resume or opts.overwrite):
         raise OutputError(f"{out}: holds a training run (checkpoints/{LAST}); pass --resume to "
@@ -314,14 +319,22 @@ def _open_run(config: TrainConfig, dist: Dist, opts: TrainOptions) -> _Run:
     channels_last = bool(config.run.channels_last)
     targets_config_path = Path(config.run.targets) / formats.CONFIG_JSON
     upstream = read_json(targets_config_path) if targets_config_path.is_file() else None
-    run_config = formats.stage_config("train", config.stage_settings(dist.world), upstream)
     dataset = TrainDataset(config.run.root, config.run.split, config.run.targets,
                            config.augment)
+    labels = dataset.dataset.label_space(config.run.split)
+    where = f"the dataset {dataset.dataset.root}"
+    # targets without a config.json, or of panoptool before label spaces were recorded:
+    # Cityscapes'
+    require_same(labels, labels_of_config(upstream, default=CITYSCAPES), where,
+                 f"the targets ({targets_config_path})" if upstream is not None
+                 else f"the targets in {config.run.targets} (no config.json: Cityscapes')")
+    config = config_for_labels(config, labels, where)
+    run_config = formats.stage_config("train", config.stage_settings(dist.world), upstream)
     return _Run(config=config, dist=dist, out=out, run_config=run_config,
                 columns=_metric_columns(config.loss),
                 memory_format=(torch.channels_last if channels_last
                                else torch.contiguous_format),
-                dataset=dataset)
+                dataset=dataset, labels=labels)
 
 
 def _build_state(run: _Run, opts: TrainOptions) -> TrainState:
@@ -333,6 +346,8 @@ def _build_state(run: _Run, opts: TrainOptions) -> TrainState:
     ckpt = None
     if opts.resume and run.ckpt_path.exists():
         ckpt = load_checkpoint(run.ckpt_path)
+        require_same(labels_of_checkpoint(ckpt, run.ckpt_path), run.labels,
+                     f"the checkpoint {run.ckpt_path}", f"the dataset {run.dataset.dataset.root}")
         check_resume(ckpt, config, run.ckpt_path)
         load_weights(model, ckpt["model"], run.ckpt_path, config.network)
     elif config.run.init_weights:

@@ -208,8 +208,10 @@ def test_bad_arrays_and_settings_are_rejected():
         TargetConfig(dilation=1.5)
     with pytest.raises(ArrayError, match="2-d"):
         contour_target(np.zeros((2, 3, 4), dtype=np.int32))
-    with pytest.raises(ArrayError, match="0..65535"):
-        offset_target(np.array([[70000, 7]], dtype=np.int32))
+    with pytest.raises(ArrayError, match="0..255999"):
+        offset_target(np.array([[256000, 7]], dtype=np.int32))
+    with pytest.raises(ArrayError, match="0..255999"):
+        offset_target(np.array([[-1, 7]], dtype=np.int32))
     with pytest.raises(ArrayError, match="differ in size"):
         compute_targets(np.zeros((4, 5), np.uint8), np.zeros((4, 6), np.int32))
 
