@@ -54,8 +54,15 @@ MASKS_SUBDIR = "masks"
 
 
 def city_of(stem: str) -> str:
-    """City of a Cityscapes stem: ``'frankfurt_000000_000294' -> 'frankfurt'``."""
-    return stem.rsplit("_", 2)[0]
+    """City of a Cityscapes stem (the output sub-folder): ``'frankfurt_000000_000294' ->
+    'frankfurt'``; ``''`` for a stem with fewer than two underscores (a COCO image: its files
+    lie directly under ``<out>/<split>/``).
+
+    >>> city_of("frankfurt_000000_000294"), city_of("000000142238"), city_of("a_b")
+    ('frankfurt', '', '')
+    """
+    parts = stem.rsplit("_", 2)
+    return parts[0] if len(parts) == 3 else ""
 
 
 # --- targets -------------------------------------------------------------------------------
