@@ -68,18 +68,19 @@ def oracle_results(tmp: Path, dilation: int = 2, min_area: int = 0, **config) ->
     return out
 
 
-def pq_compute(results: Path) -> dict:
+def pq_compute(results: Path, gt_json: Path = GT_JSON, gt_dir: Path = GT_DIR) -> dict:
     """panopticapi's PQ (cityscapesscripts' copy, pq_compute_single_core + average_pq) of a
-    results folder's panoptic.json and PNGs against the sample; the results name images by
-    stem, the ground truth by COCO image id, so the annotations are paired by file stem."""
+    results folder's panoptic.json and PNGs against the sample (or ``gt_json`` +
+    ``gt_dir``); the results name images by stem, the ground truth by COCO image id, so the
+    annotations are paired by file stem."""
     from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as m
 
-    gt = json.loads(GT_JSON.read_text())
+    gt = json.loads(gt_json.read_text())
     pred = json.loads((results / "panoptic.json").read_text())
     categories = {c["id"]: c for c in gt["categories"]}
     stem_of = {img["id"]: Path(img["file_name"]).stem for img in gt["images"]}
     preds = {a["image_id"]: a for a in pred["annotations"]}
     matched = [(g, preds[stem_of[g["image_id"]]]) for g in gt["annotations"]]
-    stat = m.pq_compute_single_core(0, matched, str(GT_DIR), str(results / "panoptic"),
+    stat = m.pq_compute_single_core(0, matched, str(gt_dir), str(results / "panoptic"),
                                     categories)
     return m.average_pq(stat, categories)

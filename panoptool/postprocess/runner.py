@@ -166,7 +166,7 @@ def _process_maps(path: str, *, out: str, config: PostprocessConfig,
                   instance_format: str = "both",
                   labels: LabelSpace = CITYSCAPES) -> tuple[str, int]:
     stem = formats.stem_of_maps(path)
-    maps = formats.read_maps(path)
+    maps = formats.read_maps(path, labels.num_classes)
     result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
                              maps["offset_yx"], config, labels)
     write_result(out, stem, maps["train_ids"], result, instance_format, labels)

@@ -561,7 +561,7 @@ def render_sample(sample, *, maps_root: Path | None, results_root: Path | None,
     shape = label_ids.shape
     gt_train = labels.label_to_train[label_ids]
     gt_inst = thing_instance_ids(label_ids, instance_ids, labels)
-    maps = _read_sample_maps(maps_root, sample, shape)
+    maps = _read_sample_maps(maps_root, sample, shape, labels)
     pred_sem, pred_inst, pred_pan = _read_sample_results(results_root, sample, shape, maps,
                                                          panoptic, labels)
     gt_pan = colorize_panoptic(gt_train, instance_ids, labels=labels)
@@ -577,12 +577,13 @@ def render_sample(sample, *, maps_root: Path | None, results_root: Path | None,
     return compose_panel(rows, tile_width=tile_width, title=sample.stem)
 
 
-def _read_sample_maps(maps_root: Path | None, sample, shape: tuple[int, int]) -> dict | None:
+def _read_sample_maps(maps_root: Path | None, sample, shape: tuple[int, int],
+                      labels: LabelSpace = CITYSCAPES) -> dict | None:
     """The image's prediction maps (:func:`panoptool.io.formats.read_maps`), or None."""
     if maps_root is None:
         return None
     path = formats.maps_path(maps_root, sample.split, sample.stem)
-    maps = formats.read_maps(path)
+    maps = formats.read_maps(path, labels.num_classes)
     if maps["train_ids"].shape != shape:
         raise InputError(path, f"size {maps['train_ids'].shape} differs from the image "
                                f"{shape}")
