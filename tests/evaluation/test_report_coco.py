@@ -295,3 +295,27 @@ def test_two_segments_of_one_stuff_category_stay_apart_as_in_pq_compute(tmp_path
     assert ref["per_class"][187]["pq"] < 1 and sky / 100 == pytest.approx(
         ref["per_class"][187]["pq"], abs=1e-11)
     assert res.metrics["PQ_th"] == 100.0
+
+
+def test_contour_score_on_the_coco_sample(oracle, tmp_path):
+    """report --maps alone: the oracle maps of 1-px targets score the ground truth's 1-px
+    boundaries exactly (ODS 100); the per-class table has the dataset's classes."""
+    from coco_stages import write_targets
+    from panoptool.io import formats
+    from panoptool.postprocess.runner import sample_oracle_maps
+
+    root, _ = oracle
+    dataset = open_dataset(root)
+    labels = dataset.label_space(SPLIT)
+    targets = write_targets(root, tmp_path / "t1", dilation=1)
+    maps = tmp_path / "maps"
+    for s in dataset.samples(SPLIT):
+        formats.write_maps(formats.maps_path(maps, SPLIT, s.stem),
+                           **sample_oracle_maps(s, targets, labels))
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(cli, ["report", "--root", str(root), "--split", SPLIT, "--maps",
+                                   str(maps), "--out", str(out), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    metrics = read_json(out / "metrics.json")
+    assert metrics["contour_ODS"] == pytest.approx(100.0) and metrics["n_images"] == 2
+    assert len((out / "per_class.csv").read_text().splitlines()) == 1 + 133
