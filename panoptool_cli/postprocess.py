@@ -15,12 +15,15 @@ from panoptool_cli.options import (derivation_options, min_area_option, overwrit
 @click.option("--out", required=True, type=click.Path(path_type=str),
               help="Results folder (semantic/, instance/, panoptic/, panoptic.json).")
 @click.option("--oracle", is_flag=True,
-              help="Use ground-truth maps (semantic from --root, contours and offsets from "
-                   "--targets) instead of --maps: the upper bound of the contour method for "
-                   "the targets' dilation. Runs with --min-area 0 unless --min-area is given.")
+              help="Use ground-truth maps (semantic from --root, a Cityscapes root or a "
+                   "COCO-panoptic dataset; contours and offsets from --targets, which must "
+                   "have the dataset's label space) instead of --maps: the upper bound of the "
+                   "contour method for the targets' dilation. Runs with --min-area 0 unless "
+                   "--min-area is given.")
 @root_option
 @click.option("--dataset-split", "dataset_split", default="val", show_default=True,
-              help="Dataset split for --oracle (folder below gtFine/). Named so because "
+              help="Dataset split for --oracle (Cityscapes: the folder below gtFine/; "
+                   "COCO-panoptic: a split of the dataset, e.g. val2017). Named so because "
                    "--split/--no-split switches the split refinement.")
 @click.option("--targets", type=click.Path(file_okay=False, path_type=str),
               help="make-targets output folder (with --oracle).")
@@ -33,7 +36,8 @@ from panoptool_cli.options import (derivation_options, min_area_option, overwrit
               type=click.Choice(["cityscapes", "coco", "both"]),
               help="How instances are written: cityscapes = official instance/<stem>_pred.txt "
                    "+ one PNG mask per instance; coco = instances.json, COCO results with "
-                   "pycocotools RLE masks (category_id = labelId, image_id = stem), what "
+                   "pycocotools RLE masks (category_id = labelId, COCO's category id on a "
+                   "COCO-panoptic label space; image_id = stem), what "
                    "detectron2 / mmdetection write; both = the two.")
 @workers_option
 @overwrite_option
@@ -41,7 +45,8 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
             min_samples, cell, contour_threshold, connectivity, fill_contours, instance_format,
             derivation, band_eps, workers, overwrite) -> None:
     """Derive instances and panoptic segments from prediction maps and write the official
-    Cityscapes result files plus config.json.
+    Cityscapes result files plus config.json, with the label ids of the maps' label space
+    (recorded in their config.json: Cityscapes, or a COCO-panoptic dataset's categories).
 
     \b
     Examples:

@@ -60,7 +60,10 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
 @split_option
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Results folder to evaluate: semantic/, instance/ and/or panoptic.json "
-                   "(official Cityscapes formats); every part present is evaluated.")
+                   "(official Cityscapes formats, with the label ids of the dataset's label "
+                   "space: COCO's category ids on a COCO-panoptic --root); every part present "
+                   "is evaluated. Refused if its config.json records another label space than "
+                   "the dataset's.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Report: output folder (default reports/<results folder name>). "
                    "Compare: output file (default reports/compare.<format>).")
@@ -89,16 +92,18 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
                    "coco_instances_results.json) to evaluate as the instance part. Default: "
                    "<results>/instances.json if present, else <results>/instance/*_pred.txt. "
                    "image_id is matched to the file stem (<stem> or <stem>_leftImg8bit.png); "
-                   "category_id is the Cityscapes labelId, unless --coco-gt maps them.")
+                   "category_id is the dataset's label id (Cityscapes labelId, COCO category "
+                   "id), unless --coco-gt maps them.")
 @click.option("--coco-gt", "coco_gt", type=click.Path(dir_okay=False, path_type=Path),
               help="COCO file (e.g. from 'convert instances-gt' or the network's own ground "
                    "truth JSON) whose images[].file_name maps the results' image ids to stems "
-                   "and whose categories[].name (Cityscapes class names) maps category ids to "
-                   "labelIds.")
+                   "and whose categories[].name (the dataset's class names) maps category ids "
+                   "to label ids.")
 @click.option("--coco-ap/--no-coco-ap", "coco_ap", default=True, show_default=True,
               help="Also compute COCO mask AP (coco_AP, coco_AP50, coco_AP75, coco_AP_S/M/L) "
                    "with pycocotools' COCOeval on the ground truth converted by detectron2's "
-                   "rule, when instances are evaluated.")
+                   "rule (Cityscapes) or by panopticapi's (COCO-panoptic: one annotation per "
+                   "thing segment, crowd ones iscrowd), when instances are evaluated.")
 @click.option("--coco-backend", "coco_backend", default="pycocotools", show_default=True,
               type=click.Choice(["pycocotools", "faster-coco-eval"]),
               help="COCOeval implementation for COCO mask AP: pycocotools (the reference) or "
@@ -135,7 +140,8 @@ def _formats(text: str | None, default: str, allowed: tuple[str, ...]) -> list[s
 def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir, compare,
             columns, settings, instances, coco_gt, coco_ap, coco_backend, boundary,
             boundary_ratio, maps_dir, contour_tolerance, contour_nms, subset):
-    """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators, or an
+    """mIoU/iIoU, AP/AP50 and PQ/SQ/RQ equal to cityscapesscripts' evaluators (on a
+    COCO-panoptic --root: PQ equal to panopticapi's pq_compute, COCO mask AP), or an
     ablation table of several runs.
 
     \b
@@ -195,7 +201,7 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
 def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
     """Add the contour score to ``result`` (or make a result of it alone)."""
     from panoptool.evaluation.contour_score import ContourScoreConfig, score_contours
-    from panoptool.io.cityscapes import resolve_root
+    from panoptool.io.datasets import open_dataset
     from panoptool.evaluation.image import ImageStats
     from panoptool.evaluation.summary import EvaluationResult, PerClassTable, summarize
     from panoptool.io.formats import CONFIG_JSON
@@ -205,14 +211,16 @@ def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
     metrics, stats = score_contours(root, split, maps_dir, config=config, workers=workers)
     settings = {"contour_max_dist": tolerance, "contour_nms": nms, "maps": str(maps_dir)}
     if result is None:
-        _, table = summarize(ImageStats(), stats.n_images)
+        dataset = open_dataset(root)
+        labels = dataset.label_space(split)
+        _, table = summarize(ImageStats(), stats.n_images, labels)
         cfg = maps_dir / CONFIG_JSON
         result = EvaluationResult(
             metrics={"n_images": stats.n_images},
             per_class_table=PerClassTable({k: table[k] for k in ("train_id", "class")}),
-            parts=(), root=str(resolve_root(root)), split=split, results_dir=str(maps_dir),
+            parts=(), root=str(dataset.root), split=split, results_dir=str(maps_dir),
             results_config=read_json(cfg) if cfg.is_file() else None,
-            settings={"split": split, "workers": workers})
+            settings={"split": split, "workers": workers}, labels=labels)
     result.metrics.update(metrics)
     result.parts = (*result.parts, "contour")
     result.settings = {**result.settings, **settings}

@@ -14,6 +14,12 @@ The COCO *ground truth* of a Cityscapes image follows the rule detectron2 uses w
   drops boxes with ``xmax <= xmin`` or ``ymax <= ymin``, pixel-inclusive corners);
 * ``category_id`` = labelId, ``area`` = mask pixels, ``bbox`` = pycocotools' box of the RLE.
 
+The COCO ground truth of a *COCO-panoptic* image is panopticapi's
+(``converters/panoptic2detection_coco_format.py``): every listed segment of an evaluated
+thing category is one annotation with the segment's own ``iscrowd`` (a crowd segment is a
+crowd annotation of its own, several per category if the image has several), none skipped
+(:func:`segment_annotations`).
+
 Predictions with an empty mask are dropped before COCOeval (as detectron2 does). Every
 detection reaches COCOeval with a ``bbox`` (the entry's own, else pycocotools' box of its
 mask, which is what ``instances.json`` holds): pycocotools' ``loadRes`` then takes a
@@ -107,6 +113,31 @@ def ground_truth_annotations(gt: GroundTruth, labels: LabelSpace = CITYSCAPES) -
     return out
 
 
+def segment_annotations(gt: GroundTruth, labels: LabelSpace = CITYSCAPES) -> list[dict]:
+    """COCO instance annotations of one COCO-panoptic image (module docstring): one per
+    ground-truth segment of an evaluated thing label, in segment order (the order of
+    ``segments_info``), ``iscrowd`` 1 for a crowd segment (instance id < 1000); keys as
+    :func:`ground_truth_annotations`.
+
+    >>> gt = GroundTruth(np.array([[0, 1, 1], [2, 2, 3]], np.uint16),
+    ...                  np.array([0, 26, 26, 7], np.uint8), np.array([0, 26000, 26, 7], np.int32),
+    ...                  np.array([1, 2, 2, 1]))
+    >>> [(a["category_id"], a["iscrowd"], a["area"], a["bbox"]) for a in segment_annotations(gt)]
+    [(26, 0, 2, [1.0, 0.0, 2.0, 1.0]), (26, 1, 2, [0.0, 1.0, 2.0, 1.0])]
+    """
+    label = gt.label_ids.astype(np.int64)
+    keep = np.flatnonzero(labels.is_thing_label[label] & (gt.areas > 0))
+    if not keep.size:
+        return []
+    ann_of_seg = np.zeros(gt.n_segments, dtype=np.int32)
+    ann_of_seg[keep] = np.arange(1, len(keep) + 1)
+    rles = encode_label_map(gt.segment_index, len(keep), ann_of_seg)
+    boxes = rle_bbox(rles)
+    return [{"category_id": int(label[s]), "iscrowd": int(gt.instance_ids[s] < 1000),
+             "area": int(gt.areas[s]), "bbox": box, "segmentation": rle}
+            for s, rle, box in zip(keep.tolist(), rles, boxes)]
+
+
 def assemble_ground_truth(images: list[dict], annotations: list[list[dict]],
                           labels: LabelSpace = CITYSCAPES) -> dict:
     """A COCO instances ground-truth object from per-image annotations.
@@ -196,9 +227,11 @@ def _faster_coco_mask_ap(ground_truth: dict, detections: list[dict]) -> dict:
 
 
 def read_coco_gt_cached(cache_file: PathLike | None, key: str | None,
-                        gt: GroundTruth, labels: LabelSpace = CITYSCAPES) -> list[dict]:
-    """:func:`ground_truth_annotations` of ``gt``, from the cache file if its key matches
-    (a key made for another label space must differ)."""
+                        gt: GroundTruth, labels: LabelSpace = CITYSCAPES, *,
+                        by_segment: bool = False) -> list[dict]:
+    """:func:`ground_truth_annotations` of ``gt`` (``by_segment``: :func:`segment_annotations`,
+    for COCO-panoptic ground truth), from the cache file if its key matches (a key made for
+    another label space or rule must differ)."""
     if cache_file is not None and key is not None and os.path.isfile(cache_file):
         try:
             data = read_json(cache_file)
@@ -206,7 +239,7 @@ def read_coco_gt_cached(cache_file: PathLike | None, key: str | None,
                 return data["annotations"]
         except (InputError, KeyError):
             pass
-    anns = ground_truth_annotations(gt, labels)
+    anns = segment_annotations(gt, labels) if by_segment else ground_truth_annotations(gt, labels)
     if cache_file is not None and key is not None:
         with contextlib.suppress(OSError, PanoptoolError):
             write_json(cache_file, {"key": key, "annotations": anns}, indent=None)
@@ -281,7 +314,7 @@ def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_d
     from panoptool.evaluation.metrics import instance
 
     label_ids, scores, areas, overlaps, dets = [], [], [], [], []
-    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir):
+    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir, labels):
         if not instance.is_evaluated_label(label_id, labels):
             continue
         mask = read_mask(mask_path, gt.shape)
@@ -311,10 +344,14 @@ class CocoImages:
 
     @classmethod
     def one(cls, stem: str, shape: tuple[int, int], annotations: list[dict],
-            detections: list[dict]) -> "CocoImages":
+            detections: list[dict], file_name: str | None = None) -> "CocoImages":
+        """One image (``file_name``: its image file; default Cityscapes'
+        ``<city>/<stem>_leftImg8bit.png``)."""
         from panoptool.io.formats import city_of
 
-        image = {"id": stem, "file_name": f"{city_of(stem)}/{stem}_leftImg8bit.png",
+        if file_name is None:
+            file_name = f"{city_of(stem)}/{stem}_leftImg8bit.png"
+        image = {"id": stem, "file_name": file_name,
                  "height": int(shape[0]), "width": int(shape[1])}
         return cls([image], [annotations], list(detections))
 

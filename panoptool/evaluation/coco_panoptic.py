@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from panoptool.errors import InputError
+from panoptool.evaluation.metrics import gt as gtm
 from panoptool.evaluation.metrics import panoptic
 from panoptool.evaluation.metrics.gt import GroundTruth
 from panoptool.io.coco_panoptic import (CocoPanopticDataset, PanopticImage, PanopticSegment,
-                                        label_space, parse_annotation)
+                                        label_space, parse_annotation, read_segments,
+                                        segment_encoding)
 from panoptool.io.files import read_json, read_png, safe_join
 from panoptool.labels import LabelSpace
 
@@ -63,6 +65,66 @@ def ground_truth(ids: np.ndarray, segments: tuple[PanopticSegment, ...]
         categories=cats, iscrowd=np.array([s.iscrowd for s in segments], dtype=bool),
         areas=areas[1:])
     return gt, pan
+
+
+def sample_ground_truth(png_path: PathLike, image: PanopticImage,
+                        thing_ids: frozenset[int]) -> GroundTruth:
+    """The ground truth of one COCO panoptic image in the segment form every metric of
+    ``report`` reads, in panoptool's encoding (:func:`~panoptool.io.coco_panoptic.label_maps`):
+    segment 0 is void (label 0, instance 0; area 0 where the PNG has no void), segment k
+    (1..G) the k-th listed segment, label id = its category, instance id = ``category * 1000
+    + n`` for a non-crowd thing, ``category`` for stuff and crowd.
+
+    The panoptic metrics take the listed segments as they are
+    (:func:`~panoptool.evaluation.metrics.panoptic.segment_panoptic_ground_truth`); the
+    semantic and instance metrics, which group segments by label / instance id, read it as
+    Cityscapes' two PNGs.
+
+    Raises
+    ------
+    InputError
+        As :func:`~panoptool.io.coco_panoptic.read_segments` (the PNG against its
+        ``segments_info``).
+    """
+    _, present, inverse = read_segments(png_path, image)
+    seg_label, seg_instance = segment_encoding(png_path, image, thing_ids)
+    position = {seg.id: k + 1 for k, seg in enumerate(image.segments)}
+    slot = np.array([position.get(int(v), 0) for v in present], dtype=np.uint16)
+    index = slot[inverse]
+    areas = np.bincount(index.ravel(), minlength=len(image.segments) + 1).astype(np.int64)
+    return GroundTruth(segment_index=index,
+                       label_ids=np.concatenate([[0], seg_label]).astype(np.uint8),
+                       instance_ids=np.concatenate([[0], seg_instance]).astype(np.int32),
+                       areas=areas)
+
+
+def ground_truth_key(png_path: PathLike, image: PanopticImage,
+                     thing_ids: frozenset[int]) -> str:
+    """Cache key of :func:`sample_ground_truth`: the PNG's digest and a digest of what the
+    JSON says of it (segments, size, thing categories), so that editing either invalidates
+    the entry; never equal to a Cityscapes key (:func:`~panoptool.evaluation.metrics.gt.cache_key`)."""
+    import hashlib
+
+    listed = repr((image.height, image.width, image.segments, sorted(thing_ids)))
+    return (f"v{gtm.CACHE_VERSION}:coco:{gtm.file_digest(png_path)}:"
+            f"{hashlib.blake2b(listed.encode(), digest_size=16).hexdigest()}")
+
+
+def read_sample_ground_truth(png_path: PathLike, image: PanopticImage,
+                             thing_ids: frozenset[int], cache_file: PathLike | None = None
+                             ) -> GroundTruth:
+    """:func:`sample_ground_truth`, from the cache file if its key matches (written there
+    otherwise; a cache that cannot be written is skipped)."""
+    key = None
+    if cache_file is not None:
+        key = ground_truth_key(png_path, image, thing_ids)
+        cached = gtm.load_cached(cache_file, key)
+        if cached is not None:
+            return cached
+    gt = sample_ground_truth(png_path, image, thing_ids)
+    if cache_file is not None:
+        gtm.save_cached(cache_file, gt, key)
+    return gt
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from panoptool.io import formats
-from panoptool.io.cityscapes import Sample, list_samples, read_instance_ids, resolve_root
+from panoptool.io.cityscapes import Sample, read_instance_ids, resolve_root
+from panoptool.io.datasets import CityscapesDataset, open_dataset
+from panoptool.labels import CITYSCAPES, LabelSpace
 from panoptool.errors import ConfigError, InputError
 from panoptool.evaluation.metrics import contour
 from panoptool.runtime.pool import run_parallel
@@ -75,10 +77,15 @@ def read_contour_prob(path: PathLike) -> np.ndarray:
 
 
 def _score_image(sample: Sample, *, maps_root: str, split: str,
-                 config: ContourScoreConfig) -> contour.ContourStats:
+                 config: ContourScoreConfig,
+                 labels: LabelSpace = CITYSCAPES) -> contour.ContourStats:
     path = formats.maps_path(maps_root, split, sample.stem)
     prob = read_contour_prob(path)
-    gt = inner_boundary(read_instance_ids(sample.instance_ids_path))
+    if isinstance(sample, Sample):
+        instance_ids = read_instance_ids(sample.instance_ids_path)
+    else:  # a COCO-panoptic image (io.datasets.CocoSample)
+        instance_ids = sample.read_ground_truth()[1]
+    gt = inner_boundary(instance_ids, labels)
     if prob.shape != gt.shape:
         raise InputError(path, f"contour_prob is {prob.shape[1]}x{prob.shape[0]}, the ground "
                                f"truth {gt.shape[1]}x{gt.shape[0]}")
@@ -89,7 +96,8 @@ def _score_image(sample: Sample, *, maps_root: str, split: str,
 def score_contours(root: PathLike | None, split: str, maps_root: PathLike, *,
                    config: ContourScoreConfig = ContourScoreConfig(), workers: int = 0,
                    show_progress: bool = True) -> tuple[dict, contour.ContourStats]:
-    """ODS / OIS of the contour maps of a split.
+    """ODS / OIS of the contour maps of a split (``root``: a Cityscapes root or a
+    COCO-panoptic dataset, :func:`~panoptool.io.datasets.open_dataset`).
 
     Returns
     -------
@@ -103,18 +111,21 @@ def score_contours(root: PathLike | None, split: str, maps_root: PathLike, *,
         If the maps folder is missing or an image of the split has no maps (the message
         names the first missing file), or a maps file is invalid.
     """
-    root = resolve_root(root)
+    dataset = open_dataset(root)
+    if isinstance(dataset, CityscapesDataset):
+        dataset = CityscapesDataset(resolve_root(dataset.root))
     maps_root = Path(maps_root)
     if not maps_root.is_dir():
         raise InputError(maps_root, "maps folder not found")
-    samples = list_samples(root, split)
+    samples = dataset.samples(split)
     missing = [s for s in samples if not formats.maps_path(maps_root, split, s.stem).is_file()]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise InputError(formats.maps_path(maps_root, split, missing[0].stem),
                          f"prediction maps not found{more} (expected "
                          f"<maps>/{split}/<city>/<stem>{formats.MAPS_SUFFIX})")
-    task = partial(_score_image, maps_root=str(maps_root), split=split, config=config)
+    task = partial(_score_image, maps_root=str(maps_root), split=split, config=config,
+                   labels=dataset.label_space(split))
     total = contour.ContourStats()
     for stats in run_parallel(task, samples, workers=workers, description="contour score",
                               show_progress=show_progress):

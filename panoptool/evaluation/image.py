@@ -16,6 +16,7 @@ import numpy as np
 
 from panoptool.errors import InputError
 from panoptool.evaluation import coco as coco_instances
+from panoptool.evaluation import coco_panoptic
 from panoptool.evaluation.metrics import boundary as bmetrics
 from panoptool.evaluation.metrics import gt as gtm
 from panoptool.evaluation.metrics import instance, panoptic, semantic
@@ -23,14 +24,20 @@ from panoptool.io import formats
 from panoptool.io.files import read_png
 from panoptool.io.results import (read_instance_list, read_mask, read_panoptic_rgb,
                                   read_result_png, read_semantic_result)
-from panoptool.labels import KNOWN_LABEL_ID
+from panoptool.labels import CITYSCAPES, LabelSpace
 
 PathLike = str | os.PathLike
 
 
 @dataclass(frozen=True)
 class ImageJob:
-    """Files of one image for a worker (paths as strings, picklable)."""
+    """Files of one image for a worker (paths as strings, picklable).
+
+    The ground truth is a Cityscapes image's two PNGs (``label_ids_path``,
+    ``instance_ids_path``) or, with ``coco_sample`` (a
+    :class:`~panoptool.io.datasets.CocoSample`), a COCO panoptic PNG and its segments;
+    ``labels`` is the dataset's label space.
+    """
 
     stem: str
     label_ids_path: str
@@ -47,6 +54,15 @@ class ImageJob:
     coco_ap: bool = False  # also gather COCO ground truth and detections (COCO mask AP)
     coco_cache_file: str | None = None
     boundary_ratio: float = 0.0  # > 0: also boundary statistics with this ratio
+    coco_sample: object | None = None  # io.datasets.CocoSample: the ground truth instead
+    labels: LabelSpace = CITYSCAPES
+
+    def ground_truth_key(self) -> str:
+        """Key of the ground truth in the caches: the digests of its files."""
+        if self.coco_sample is not None:
+            s = self.coco_sample
+            return coco_panoptic.ground_truth_key(s.png_path, s.image, s.thing_ids)
+        return gtm.cache_key(self.label_ids_path, self.instance_ids_path)
 
 
 @dataclass
@@ -70,8 +86,10 @@ class ImageStats:
 # --- ground truth ------------------------------------------------------------------------------
 
 def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: PathLike,
-                                cache_file: PathLike | None = None) -> gtm.GroundTruth:
-    """The ground truth of one image as segments, from the cache if it is up to date.
+                                cache_file: PathLike | None = None,
+                                labels: LabelSpace = CITYSCAPES) -> gtm.GroundTruth:
+    """The ground truth of one image as segments, from the cache if it is up to date; every
+    label id must be one of ``labels``.
 
     Raises
     ------
@@ -96,29 +114,57 @@ def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: Pat
                                             f"from {Path(label_ids_path).name} "
                                             f"({label_ids.shape[1]}x{label_ids.shape[0]})")
     gt = gtm.segment_ground_truth(label_ids, inst)
-    _check_known_labels(gt, label_ids_path, instance_ids_path)
+    _check_known_labels(gt, label_ids_path, instance_ids_path, labels)
     if cache_file is not None:
         gtm.save_cached(cache_file, gt, key)
     return gt
 
 
 def _check_known_labels(gt: gtm.GroundTruth, label_ids_path: PathLike,
-                        instance_ids_path: PathLike) -> None:
+                        instance_ids_path: PathLike, labels: LabelSpace = CITYSCAPES) -> None:
+    known = labels.known_label
     inst_label = gtm.instance_label(gt.instance_ids)
-    bad = (inst_label > 255) | ~KNOWN_LABEL_ID[inst_label.clip(0, 255)]
+    bad = (inst_label > 255) | ~known[inst_label.clip(0, 255)]
     if bad.any():
         raise InputError(instance_ids_path, f"instance id(s) with unknown label "
                                             f"{np.unique(gt.instance_ids[bad])[:5].tolist()}")
-    bad = ~KNOWN_LABEL_ID[gt.label_ids]
+    bad = ~known[gt.label_ids]
     if bad.any():
         raise InputError(label_ids_path, f"unknown label id(s) "
                                          f"{np.unique(gt.label_ids[bad]).tolist()}")
 
 
+def job_ground_truth(job: ImageJob) -> gtm.GroundTruth:
+    """The ground truth of a job: its Cityscapes PNGs or its COCO sample (cached in
+    ``job.cache_file``)."""
+    if job.coco_sample is not None:
+        s = job.coco_sample
+        return coco_panoptic.read_sample_ground_truth(s.png_path, s.image, s.thing_ids,
+                                                      job.cache_file)
+    return read_segmented_ground_truth(job.label_ids_path, job.instance_ids_path,
+                                       job.cache_file, job.labels)
+
+
+def job_panoptic_ground_truth(job: ImageJob, gt: gtm.GroundTruth
+                              ) -> panoptic.PanopticGroundTruth:
+    """The panoptic segments of a job's ground truth: createPanopticImgs' rule for
+    Cityscapes, the listed segments for COCO."""
+    if job.coco_sample is not None:
+        return panoptic.segment_panoptic_ground_truth(gt, job.labels)
+    return panoptic.panoptic_ground_truth(gt, job.labels)
+
+
+def _unknown_ids_text(labels: LabelSpace) -> str:
+    if labels == CITYSCAPES:
+        return "Cityscapes label ids are 0..33"
+    return f"not a category id of {labels.name!r}"
+
+
 # --- one part each -----------------------------------------------------------------------------
 
 def semantic_stats(gt: gtm.GroundTruth, path: PathLike,
-                   keep: dict | None = None) -> semantic.SemanticStats:
+                   keep: dict | None = None,
+                   labels: LabelSpace = CITYSCAPES) -> semantic.SemanticStats:
     """Read a ``*_pred_labelIds.png`` and return its statistics.
 
     ``keep``, if given, receives the decoded prediction as ``keep["label_ids"]`` (uint8
@@ -126,20 +172,21 @@ def semantic_stats(gt: gtm.GroundTruth, path: PathLike,
     """
     pred = read_semantic_result(path, gt.shape)
     counts = semantic.segment_prediction_counts(gt, pred)
-    unknown = semantic.unknown_prediction_ids(counts)
+    unknown = semantic.unknown_prediction_ids(counts, labels)
     if unknown:
-        raise InputError(path, f"unknown label id(s) {unknown} (Cityscapes label ids are 0..33)")
+        raise InputError(path, f"unknown label id(s) {unknown} ({_unknown_ids_text(labels)})")
     if keep is not None:
         keep["label_ids"] = pred
-    return semantic.update(gt, pred, counts)
+    return semantic.update(gt, pred, counts, labels)
 
 
-def instance_stats(gt: gtm.GroundTruth, txt_path: PathLike,
-                   results_dir: PathLike) -> instance.InstanceStats:
+def instance_stats(gt: gtm.GroundTruth, txt_path: PathLike, results_dir: PathLike,
+                   labels: LabelSpace = CITYSCAPES) -> instance.InstanceStats:
     """Read a ``_pred.txt`` and its masks and return its statistics."""
+    space = labels
     labels, scores, areas, overlaps = [], [], [], []
-    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir):
-        if not instance.is_evaluated_label(label_id):
+    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir, space):
+        if not instance.is_evaluated_label(label_id, space):
             continue  # not read, as in cityscapesscripts
         overlap = instance.mask_segment_overlap(gt, read_mask(mask_path, gt.shape))
         area = int(overlap.sum())
@@ -154,7 +201,7 @@ def instance_stats(gt: gtm.GroundTruth, txt_path: PathLike,
         areas=np.array(areas, dtype=np.int64),
         segment_overlap=(np.stack(overlaps) if overlaps
                          else np.zeros((0, gt.n_segments), dtype=np.int64)))
-    return instance.update(gt, pred)
+    return instance.update(gt, pred, space)
 
 
 def _prediction_index(rgb: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -174,9 +221,13 @@ def _prediction_index(rgb: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...],
-                   categories: tuple[int, ...], keep: dict | None = None
+                   categories: tuple[int, ...], keep: dict | None = None,
+                   labels: LabelSpace = CITYSCAPES,
+                   pan_gt: panoptic.PanopticGroundTruth | None = None
                    ) -> panoptic.PanopticStats:
-    """Read a panoptic PNG and return its statistics against the converted ground truth.
+    """Read a panoptic PNG and return its statistics against the converted ground truth
+    (``pan_gt``; default :func:`~panoptool.evaluation.metrics.panoptic.panoptic_ground_truth`
+    of ``gt``).
 
     ``keep``, if given, receives what the boundary metrics need: ``pred_index`` (uint16
     (H, W), k on the k-th listed segment, 0 on VOID), ``seg_counts`` and ``pan_gt``.
@@ -192,11 +243,13 @@ def panoptic_stats(gt: gtm.GroundTruth, png_path: PathLike, ids: tuple[int, ...]
         absent = id_array[areas == 0][:5].tolist()
         raise InputError(png_path, f"segment id(s) {absent} listed in {formats.PANOPTIC_JSON} "
                                    f"are missing from the PNG")
-    pan_gt = panoptic.panoptic_ground_truth(gt)
+    if pan_gt is None:
+        pan_gt = panoptic.panoptic_ground_truth(gt, labels)
     if keep is not None:
         keep.update(pred_index=_prediction_index(rgb, id_array), seg_counts=seg_counts,
                     pan_gt=pan_gt)
-    return panoptic.update(gt, pan_gt, None, np.array(categories, dtype=np.int64), seg_counts)
+    return panoptic.update(gt, pan_gt, None, np.array(categories, dtype=np.int64), seg_counts,
+                           labels)
 
 
 def boundary_image_stats(gt: gtm.GroundTruth, job: ImageJob, sem_keep: dict | None,
@@ -204,14 +257,16 @@ def boundary_image_stats(gt: gtm.GroundTruth, job: ImageJob, sem_keep: dict | No
     """Boundary statistics of one image from the predictions its parts decoded."""
     width = bmetrics.boundary_width(gt.shape, job.boundary_ratio)
     out = bmetrics.BoundaryStats()
+    labels = job.labels
     if sem_keep:
         out.semantic = bmetrics.semantic_update(
-            bmetrics.ground_truth_train_ids(gt),
-            bmetrics.label_ids_to_train_ids(sem_keep["label_ids"]), width)
+            bmetrics.ground_truth_train_ids(gt, labels),
+            bmetrics.label_ids_to_train_ids(sem_keep["label_ids"], labels), width, labels)
     if pan_keep:
         out.panoptic = bmetrics.panoptic_update(
             gt, pan_keep["pan_gt"], pan_keep["pred_index"],
-            np.array(job.panoptic_categories, dtype=np.int64), pan_keep["seg_counts"], width)
+            np.array(job.panoptic_categories, dtype=np.int64), pan_keep["seg_counts"], width,
+            labels)
     return out
 
 
@@ -221,34 +276,39 @@ def _instance_part(gt: gtm.GroundTruth, job: ImageJob, out: ImageStats) -> None:
     """The instance statistics of ``job`` (and its COCO images for COCO mask AP) into
     ``out``."""
     dets: list = []
+    labels = job.labels
     if job.instance_txt is not None and job.coco_ap:
         out.instance, dets = coco_instances.txt_instance_stats(gt, job.stem, job.instance_txt,
-                                                               job.results_dir)
+                                                               job.results_dir, labels)
     elif job.instance_txt is not None:
-        out.instance = instance_stats(gt, job.instance_txt, job.results_dir)
+        out.instance = instance_stats(gt, job.instance_txt, job.results_dir, labels)
     if job.instance_json is not None:
         out.instance, dets = coco_instances.entries_instance_stats(
-            gt, job.stem, job.instance_entries, job.instance_json)
+            gt, job.stem, job.instance_entries, job.instance_json, labels)
     if job.coco_ap:
-        key = None if job.coco_cache_file is None else gtm.cache_key(job.label_ids_path,
-                                                                      job.instance_ids_path)
+        key = None if job.coco_cache_file is None else job.ground_truth_key()
+        coco = job.coco_sample
         out.coco = coco_instances.CocoImages.one(
-            job.stem, gt.shape, coco_instances.read_coco_gt_cached(job.coco_cache_file, key, gt),
-            dets)
+            job.stem, gt.shape,
+            coco_instances.read_coco_gt_cached(job.coco_cache_file, key, gt, labels,
+                                               by_segment=coco is not None),
+            dets, file_name=None if coco is None else coco.image.file_name)
 
 
 def evaluate_image(job: ImageJob) -> ImageStats:
     """Statistics of one image for every part of its job (runs in a worker process)."""
-    gt = read_segmented_ground_truth(job.label_ids_path, job.instance_ids_path, job.cache_file)
+    gt = job_ground_truth(job)
     out = ImageStats()
     sem_keep: dict | None = {} if job.boundary_ratio > 0 else None
     pan_keep: dict | None = {} if job.boundary_ratio > 0 else None
     if job.semantic_path is not None:
-        out.semantic = semantic_stats(gt, job.semantic_path, keep=sem_keep)
+        out.semantic = semantic_stats(gt, job.semantic_path, keep=sem_keep, labels=job.labels)
     _instance_part(gt, job, out)
     if job.panoptic_png is not None:
         out.panoptic = panoptic_stats(gt, job.panoptic_png, job.panoptic_ids,
-                                      job.panoptic_categories, keep=pan_keep)
+                                      job.panoptic_categories, keep=pan_keep,
+                                      labels=job.labels,
+                                      pan_gt=job_panoptic_ground_truth(job, gt))
     if job.boundary_ratio > 0:
         out.boundary = boundary_image_stats(gt, job, sem_keep, pan_keep)
     return out

@@ -6,6 +6,10 @@ same files. The official scripts keep their settings in a module-level ``args`` 
 print, write JSON files into the working directory and use ``np.in1d`` (removed in numpy
 2.4). The functions here run them on explicit file lists in a scratch folder, silenced, with
 those quirks patched for the duration of the call only.
+
+They read Cityscapes' files (``gtFine``'s labelIds and instanceIds) and Cityscapes' label
+table only: on any other dataset (a COCO-panoptic one) they refuse with one line; panoptool's
+evaluator is the one for those (its PQ equals panopticapi's ``pq_compute`` there).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from panoptool.errors import ConfigError
 from panoptool.io import formats
-from panoptool.io.cityscapes import list_samples
+from panoptool.io.cityscapes import list_samples as _list_samples
 
 
 @contextlib.contextmanager
@@ -38,6 +43,23 @@ def _official_environment(workdir: Path):
         os.chdir(old_cwd)
         if added:
             del np.in1d
+
+
+def require_cityscapes(root) -> Path:
+    """``root`` if it is a Cityscapes root; ConfigError (one line) for any other dataset."""
+    from panoptool.io.datasets import CityscapesDataset, open_dataset
+
+    dataset = open_dataset(root)
+    if not isinstance(dataset, CityscapesDataset):
+        raise ConfigError(f"{dataset.root}: the official cityscapesscripts evaluators need a "
+                          f"Cityscapes root (gtFine/), not a {dataset.kind} dataset; "
+                          f"panoptool's own report evaluates it")
+    return Path(dataset.root)
+
+
+def list_samples(root, split: str) -> list:
+    """The samples of a Cityscapes split (:func:`require_cityscapes` first)."""
+    return _list_samples(require_cityscapes(root), split)
 
 
 def official_semantic(root: Path, split: str, results: Path, workdir: Path) -> dict:
@@ -90,6 +112,7 @@ def official_panoptic(root: Path, split: str, results: Path, workdir: Path) -> d
     from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as m
     from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
 
+    require_cityscapes(root)
     gt_out = workdir / "panoptic_gt"
     gt_out.mkdir(parents=True, exist_ok=True)
     with _official_environment(workdir):

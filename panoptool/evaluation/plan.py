@@ -11,6 +11,10 @@ A results folder holds any of the official result formats (:mod:`panoptool.io.re
 Every part present is evaluated, and each image of the split must have a result in each part
 (with ``subset``: each image that has a result in some part). Files are found by stem like
 the official scripts do (:func:`panoptool.io.results.index_results`).
+
+The ground truth is a dataset's (:func:`panoptool.io.datasets.open_dataset`: a Cityscapes
+root or a COCO-panoptic dataset); the label ids of the results must be ids of its label
+space.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from panoptool.evaluation.image import ImageJob
 from panoptool.evaluation.metrics import gt as gtm
 from panoptool.io import coco as coco_io
 from panoptool.io import formats
-from panoptool.io.cityscapes import Sample, list_samples
+from panoptool.io.datasets import Dataset, open_dataset
 from panoptool.io.files import read_json
 from panoptool.io.results import PanopticAnnotation, index_results, read_panoptic_json
+from panoptool.labels import LabelSpace
 
 PathLike = str | os.PathLike
 
@@ -104,10 +109,10 @@ def _parts(results_dir: Path, instances: PathLike | None) -> tuple[tuple[str, ..
     return parts, json_path, use_json
 
 
-def _planned_samples(root: PathLike, split: str, results_dir: Path, parts: tuple[str, ...],
-                     subset: bool) -> list[Sample]:
+def _planned_samples(dataset: Dataset, split: str, results_dir: Path, parts: tuple[str, ...],
+                     subset: bool) -> list:
     """The split's images, or with ``subset`` those that have a result in some part."""
-    samples = list_samples(root, split)
+    samples = dataset.samples(split)
     if subset:
         predicted = _predicted_stems(results_dir, parts, {s.stem for s in samples})
         samples = [s for s in samples if s.stem in predicted]
@@ -117,7 +122,8 @@ def _planned_samples(root: PathLike, split: str, results_dir: Path, parts: tuple
 
 
 def _result_files(results_dir: Path, parts: tuple[str, ...], stems: list[str],
-                  json_path: Path | None, coco_gt: PathLike | None) -> ResultFiles:
+                  json_path: Path | None, coco_gt: PathLike | None,
+                  labels: LabelSpace) -> ResultFiles:
     """Every planned image's result file in every part (``json_path``: instances from this
     COCO results JSON, else from ``instance/``)."""
     stem_set = set(stems)
@@ -128,18 +134,19 @@ def _result_files(results_dir: Path, parts: tuple[str, ...], stems: list[str],
         _require_all(files.semantic, stems, folder, "semantic")
     if "instance" in parts and json_path is not None:
         files.instance_json = json_path
-        files.instance_entries = coco_io.read_results(json_path, stems, coco_gt)
+        files.instance_entries = coco_io.read_results(json_path, stems, coco_gt, labels)
     elif "instance" in parts:
         folder = results_dir / formats.INSTANCE_DIR
         files.instance_txt = index_results(folder, "*.txt", stem_set, "instance")
         _require_all(files.instance_txt, stems, folder, "instance")
     if "panoptic" in parts:
-        files.panoptic = read_panoptic_json(results_dir, stems)
+        files.panoptic = read_panoptic_json(results_dir, stems,
+                                            is_category=labels.is_evaluated_label)
     return files
 
 
-def _image_job(sample: Sample, files: ResultFiles, results_dir: Path, split: str,
-               cache_dir: PathLike | None, coco_ap: bool) -> ImageJob:
+def _image_job(sample, files: ResultFiles, results_dir: Path, split: str,
+               cache_dir: PathLike | None, coco_ap: bool, labels: LabelSpace) -> ImageJob:
     stem = sample.stem
     kwargs: dict = {}
     if files.semantic is not None:
@@ -158,17 +165,25 @@ def _image_job(sample: Sample, files: ResultFiles, results_dir: Path, split: str
         png, ids, cats = files.panoptic[stem]
         kwargs.update(panoptic_png=str(png), panoptic_ids=ids, panoptic_categories=cats)
     cache_file = None if cache_dir is None else str(gtm.cache_path(cache_dir, split, stem))
-    return ImageJob(stem=stem, label_ids_path=str(sample.label_ids_path),
-                    instance_ids_path=str(sample.instance_ids_path),
-                    results_dir=str(results_dir), cache_file=cache_file, **kwargs)
+    if hasattr(sample, "png_path"):  # a COCO-panoptic image: its PNG and segments
+        kwargs["coco_sample"] = sample
+        paths = ("", "")
+    else:
+        paths = (str(sample.label_ids_path), str(sample.instance_ids_path))
+    return ImageJob(stem=stem, label_ids_path=paths[0], instance_ids_path=paths[1],
+                    results_dir=str(results_dir), cache_file=cache_file, labels=labels,
+                    **kwargs)
 
 
-def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
+def plan_jobs(root: "PathLike | Dataset", split: str, results_dir: PathLike,
               cache_dir: PathLike | None, instances: PathLike | None = None,
               coco_gt: PathLike | None = None, coco_ap: bool = False, *,
               subset: bool = False
               ) -> tuple[list[ImageJob], tuple[str, ...]]:
     """One :class:`ImageJob` per ground-truth image, with its result files.
+
+    ``root``: the dataset (:func:`~panoptool.io.datasets.open_dataset`); its label space is
+    the jobs' (``ImageJob.labels``).
 
     Instances come from ``instances`` (a COCO results JSON) if given, else from the folder's
     ``instances.json`` if it has one, else from ``instance/*.txt``; ``coco_gt`` maps the
@@ -186,9 +201,12 @@ def plan_jobs(root: PathLike, split: str, results_dir: PathLike,
     results_dir = Path(results_dir).resolve()
     if not results_dir.is_dir():
         raise InputError(results_dir, "results folder not found")
+    dataset = open_dataset(root)
+    labels = dataset.label_space(split)
     parts, json_path, use_json = _parts(results_dir, instances)
-    samples = _planned_samples(root, split, results_dir, parts, subset)
+    samples = _planned_samples(dataset, split, results_dir, parts, subset)
     files = _result_files(results_dir, parts, [s.stem for s in samples],
-                          json_path if use_json else None, coco_gt)
+                          json_path if use_json else None, coco_gt, labels)
     coco_ap = coco_ap and "instance" in parts
-    return [_image_job(s, files, results_dir, split, cache_dir, coco_ap) for s in samples], parts
+    return [_image_job(s, files, results_dir, split, cache_dir, coco_ap, labels)
+            for s in samples], parts

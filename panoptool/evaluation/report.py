@@ -12,6 +12,7 @@ from panoptool.evaluation.summary import EvaluationResult
 from panoptool.evaluation.tables import to_markdown
 from panoptool.io import formats
 from panoptool.io.files import write_json, write_text
+from panoptool.labels import CITYSCAPES
 
 PathLike = str | os.PathLike
 
@@ -21,8 +22,7 @@ def summary_markdown(result: EvaluationResult) -> str:
     shown = {k: v for k, v in result.metrics.items() if v is not None}
     lines = [f"# Evaluation of `{result.results_dir}`", "",
              f"Split `{result.split}` of `{result.root}`, {result.metrics['n_images']} images; "
-             f"parts evaluated: {', '.join(result.parts)}. Metrics equal to cityscapesscripts' "
-             f"evaluators, in percent.", "",
+             f"parts evaluated: {', '.join(result.parts)}. {_rules(result)}", "",
              *([f"subset: {result.subset}", ""] if result.subset else []),
              to_markdown([{k: (float(v) if k not in ('n_images', 'subset') else v)
                            for k, v in shown.items()}]),
@@ -30,6 +30,18 @@ def summary_markdown(result: EvaluationResult) -> str:
              to_markdown(result.per_class.drop(columns=["train_id"]).dropna(axis=1, how="all")),
              ""]
     return "\n".join(lines)
+
+
+def _rules(result: EvaluationResult) -> str:
+    """What the numbers equal: cityscapesscripts' evaluators on Cityscapes; on another label
+    space, which rules each metric follows."""
+    if result.labels == CITYSCAPES:
+        return "Metrics equal to cityscapesscripts' evaluators, in percent."
+    return (f"Label space `{result.labels.name}` ({result.labels.num_classes} classes, "
+            f"{len(result.labels.thing_train_ids)} things). PQ/SQ/RQ equal to panopticapi's "
+            f"pq_compute; mIoU, iIoU and AP/AP50 by cityscapesscripts' rules on this label "
+            f"space (crowd pixels count as their category, void is ignored); coco_AP by "
+            f"pycocotools' COCOeval (crowd segments as iscrowd). In percent.")
 
 
 def write_report(result: EvaluationResult, out_dir: PathLike,

@@ -1,4 +1,5 @@
-"""Evaluate a results folder against a Cityscapes split: the runner behind ``panoptool report``.
+"""Evaluate a results folder against a dataset's split (a Cityscapes root or a COCO-panoptic
+dataset): the runner behind ``panoptool report``.
 
 :func:`evaluate` joins the steps, each in a module of its own:
 
@@ -12,6 +13,13 @@
 COCO mask AP (``coco_AP`` ...) is computed with pycocotools' COCOeval on the ground truth
 converted by detectron2's rule (:mod:`panoptool.evaluation.coco`) whenever instances are
 evaluated.
+
+On a COCO-panoptic dataset the label space is the dataset's categories (a results folder
+whose ``config.json`` records another one is refused), PQ/SQ/RQ equal panopticapi's
+``pq_compute`` on the listed ground-truth segments, mIoU counts crowd pixels as their
+category and leaves void (and ignored categories) out, COCO mask AP takes each thing segment
+as an annotation (crowd ones with ``iscrowd`` 1), and the Cityscapes-style AP/AP50 are
+computed with the same rules on that label space's things.
 
 The names of those modules are re-exported here (``from panoptool.evaluation.runner import
 evaluate, write_report, ...`` keeps working).
@@ -37,8 +45,10 @@ from panoptool.evaluation.plan import find_parts, plan_jobs
 from panoptool.evaluation.report import summary_markdown, write_report
 from panoptool.evaluation.summary import EvaluationResult, PerClassTable, summarize
 from panoptool.io import formats
-from panoptool.io.cityscapes import list_samples, resolve_root
+from panoptool.io.datasets import CityscapesDataset, Dataset, open_dataset
+from panoptool.io.cityscapes import resolve_root
 from panoptool.io.files import read_json
+from panoptool.labels import LabelSpace, labels_of_config, require_same
 from panoptool.io.results import read_instance_list, read_result_png
 from panoptool.runtime.pool import run_parallel
 
@@ -63,11 +73,13 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
 
     Parameters
     ----------
-    root : dataset root (or None for ``$CITYSCAPES_DATASET``).
+    root : dataset root (or None for ``$CITYSCAPES_DATASET``): a Cityscapes root or a
+        COCO-panoptic dataset (:func:`~panoptool.io.datasets.open_dataset`).
     split : split name (``val``).
     results_dir : folder with ``semantic/``, ``instance/`` and/or ``panoptic.json``.
     workers : worker processes, 0 = all cores.
-    cache : True = cache ground-truth statistics in ``<root>/.panoptool_cache``; a path =
+    cache : True = cache ground-truth statistics in ``<root>/.panoptool_cache`` (a COCO
+        description file: in its folder); a path =
         that folder; False = no cache. A cache that cannot be written is skipped.
     show_progress : show a progress bar on stderr.
     instances : a COCO results JSON to evaluate as the instance part (default: the folder's
@@ -86,7 +98,13 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
 
     Returns
     -------
-    EvaluationResult with flat metrics in percent and a per-class table.
+    EvaluationResult with flat metrics in percent and a per-class table (the dataset's
+    classes).
+
+    Raises
+    ------
+    ConfigError
+        The results' ``config.json`` records another label space than the dataset's.
     """
     if coco_backend not in coco_instances.COCO_BACKENDS:
         raise ConfigError(f"coco backend must be one of "
@@ -94,31 +112,55 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     config = ReportConfig(split=split, workers=workers, cache=bool(cache),
                           cache_dir="" if isinstance(cache, bool) else os.fspath(cache),
                           boundary=boundary, boundary_ratio=boundary_ratio)
-    root = resolve_root(root)
-    jobs, parts = _jobs(root, config, results_dir, instances, coco_gt, coco_ap, subset)
+    dataset = _dataset(root)
+    labels = dataset.label_space(split)
+    results_config = _results_config(Path(results_dir))
+    _check_labels(labels, results_config, dataset, Path(results_dir))
+    jobs, parts = _jobs(dataset, config, results_dir, instances, coco_gt, coco_ap, subset)
     total = _sum_stats(jobs, workers, show_progress)
-    metrics, table = summarize(total, len(jobs))
+    metrics, table = summarize(total, len(jobs), labels)
     if total.coco is not None:
-        metrics.update(total.coco.compute(coco_backend))
+        metrics.update(total.coco.compute(coco_backend, labels))
     subset_text = None
     if subset:
-        subset_text = f"{len(jobs)} of {len(list_samples(root, split))} images"
+        subset_text = f"{len(jobs)} of {len(dataset.samples(split))} images"
         metrics["subset"] = subset_text
         table.insert_first("subset", subset_text)
     settings = _settings(config, parts, subset, instances, coco_gt, coco_ap, coco_backend)
     return EvaluationResult(metrics=metrics, per_class_table=table, parts=parts,
-                            root=str(root), split=split, results_dir=str(Path(results_dir)),
-                            results_config=_results_config(Path(results_dir)),
-                            settings=settings, subset=subset_text)
+                            root=str(dataset.root), split=split,
+                            results_dir=str(Path(results_dir)),
+                            results_config=results_config, settings=settings,
+                            subset=subset_text, labels=labels)
 
 
-def _jobs(root: Path, config: ReportConfig, results_dir: PathLike,
+def _dataset(root: "PathLike | Dataset | None") -> Dataset:
+    """The dataset ``root`` names; a Cityscapes root as :func:`resolve_root` checks it (its
+    messages), with the path as given."""
+    dataset = open_dataset(root)
+    if isinstance(dataset, CityscapesDataset):
+        return CityscapesDataset(resolve_root(dataset.root))
+    return dataset
+
+
+def _check_labels(labels: LabelSpace, results_config: dict | None, dataset: Dataset,
+                  results_dir: Path) -> None:
+    """Refuse results whose ``config.json`` chain records another label space than the
+    dataset's (results that record none, e.g. another method's, are read as they are)."""
+    recorded = labels_of_config(results_config)
+    if recorded is not None:
+        require_same(labels, recorded, f"the dataset {dataset.root}",
+                     f"the results ({results_dir / formats.CONFIG_JSON})")
+
+
+def _jobs(root: Dataset, config: ReportConfig, results_dir: PathLike,
           instances: PathLike | None, coco_gt: PathLike | None, coco_ap: bool,
           subset: bool) -> tuple[list[ImageJob], tuple[str, ...]]:
     """The planned jobs (with the cache folder and the boundary ratio) and parts."""
     cache_dir = None
     if config.cache:
-        cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir(root)
+        cache_dir = (Path(config.cache_dir) if config.cache_dir
+                     else default_cache_dir(root.folder))
     jobs, parts = plan_jobs(root, config.split, results_dir, cache_dir, instances, coco_gt,
                             coco_ap, subset=subset)
     # RLE masks are read with numpy (panoptool.io.rle): no compiled kernels to load here

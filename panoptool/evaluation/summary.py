@@ -13,7 +13,7 @@ from panoptool.evaluation.config import BOUNDARY_KEYS, METRIC_KEYS
 from panoptool.evaluation.image import ImageStats
 from panoptool.evaluation.metrics import boundary as bmetrics
 from panoptool.evaluation.metrics import instance, panoptic, semantic
-from panoptool.labels import CLASS_NAMES, LABEL_TO_TRAIN, NUM_CLASSES
+from panoptool.labels import CITYSCAPES, LabelSpace
 
 if TYPE_CHECKING:  # imported only where a DataFrame is made: slow to import
     import pandas as pd
@@ -72,10 +72,12 @@ class EvaluationResult:
     """What :func:`panoptool.evaluation.runner.evaluate` found.
 
     metrics : flat dict of :data:`METRIC_KEYS`, percent; None for parts not evaluated.
-    per_class_table : :class:`PerClassTable`, one row per class (19, train-id order): IoU,
-        iIoU, AP, AP50, PQ, SQ, RQ in percent (NaN where undefined or not evaluated);
-        ``per_class`` is the same as a DataFrame (pandas is imported on first use).
+    per_class_table : :class:`PerClassTable`, one row per class of ``labels`` (Cityscapes:
+        19, train-id order): IoU, iIoU, AP, AP50, PQ, SQ, RQ in percent (NaN where undefined
+        or not evaluated); ``per_class`` is the same as a DataFrame (pandas is imported on
+        first use).
     parts : the parts evaluated.
+    labels : the label space evaluated (the dataset's).
     """
 
     metrics: dict
@@ -88,6 +90,7 @@ class EvaluationResult:
     settings: dict = field(default_factory=dict)
     #: with ``subset``: "N of M images" (images with predictions of the split's images)
     subset: str | None = None
+    labels: LabelSpace = CITYSCAPES
 
     @functools.cached_property
     def per_class(self) -> "pd.DataFrame":
@@ -98,44 +101,48 @@ def _pct(value: float) -> float | None:
     return None if value is None or math.isnan(value) else 100.0 * float(value)
 
 
-def summarize(stats: ImageStats, n_images: int) -> tuple[dict, PerClassTable]:
-    """Flat metrics (percent) and the per-class table from summed statistics."""
+def summarize(stats: ImageStats, n_images: int,
+              labels: LabelSpace = CITYSCAPES) -> tuple[dict, PerClassTable]:
+    """Flat metrics (percent) and the per-class table (the classes of ``labels``, by train
+    id, under their names) from summed statistics."""
     metrics: dict = {key: None for key in METRIC_KEYS}
     metrics["n_images"] = n_images
-    table = PerClassTable({"train_id": np.arange(NUM_CLASSES),
-                           "class": np.array(CLASS_NAMES, dtype=object)})
+    table = PerClassTable({"train_id": np.arange(labels.num_classes),
+                           "class": np.array(labels.class_names, dtype=object)})
     for col in ("IoU", "iIoU", "AP", "AP50", "PQ", "SQ", "RQ"):
         table[col] = np.nan
     if stats.semantic is not None:
-        res = semantic.compute(stats.semantic)
+        res = semantic.compute(stats.semantic, labels)
         metrics["mIoU"], metrics["iIoU"] = _pct(res["mIoU"]), _pct(res["iIoU"])
         table["IoU"] = 100 * res["iou"]
         table["iIoU"] = 100 * res["iiou"]
     if stats.instance is not None:
         res = instance.compute(stats.instance)
         metrics["AP"], metrics["AP50"] = _pct(res["AP"]), _pct(res["AP50"])
-        rows = LABEL_TO_TRAIN[list(instance.INSTANCE_LABEL_IDS)]
+        rows = labels.label_to_train[list(labels.thing_label_ids)]
         table.loc[rows, "AP"] = 100 * res["ap"]
         table.loc[rows, "AP50"] = 100 * res["ap50"]
     if stats.panoptic is not None:
-        _summarize_panoptic(panoptic.compute(stats.panoptic), metrics, table, "")
+        _summarize_panoptic(panoptic.compute(stats.panoptic, labels), metrics, table, "",
+                            labels)
     if stats.boundary is not None:
-        _summarize_boundary(stats.boundary, metrics, table)
+        _summarize_boundary(stats.boundary, metrics, table, labels)
     return metrics, table
 
 
-def _summarize_panoptic(res: dict, metrics: dict, table: PerClassTable, prefix: str) -> None:
+def _summarize_panoptic(res: dict, metrics: dict, table: PerClassTable, prefix: str,
+                        labels: LabelSpace = CITYSCAPES) -> None:
     """Add PQ/SQ/RQ (All/Things/Stuff) and the per-class PQ, SQ, RQ columns, with ``prefix``
     before every name (in place)."""
     for key in _PQ_KEYS:
         metrics[f"{prefix}{key}"] = _pct(res[key])
-    rows = LABEL_TO_TRAIN[list(panoptic.CATEGORY_IDS)]
+    rows = labels.label_to_train[list(labels.evaluated_label_ids)]
     for key in ("pq", "sq", "rq"):
         table.loc[rows, f"{prefix}{key.upper()}"] = 100 * res[key]
 
 
 def _summarize_boundary(stats: bmetrics.BoundaryStats, metrics: dict,
-                        table: PerClassTable) -> None:
+                        table: PerClassTable, labels: LabelSpace = CITYSCAPES) -> None:
     """Add the ``boundary_*`` metrics and per-class columns (in place)."""
     for key in BOUNDARY_KEYS:
         metrics[key] = None
@@ -146,4 +153,5 @@ def _summarize_boundary(stats: bmetrics.BoundaryStats, metrics: dict,
         metrics["boundary_IoU"] = _pct(res["mean"])
         table["boundary_IoU"] = 100 * res["iou"]
     if stats.panoptic is not None:
-        _summarize_panoptic(panoptic.compute(stats.panoptic), metrics, table, "boundary_")
+        _summarize_panoptic(panoptic.compute(stats.panoptic, labels), metrics, table,
+                            "boundary_", labels)

@@ -305,6 +305,33 @@ def read_segments(path: PathLike, image: PanopticImage
     return ids, present, inverse.reshape(ids.shape)
 
 
+def segment_encoding(path: PathLike, image: PanopticImage, thing_ids: frozenset[int]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Label id and instance id of each listed segment of ``image``, in the order of
+    ``segments_info``: ``(label_ids uint8 (G,), instance_ids int32 (G,))``, by the rule of
+    :func:`label_maps` (``path``, the PNG, is named in errors).
+
+    >>> img = PanopticImage(1, "a", "a.jpg", 1, 3, "a.png", (PanopticSegment(5, 7),
+    ...     PanopticSegment(9, 26), PanopticSegment(4, 26, True), PanopticSegment(8, 26)))
+    >>> [a.tolist() for a in segment_encoding("a.png", img, frozenset({26}))]
+    [[7, 26, 26, 26], [7, 26000, 26, 26001]]
+    """
+    label_of = np.array([seg.category_id for seg in image.segments], dtype=np.uint8)
+    instance_of = np.zeros(len(image.segments), dtype=np.int32)
+    counter: dict[int, int] = {}
+    for k, seg in enumerate(image.segments):
+        if seg.category_id in thing_ids and not seg.iscrowd:
+            n = counter.get(seg.category_id, 0)
+            if n >= 1000:
+                raise InputError(path, f"image {image.id!r} has over 1000 instances of "
+                                       f"category {seg.category_id}")
+            counter[seg.category_id] = n + 1
+            instance_of[k] = seg.category_id * 1000 + n
+        else:
+            instance_of[k] = seg.category_id
+    return label_of, instance_of
+
+
 def label_maps(path: PathLike, image: PanopticImage, thing_ids: frozenset[int]
                ) -> tuple[np.ndarray, np.ndarray]:
     """The panoptic PNG of ``image`` as panoptool's ground-truth encoding (the one of
@@ -322,22 +349,13 @@ def label_maps(path: PathLike, image: PanopticImage, thing_ids: frozenset[int]
         As :func:`read_segment_ids`, or with 1000 or more instances of one category.
     """
     ids, present, inverse = read_segments(path, image)
+    seg_label, seg_instance = segment_encoding(path, image, thing_ids)
     label_of = np.zeros(len(present), dtype=np.uint8)
     instance_of = np.zeros(len(present), dtype=np.int32)
     position = {int(v): k for k, v in enumerate(present)}
-    counter: dict[int, int] = {}
-    for seg in image.segments:
-        k = position[seg.id]
-        label_of[k] = seg.category_id
-        if seg.category_id in thing_ids and not seg.iscrowd:
-            n = counter.get(seg.category_id, 0)
-            if n >= 1000:
-                raise InputError(path, f"image {image.id!r} has over 1000 instances of "
-                                       f"category {seg.category_id}")
-            counter[seg.category_id] = n + 1
-            instance_of[k] = seg.category_id * 1000 + n
-        else:
-            instance_of[k] = seg.category_id
+    for k, seg in enumerate(image.segments):
+        label_of[position[seg.id]] = seg_label[k]
+        instance_of[position[seg.id]] = seg_instance[k]
     return label_of[inverse], instance_of[inverse]
 
 

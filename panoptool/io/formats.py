@@ -56,12 +56,12 @@ MASKS_SUBDIR = "masks"
 
 
 def city_of(stem: str) -> str:
-    """City of a Cityscapes stem, the output sub-folder of its image: ``'frankfurt_000000_000294'
-    -> 'frankfurt'``; a stem with fewer than two underscores (COCO's ``000000142238``) has
-    none: ``''``, its files lie directly in ``<split>/``.
+    """City of a Cityscapes stem (the output sub-folder): ``'frankfurt_000000_000294' ->
+    'frankfurt'``; ``''`` for a stem with fewer than two underscores (a COCO image: its files
+    lie directly under ``<out>/<split>/``).
 
-    >>> city_of("frankfurt_000000_000294"), city_of("000000142238")
-    ('frankfurt', '')
+    >>> city_of("frankfurt_000000_000294"), city_of("000000142238"), city_of("a_b")
+    ('frankfurt', '', '')
     """
     parts = stem.rsplit("_", 2)
     return parts[0] if len(parts) == 3 else ""
@@ -186,17 +186,21 @@ def write_maps(path: PathLike, *, train_ids: np.ndarray, confidence: np.ndarray,
              offset_yx=offset_yx.astype(np.float16))
 
 
-def read_maps(path: PathLike) -> dict[str, np.ndarray]:
+def read_maps(path: PathLike, num_classes: int | None = None) -> dict[str, np.ndarray]:
     """Read and validate prediction maps; float arrays come back as float32.
+
+    ``num_classes``: K of the maps' label space (default Cityscapes' 19).
 
     Raises
     ------
     InputError
         On a missing key, a wrong shape or dtype, NaN/inf values, probabilities outside
-        [0, 1] or train ids that are neither 0..18 nor 255.
+        [0, 1] or train ids that are neither 0..K-1 nor 255.
     """
     from panoptool.io.files import MAX_PIXELS, npz_shapes
     from panoptool.labels import NUM_CLASSES, IGNORE
+
+    k = NUM_CLASSES if num_classes is None else num_classes
 
     # shapes from the headers first: nothing larger than its train_ids map is ever loaded
     headers = npz_shapes(path)
@@ -237,10 +241,10 @@ def read_maps(path: PathLike) -> dict[str, np.ndarray]:
             raise InputError(path, f"{key} must lie in [0, 1], got range "
                                    f"[{arr.min():.3g}, {arr.max():.3g}]")
         out[key] = arr
-    bad = (tid >= NUM_CLASSES) & (tid != IGNORE)
+    bad = (tid >= k) & (tid != IGNORE)
     if bad.any():
         raise InputError(path, f"unknown train id(s) {sorted(set(np.unique(tid[bad]).tolist()))}"
-                               f" (expected 0..{NUM_CLASSES - 1} or {IGNORE})")
+                               f" (expected 0..{k - 1} or {IGNORE})")
     return out
 
 

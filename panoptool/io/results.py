@@ -29,7 +29,7 @@ from panoptool.errors import InputError
 from panoptool.io import formats
 from panoptool.io.coco import match_stem
 from panoptool.io.files import PNG_SIGNATURE, check_png_size, decode_png, read_json, safe_join
-from panoptool.labels import IGNORE, KNOWN_LABEL_ID, LABEL_TO_TRAIN
+from panoptool.labels import CITYSCAPES, IGNORE, LABEL_TO_TRAIN, LabelSpace
 
 PathLike = str | os.PathLike
 
@@ -196,12 +196,13 @@ def read_panoptic_rgb(path: PathLike, shape: tuple[int, int]) -> np.ndarray:
 
 # --- instance lists -----------------------------------------------------------------------
 
-def read_instance_list(txt_path: PathLike, results_dir: PathLike) -> list[tuple[Path, int, float]]:
+def read_instance_list(txt_path: PathLike, results_dir: PathLike,
+                       labels: LabelSpace = CITYSCAPES) -> list[tuple[Path, int, float]]:
     """Parse a ``_pred.txt``: ``(mask path, label id, confidence)`` per instance.
 
     Mask paths are relative to the file's folder and must stay inside ``results_dir``. A mask
     listed twice counts once, with the values of its last line (as in cityscapesscripts).
-    Blank lines are skipped.
+    Blank lines are skipped. Label ids must be ids of ``labels``.
     """
     txt_path = Path(txt_path)
     results_dir = Path(results_dir)
@@ -222,7 +223,7 @@ def read_instance_list(txt_path: PathLike, results_dir: PathLike) -> list[tuple[
             raise InputError(txt_path, f"line {n}: expected '<mask png> <label id> "
                                        f"<confidence>', got {line.strip()!r}")
         mask = _mask_path(tokens[0], n, txt_path, results_dir, rel_dir, folders)
-        label_id, conf = _label_and_confidence(tokens, n, txt_path)
+        label_id, conf = _label_and_confidence(tokens, n, txt_path, labels.known_label)
         entries[mask] = (label_id, conf)
     return [(path, lab, conf) for path, (lab, conf) in entries.items()]
 
@@ -247,14 +248,15 @@ def _mask_path(token: str, n: int, txt_path: Path, results_dir: Path, rel_dir: s
     return folders[head] / name
 
 
-def _label_and_confidence(tokens: list[str], n: int, txt_path: Path) -> tuple[int, float]:
+def _label_and_confidence(tokens: list[str], n: int, txt_path: Path,
+                          known: np.ndarray) -> tuple[int, float]:
     try:
         label_id = int(float(tokens[1]))
         conf = float(tokens[2])
     except ValueError:
         raise InputError(txt_path, f"line {n}: label id and confidence must be numbers, "
                                    f"got {tokens[1]!r} {tokens[2]!r}") from None
-    if not (0 <= label_id < 256 and KNOWN_LABEL_ID[label_id]):
+    if not (0 <= label_id < 256 and known[label_id]):
         raise InputError(txt_path, f"line {n}: unknown label id {label_id}")
     if not math.isfinite(conf):
         raise InputError(txt_path, f"line {n}: confidence must be finite, got {tokens[2]}")

@@ -29,8 +29,22 @@ from panoptool.postprocess.instances import check_maps, fill_contours, gather_in
 from panoptool.postprocess.refine import merge_instances, remove_small, split_instances
 
 #: Thing segment ids are ``label_id * 1000 + k`` (as in Cityscapes' instanceIds) while
-#: k < 1000; further instances of a class get ids from here on.
+#: k < 1000; further instances of a class get ids from here on (Cityscapes), or from above
+#: every ``label_id * 1000 + k`` of the label space (:func:`overflow_base`).
 _OVERFLOW_BASE = 100_000
+
+
+def overflow_base(labels: LabelSpace = CITYSCAPES) -> int:
+    """The first segment id of the instances beyond the 1000th of a class: 100000, or
+    ``n_labels * 1000`` where label ids reach 100 (COCO: 201000), so that it never equals a
+    ``label_id * 1000 + k`` id.
+
+    >>> from panoptool.labels import Category
+    >>> overflow_base(), overflow_base(LabelSpace("big", (
+    ...     Category(200, "cow", 0, "animal", 0, True, False, (9, 9, 9)),)))
+    (100000, 201000)
+    """
+    return max(_OVERFLOW_BASE, labels.n_labels * 1000)
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,7 @@ class Segment:
     Attributes
     ----------
     id : value of the segment in ``panoptic_ids`` (stuff: label id; thing: label id * 1000
-        + k, k = 0, 1, ... per class).
+        + k, k = 0, 1, ... per class, up to 999; beyond, :func:`overflow_base` + j).
     train_id, label_id : its class (label id = COCO ``category_id``).
     area : pixels.
     score : confidence of a thing instance (mean softmax probability of its class over
@@ -277,7 +291,7 @@ def derive_panoptic(train_ids: np.ndarray, confidence: np.ndarray, contour_prob:
     # things: label_id * 1000 + k per class
     seg_of = np.zeros(n + 1, dtype=np.int32)
     per_class: dict[int, int] = {}
-    overflow = _OVERFLOW_BASE
+    overflow = overflow_base(labels)
     for k in range(1, n + 1):
         if areas[k] == 0:  # cannot happen after compaction; guards the ids
             continue

@@ -1,9 +1,10 @@
 """Run the post-processing over a folder of prediction maps (or the ground-truth oracle) and
-write the official Cityscapes result files.
+write the official Cityscapes result files, in the label space of the maps (Cityscapes, or a
+COCO-panoptic dataset's categories).
 
 Output folder (see :mod:`panoptool.io.formats`)::
 
-    semantic/<stem>_pred_labelIds.png      uint8 label ids
+    semantic/<stem>_pred_labelIds.png      uint8 label ids (COCO: category ids; 0 = void)
     instance/<stem>_pred.txt               "masks/<stem>_<k>.png <labelId> <score>" per line
     instance/masks/<stem>_<k>.png          uint8 0/255
     panoptic/<stem>_panoptic.png           RGB, id = R + 256 G + 256^2 B
@@ -14,6 +15,12 @@ Output folder (see :mod:`panoptool.io.formats`)::
                                            coco or both; written before the panoptic sidecar)
     instances.json                         COCO results (RLE), assembled from those at the end
     config.json                            formats.stage_config("postprocess", ...)
+
+The label space: the maps' (or, with ``--oracle``, the targets') ``config.json`` records it
+(``labels``, :func:`panoptool.labels.labels_of_config`; maps and targets without one are
+Cityscapes'); every label id and category id written is one of its ids, and the results'
+``config.json`` records it again. The oracle refuses targets of another label space than its
+dataset's (:func:`panoptool.labels.require_same`).
 
 Resuming: ``config.json`` is written before the first image. A run into a folder that holds
 a ``config.json`` with the same settings and no ``panoptic.json`` (an interrupted run) skips
@@ -39,7 +46,7 @@ from panoptool.io import formats
 from panoptool.errors import ConfigError, InputError, OutputError
 from panoptool.io.files import (LABEL_PNG_PARAMS, UP_PNG_PARAMS, read_json, remove_stale_temporaries,
                   write_json, write_png, write_text)
-from panoptool.labels import CITYSCAPES, LabelSpace
+from panoptool.labels import CITYSCAPES, LABELS_KEY, LabelSpace, labels_of_config, require_same
 from panoptool.postprocess.config import PostprocessConfig
 from panoptool.postprocess.panoptic import PanopticResult, coco_categories, derive_panoptic, segment_bboxes
 
@@ -159,7 +166,7 @@ def _process_maps(path: str, *, out: str, config: PostprocessConfig,
                   instance_format: str = "both",
                   labels: LabelSpace = CITYSCAPES) -> tuple[str, int]:
     stem = formats.stem_of_maps(path)
-    maps = formats.read_maps(path)
+    maps = formats.read_maps(path, labels.num_classes)
     result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
                              maps["offset_yx"], config, labels)
     write_result(out, stem, maps["train_ids"], result, instance_format, labels)
@@ -168,17 +175,32 @@ def _process_maps(path: str, *, out: str, config: PostprocessConfig,
 
 def oracle_maps(root: PathLike | None, split: str, targets: PathLike, stem: str,
                 labels: LabelSpace = CITYSCAPES) -> dict[str, np.ndarray]:
-    """Prediction maps built from the ground truth: semantic from ``gtFine`` labelIds (train
-    ids of ``labels``), confidence 1, contour probability = the make-targets contour (0/1),
-    offsets = the targets' decoded offsets (0 off thing instances)."""
-    from panoptool.io.cityscapes import Sample, read_ground_truth, resolve_root
+    """:func:`sample_oracle_maps` of the image ``stem`` of a dataset's split (``root``: any
+    form :func:`panoptool.io.datasets.open_dataset` takes)."""
+    from panoptool.io.cityscapes import Sample, resolve_root
+    from panoptool.io.datasets import CityscapesDataset, open_dataset
 
-    root = resolve_root(root)
-    sample = Sample(root, split, formats.city_of(stem), stem)
-    label_ids, _ = read_ground_truth(sample)
-    tg = formats.read_targets(targets, split, stem)
+    dataset = open_dataset(root)
+    if isinstance(dataset, CityscapesDataset):  # no listing of the split for one image
+        sample = Sample(resolve_root(dataset.root), split, formats.city_of(stem), stem)
+    else:
+        found = [s for s in dataset.samples(split) if s.stem == stem]
+        if not found:
+            raise InputError(dataset.root, f"no image {stem!r} in split {split!r}")
+        sample = found[0]
+    return sample_oracle_maps(sample, targets, labels)
+
+
+def sample_oracle_maps(sample, targets: PathLike, labels: LabelSpace = CITYSCAPES
+                       ) -> dict[str, np.ndarray]:
+    """Prediction maps built from the ground truth of one sample (a Cityscapes or COCO
+    sample of :mod:`panoptool.io.datasets`): semantic = its label ids as train ids of
+    ``labels``, confidence 1, contour probability = the make-targets contour (0/1), offsets =
+    the targets' decoded offsets (0 off thing instances)."""
+    label_ids, _ = sample.read_ground_truth()
+    tg = formats.read_targets(targets, sample.split, sample.stem)
     if tg["contour"].shape != label_ids.shape:
-        raise InputError(formats.target_paths(targets, split, stem)["contour"],
+        raise InputError(formats.target_paths(targets, sample.split, sample.stem)["contour"],
                          f"size {tg['contour'].shape} differs from the ground truth "
                          f"{label_ids.shape}")
     return {"train_ids": labels.label_to_train[label_ids],
@@ -187,14 +209,14 @@ def oracle_maps(root: PathLike | None, split: str, targets: PathLike, stem: str,
             "offset_yx": tg["offset_yx"]}
 
 
-def _process_oracle(stem: str, *, root: str, split: str, targets: str, out: str,
-                    config: PostprocessConfig, instance_format: str = "both",
+def _process_oracle(sample, *, targets: str, out: str, config: PostprocessConfig,
+                    instance_format: str = "both",
                     labels: LabelSpace = CITYSCAPES) -> tuple[str, int]:
-    maps = oracle_maps(root, split, targets, stem, labels)
+    maps = sample_oracle_maps(sample, targets, labels)
     result = derive_panoptic(maps["train_ids"], maps["confidence"], maps["contour_prob"],
                              maps["offset_yx"], config, labels)
-    write_result(out, stem, maps["train_ids"], result, instance_format, labels)
-    return stem, len(result.instances)
+    write_result(out, sample.stem, maps["train_ids"], result, instance_format, labels)
+    return sample.stem, len(result.instances)
 
 
 # --- the output folder ---------------------------------------------------------------------
@@ -262,9 +284,12 @@ def _differences(old: dict, new: dict) -> str:
 
 
 def assemble_panoptic_json(out: PathLike, stems: list[str],
-                           labels: LabelSpace = CITYSCAPES) -> None:
+                           labels: LabelSpace = CITYSCAPES,
+                           file_names: dict[str, str] | None = None) -> None:
     """Write ``panoptic.json`` from the per-image sidecars, in ``stems`` order, atomically;
-    its ``categories`` are those of ``labels``.
+    its ``categories`` are those of ``labels``; ``images[].file_name`` is the image's file
+    name from ``file_names`` (stem -> name), else Cityscapes' ``<stem>_leftImg8bit.png``
+    for the Cityscapes label space and the bare stem for any other (the maps do not say).
 
     The file is written entry by entry (each sidecar is read twice: once for ``images``, once
     for ``annotations``), so memory does not grow with the number of images; the bytes are
@@ -274,9 +299,14 @@ def assemble_panoptic_json(out: PathLike, stems: list[str],
 
     from panoptool.io.files import atomic_path
 
+    def image_name(stem: str) -> str:
+        if file_names and stem in file_names:
+            return file_names[stem]
+        return f"{stem}_leftImg8bit.png" if labels == CITYSCAPES else stem
+
     def image(stem: str) -> dict:
         ann = read_json(sidecar_path(out, stem))
-        return {"id": stem, "file_name": f"{stem}_leftImg8bit.png",
+        return {"id": stem, "file_name": image_name(stem),
                 "width": ann.get("width"), "height": ann.get("height")}
 
     def annotation(stem: str) -> dict:
@@ -305,13 +335,15 @@ def assemble_instances_json(out: PathLike, stems: list[str]) -> list[dict]:
 
 def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
          workers: int | None, overwrite: bool, show_progress: bool,
-         labels: LabelSpace = CITYSCAPES) -> PostprocessSummary:
+         labels: LabelSpace = CITYSCAPES,
+         file_names: dict[str, str] | None = None) -> PostprocessSummary:
     from panoptool.runtime.guard import output_lock
     from panoptool.runtime.pool import run_parallel
 
     start = time.perf_counter()
     seen: dict[str, object] = {}
     for stem, item in zip(stems, items):
+        item = getattr(item, "image_path", item)  # a sample: name its image
         if stem in seen:
             raise InputError(item, f"same image {stem!r} as {seen[stem]}; results would "
                                    f"overwrite each other")
@@ -338,7 +370,7 @@ def _run(items: list, stems: list[str], func, out: Path, config_json: dict, *,
                                            show_progress=show_progress):
             summary.done += 1
             summary.instances += n_instances
-        assemble_panoptic_json(out, sorted(stems), labels)
+        assemble_panoptic_json(out, sorted(stems), labels, file_names)
         if coco:
             assemble_instances_json(out, sorted(stems))
     summary.seconds = time.perf_counter() - start
@@ -365,11 +397,21 @@ def _finished_with(out: Path, config_json: dict, stems: list[str]) -> bool:
     return all(is_done(out, stem) for stem in stems)
 
 
+def _label_space(given: LabelSpace | None, upstream: dict | None, upstream_path: Path
+                 ) -> LabelSpace:
+    """The label space of the input: the one its ``config.json`` records (Cityscapes where
+    none is recorded); a ``given`` one must equal a recorded one."""
+    recorded = labels_of_config(upstream)
+    if given is not None and recorded is not None:
+        require_same(given, recorded, "the label space given", str(upstream_path))
+    return given or recorded or CITYSCAPES
+
+
 def postprocess_maps(maps: PathLike, out: PathLike,
                      config: PostprocessConfig = PostprocessConfig(), *,
                      workers: int | None = 0, overwrite: bool = False,
                      show_progress: bool = True, instance_format: str = "both",
-                     labels: LabelSpace = CITYSCAPES) -> PostprocessSummary:
+                     labels: LabelSpace | None = None) -> PostprocessSummary:
     """Post-process every ``*_maps.npz`` below ``maps`` into ``out``.
 
     Parameters
@@ -379,12 +421,16 @@ def postprocess_maps(maps: PathLike, out: PathLike,
     config : the method's settings.
     workers : worker processes (0 or None = all cores); results do not depend on it.
     overwrite : replace results already in ``out``.
-    labels : the label space of the maps' train ids.
+    labels : the label space of the maps' train ids; default: the one the maps'
+        ``config.json`` chain records (:func:`~panoptool.labels.labels_of_config`), else
+        Cityscapes'. Given, it must equal a recorded one.
 
     Raises
     ------
     InputError
         No maps, or a maps file that is unreadable or invalid (named).
+    ConfigError
+        ``labels`` differs from the label space the maps record.
     OutputError
         ``out`` already holds results (see the module docstring).
     """
@@ -392,8 +438,10 @@ def postprocess_maps(maps: PathLike, out: PathLike,
     paths = formats.find_maps(maps_root)
     upstream_path = maps_root / formats.CONFIG_JSON
     upstream = read_json(upstream_path) if upstream_path.is_file() else None
+    labels = _label_space(labels, upstream, upstream_path)
     settings = {**config.to_dict(), "source": "maps", "maps": str(maps_root.resolve()),
-                "instance_format": _check_format(instance_format)}
+                "instance_format": _check_format(instance_format),
+                LABELS_KEY: labels.to_dict()}
     config_json = formats.stage_config("postprocess", settings, upstream)
     func = partial(_process_maps, out=str(out), config=config,
                    instance_format=instance_format, labels=labels)
@@ -406,28 +454,43 @@ def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out
                        config: PostprocessConfig = PostprocessConfig(), *,
                        workers: int | None = 0, overwrite: bool = False,
                        show_progress: bool = True, instance_format: str = "both",
-                       labels: LabelSpace = CITYSCAPES) -> PostprocessSummary:
-    """The same method on ground-truth maps (:func:`oracle_maps`) of every image of a split:
-    the upper bound of the contour method for the targets' dilation rate.
+                       labels: LabelSpace | None = None) -> PostprocessSummary:
+    """The same method on ground-truth maps (:func:`sample_oracle_maps`) of every image of a
+    split: the upper bound of the contour method for the targets' dilation rate.
 
-    ``upstream`` in ``config.json`` is the targets' ``config.json``.
+    ``root``: a Cityscapes root or a COCO-panoptic dataset
+    (:func:`panoptool.io.datasets.open_dataset`). The label space is the dataset's; the
+    targets' ``config.json`` must record the same one (targets without one are
+    Cityscapes'). ``labels``, if given, must equal it too. ``upstream`` in ``config.json``
+    is the targets' ``config.json``.
+
+    Raises
+    ------
+    ConfigError
+        The targets (or ``labels``) have another label space than the dataset.
     """
-    from panoptool.io.cityscapes import list_samples, resolve_root
+    from panoptool.io.datasets import open_dataset
 
-    root_path = resolve_root(root)
-    samples = list_samples(root_path, split)
+    dataset = open_dataset(root)
+    samples = dataset.samples(split)
     targets = Path(targets)
     if not targets.is_dir():
         raise InputError(targets, "targets folder not found")
     upstream_path = targets / formats.CONFIG_JSON
     upstream = read_json(upstream_path) if upstream_path.is_file() else None
-    settings = {**config.to_dict(), "source": "oracle", "root": str(root_path.resolve()),
+    space = dataset.label_space(split)
+    require_same(space, labels_of_config(upstream, CITYSCAPES), f"the dataset {dataset.root}",
+                 f"the targets ({upstream_path})")
+    if labels is not None:
+        require_same(space, labels, f"the dataset {dataset.root}", "the label space given")
+    settings = {**config.to_dict(), "source": "oracle", "root": str(dataset.root.resolve()),
                 "dataset_split": split, "targets": str(targets.resolve()),
-                "instance_format": _check_format(instance_format)}
+                "instance_format": _check_format(instance_format),
+                LABELS_KEY: space.to_dict()}
     config_json = formats.stage_config("postprocess", settings, upstream)
     stems = [s.stem for s in samples]
-    func = partial(_process_oracle, root=str(root_path), split=split, targets=str(targets),
-                   out=str(out), config=config, instance_format=instance_format,
-                   labels=labels)
-    return _run(stems, stems, func, Path(out), config_json, workers=workers,
-                overwrite=overwrite, show_progress=show_progress, labels=labels)
+    func = partial(_process_oracle, targets=str(targets), out=str(out), config=config,
+                   instance_format=instance_format, labels=space)
+    return _run(samples, stems, func, Path(out), config_json, workers=workers,
+                overwrite=overwrite, show_progress=show_progress, labels=space,
+                file_names={s.stem: Path(s.image_path).name for s in samples})

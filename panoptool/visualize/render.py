@@ -1,7 +1,8 @@
 """Figures like the paper's: colour maps of every stage's output and training curves.
 
 The first part holds pure drawing functions on arrays (no files, no printing): semantic maps
-in the Cityscapes colours, contour probabilities as a heat map, centre offsets on a colour
+in the colours of a label space (Cityscapes' by default; a COCO-panoptic dataset's
+categories), contour probabilities as a heat map, centre offsets on a colour
 wheel (direction = hue, length = brightness), instances and panoptic segments with outlines,
 and a panel that puts titled tiles on a grid, ground truth beside prediction. The second part
 is the thin runner behind ``panoptool visualize``: it reads one image's ground truth and
@@ -28,7 +29,7 @@ from panoptool.errors import ConfigError, InputError
 from panoptool.io.files import write_png
 from panoptool.io.results import (PanopticAnnotation, read_instance_list, read_mask,
                                   read_panoptic_json, read_panoptic_rgb, read_semantic_result)
-from panoptool.labels import CLASS_COLORS, IGNORE, IS_THING_TRAIN, LABEL_TO_TRAIN, NUM_CLASSES
+from panoptool.labels import CITYSCAPES, IGNORE, LabelSpace
 
 PathLike = str | os.PathLike
 
@@ -39,19 +40,31 @@ OUTLINE_COLOR = (255, 255, 255)
 #: Background of a tile whose data is not available.
 MISSING_COLOR = (96, 96, 96)
 
-_TRAIN_LUT = np.zeros((256, 3), dtype=np.uint8)
-_TRAIN_LUT[:] = VOID_COLOR
-_TRAIN_LUT[:NUM_CLASSES] = CLASS_COLORS
+_LUTS: dict[LabelSpace, np.ndarray] = {}
+
+
+def train_color_lut(labels: LabelSpace = CITYSCAPES) -> np.ndarray:
+    """uint8 (256, 3): the colour of each train id of ``labels`` (:data:`VOID_COLOR` for
+    the others), made once per label space."""
+    if labels not in _LUTS:
+        lut = np.zeros((256, 3), dtype=np.uint8)
+        lut[:] = VOID_COLOR
+        lut[:labels.num_classes] = labels.class_colors
+        lut.flags.writeable = False
+        _LUTS[labels] = lut
+    return _LUTS[labels]
 
 
 # --- colour maps ---------------------------------------------------------------------------
 
-def colorize_train_ids(train_ids: np.ndarray) -> np.ndarray:
-    """Semantic map in the Cityscapes colours.
+def colorize_train_ids(train_ids: np.ndarray, labels: LabelSpace = CITYSCAPES) -> np.ndarray:
+    """Semantic map in the colours of ``labels`` (default Cityscapes').
 
     Parameters
     ----------
-    train_ids : uint8 (H, W), 0..18; 255 (ignore) and any other value are drawn black.
+    train_ids : uint8 (H, W), 0..K-1 (Cityscapes: 0..18); 255 (ignore) and any other value
+        are drawn black.
+    labels : the label space (the colour of each class).
 
     Returns
     -------
@@ -62,12 +75,13 @@ def colorize_train_ids(train_ids: np.ndarray) -> np.ndarray:
     >>> colorize_train_ids(np.array([[0, 13, 255]], dtype=np.uint8)).tolist()
     [[[128, 64, 128], [0, 0, 142], [0, 0, 0]]]
     """
-    return _TRAIN_LUT[np.asarray(train_ids, dtype=np.uint8)]
+    return train_color_lut(labels)[np.asarray(train_ids, dtype=np.uint8)]
 
 
-def colorize_label_ids(label_ids: np.ndarray) -> np.ndarray:
-    """Semantic map of official label ids, drawn through their train ids (void = black)."""
-    return colorize_train_ids(LABEL_TO_TRAIN[np.asarray(label_ids, dtype=np.uint8)])
+def colorize_label_ids(label_ids: np.ndarray, labels: LabelSpace = CITYSCAPES) -> np.ndarray:
+    """Semantic map of label ids, drawn through their train ids (void = black)."""
+    return colorize_train_ids(labels.label_to_train[np.asarray(label_ids, dtype=np.uint8)],
+                              labels)
 
 
 def heatmap(values: np.ndarray, *, vmin: float = 0.0, vmax: float = 1.0,
@@ -198,7 +212,7 @@ def colorize_instances(instance_map: np.ndarray, *, background: np.ndarray | Non
 
 
 def colorize_panoptic(train_ids: np.ndarray, segment_ids: np.ndarray, *,
-                      outline: bool = True) -> np.ndarray:
+                      outline: bool = True, labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     """Panoptic segmentation: class colours, each thing segment shaded a little differently.
 
     Parameters
@@ -207,6 +221,7 @@ def colorize_panoptic(train_ids: np.ndarray, segment_ids: np.ndarray, *,
     segment_ids : int (H, W), a segment id per pixel; thing pixels whose segment id is 0 or
         below 1000 (crowd regions in Cityscapes' instanceIds) keep the plain class colour.
     outline : outline thing segments in white.
+    labels : the label space (class colours, thing classes).
 
     Returns
     -------
@@ -214,8 +229,8 @@ def colorize_panoptic(train_ids: np.ndarray, segment_ids: np.ndarray, *,
     """
     train_ids = np.asarray(train_ids, dtype=np.uint8)
     segment_ids = np.asarray(segment_ids, dtype=np.int64)
-    out = colorize_train_ids(train_ids).astype(np.int16)
-    thing = IS_THING_TRAIN[train_ids] & (segment_ids >= 1000)
+    out = colorize_train_ids(train_ids, labels).astype(np.int16)
+    thing = labels.is_thing_train[train_ids] & (segment_ids >= 1000)
     if thing.any():
         uniq, inverse = np.unique(segment_ids[thing], return_inverse=True)
         h = (uniq.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
@@ -236,8 +251,10 @@ def blend(image: np.ndarray, overlay: np.ndarray, alpha: float = 0.5) -> np.ndar
 
 # --- ground truth in the forms the network predicts -----------------------------------------
 
-def thing_instance_ids(label_ids: np.ndarray, instance_ids: np.ndarray) -> np.ndarray:
-    """Cityscapes instanceIds restricted to non-crowd thing instances (else 0), int64 (H, W).
+def thing_instance_ids(label_ids: np.ndarray, instance_ids: np.ndarray,
+                       labels: LabelSpace = CITYSCAPES) -> np.ndarray:
+    """Instance ids restricted to non-crowd thing instances of ``labels`` (else 0), int64
+    (H, W).
 
     The definition of a thing instance is the targets' (by the id's label,
     :func:`panoptool.targets.core.thing_instance_ids`); ``label_ids`` is not needed and
@@ -247,7 +264,7 @@ def thing_instance_ids(label_ids: np.ndarray, instance_ids: np.ndarray) -> np.nd
     ----------
     label_ids : uint8 (H, W). instance_ids : int (H, W), ``label_id * 1000 + k``.
     """
-    return _targets.thing_instance_ids(instance_ids)
+    return _targets.thing_instance_ids(instance_ids, labels)
 
 
 def gt_contour(instances: np.ndarray) -> np.ndarray:
@@ -465,8 +482,8 @@ class VisualizeConfig:
             raise ConfigError(f"--tile-width must be >= 64, got {self.tile_width}")
 
 
-def read_instance_result(results_root: PathLike, stem: str,
-                         shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def read_instance_result(results_root: PathLike, stem: str, shape: tuple[int, int],
+                         labels: LabelSpace = CITYSCAPES) -> tuple[np.ndarray, np.ndarray]:
     """Predicted instances of one image from the official instance format, read as
     ``report`` reads them (:mod:`panoptool.io.results`).
 
@@ -476,7 +493,8 @@ def read_instance_result(results_root: PathLike, stem: str,
         overlap, the more confident instance is drawn on top.
     label_ids : uint8 (K,), the label id of instance k at index k-1.
     """
-    entries = read_instance_list(formats.instance_txt_path(results_root, stem), results_root)
+    entries = read_instance_list(formats.instance_txt_path(results_root, stem), results_root,
+                                 labels)
     instance_map = np.zeros(shape, dtype=np.int32)
     for k in sorted(range(len(entries)), key=lambda k: entries[k][2]):
         instance_map[read_mask(entries[k][0], shape) > 0] = k + 1
@@ -484,8 +502,8 @@ def read_instance_result(results_root: PathLike, stem: str,
     return instance_map, labels
 
 
-def read_panoptic_result(annotation: PanopticAnnotation,
-                         shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def read_panoptic_result(annotation: PanopticAnnotation, shape: tuple[int, int],
+                         labels: LabelSpace = CITYSCAPES) -> tuple[np.ndarray, np.ndarray]:
     """Predicted panoptic segmentation of one image.
 
     Parameters
@@ -493,6 +511,7 @@ def read_panoptic_result(annotation: PanopticAnnotation,
     annotation : this image's entry of ``panoptic.json``
         (:func:`panoptool.io.results.read_panoptic_json`): its PNG and segments.
     shape : (H, W) of the image.
+    labels : the label space of its category ids.
 
     Returns
     -------
@@ -508,9 +527,9 @@ def read_panoptic_result(annotation: PanopticAnnotation,
         raise InputError(png, f"segment id(s) {missing[:5]} are in the PNG but not listed in "
                               f"{formats.PANOPTIC_JSON}")
     label = np.array([segments.get(int(i), 0) for i in uniq], dtype=np.uint8)
-    train = LABEL_TO_TRAIN[label]
+    train = labels.label_to_train[label]
     train[uniq == 0] = IGNORE
-    seg = np.where(IS_THING_TRAIN[train], 1000 + np.arange(len(uniq)), 0)
+    seg = np.where(labels.is_thing_train[train], 1000 + np.arange(len(uniq)), 0)
     inverse = inverse.reshape(ids.shape)
     return train[inverse], seg[inverse]
 
@@ -521,49 +540,50 @@ def _has_panoptic(annotation: PanopticAnnotation | None) -> bool:
 
 def render_sample(sample, *, maps_root: Path | None, results_root: Path | None,
                   targets_root: Path | None, panoptic: PanopticAnnotation | None,
-                  tile_width: int) -> np.ndarray:
+                  tile_width: int, labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     """The panel of one image: every part whose data exists, ground truth left, prediction
     right.
 
     Parameters
     ----------
-    sample : :class:`panoptool.io.cityscapes.Sample`.
+    sample : a sample of :mod:`panoptool.io.datasets` (Cityscapes' or a COCO-panoptic
+        dataset's: ``read_image``, ``read_ground_truth``, ``split``, ``stem``).
     maps_root, results_root, targets_root : folders of the predictions / targets, or None.
     panoptic : this image's ``panoptic.json`` entry, or None.
     tile_width : width of each tile.
+    labels : the dataset's label space (colours, thing classes).
     """
-    from panoptool.io.cityscapes import read_ground_truth, read_image
-
-    image = read_image(sample)
-    label_ids, instance_ids = read_ground_truth(sample)
+    image = sample.read_image()
+    label_ids, instance_ids = sample.read_ground_truth()
     if image.shape[:2] != label_ids.shape:
         raise InputError(sample.image_path, f"size {image.shape[:2]} differs from the ground "
                                             f"truth {label_ids.shape}")
     shape = label_ids.shape
-    gt_train = LABEL_TO_TRAIN[label_ids]
-    gt_inst = thing_instance_ids(label_ids, instance_ids)
-    maps = _read_sample_maps(maps_root, sample, shape)
+    gt_train = labels.label_to_train[label_ids]
+    gt_inst = thing_instance_ids(label_ids, instance_ids, labels)
+    maps = _read_sample_maps(maps_root, sample, shape, labels)
     pred_sem, pred_inst, pred_pan = _read_sample_results(results_root, sample, shape, maps,
-                                                         panoptic)
-    gt_pan = colorize_panoptic(gt_train, instance_ids)
-    rows = _overview_rows(image, gt_train, gt_pan, pred_sem, pred_pan)
+                                                         panoptic, labels)
+    gt_pan = colorize_panoptic(gt_train, instance_ids, labels=labels)
+    rows = _overview_rows(image, gt_train, gt_pan, pred_sem, pred_pan, labels)
     rows.append(_contour_row(sample, targets_root, gt_inst, maps))
-    rows.append(_offset_row(gt_inst, maps, shape))
+    rows.append(_offset_row(gt_inst, maps, shape, labels))
     rows.append([("instances: ground truth", colorize_instances(gt_inst, background=image)),
                  ("instances: prediction", None if pred_inst is None
                   else colorize_instances(pred_inst, background=image))])
     rows.append([("panoptic: ground truth", gt_pan),
                  ("panoptic: prediction", None if pred_pan is None
-                  else colorize_panoptic(*pred_pan))])
+                  else colorize_panoptic(*pred_pan, labels=labels))])
     return compose_panel(rows, tile_width=tile_width, title=sample.stem)
 
 
-def _read_sample_maps(maps_root: Path | None, sample, shape: tuple[int, int]) -> dict | None:
+def _read_sample_maps(maps_root: Path | None, sample, shape: tuple[int, int],
+                      labels: LabelSpace = CITYSCAPES) -> dict | None:
     """The image's prediction maps (:func:`panoptool.io.formats.read_maps`), or None."""
     if maps_root is None:
         return None
     path = formats.maps_path(maps_root, sample.split, sample.stem)
-    maps = formats.read_maps(path)
+    maps = formats.read_maps(path, labels.num_classes)
     if maps["train_ids"].shape != shape:
         raise InputError(path, f"size {maps['train_ids'].shape} differs from the image "
                                f"{shape}")
@@ -571,7 +591,8 @@ def _read_sample_maps(maps_root: Path | None, sample, shape: tuple[int, int]) ->
 
 
 def _read_sample_results(results_root: Path | None, sample, shape: tuple[int, int],
-                         maps: dict | None, panoptic: PanopticAnnotation | None):
+                         maps: dict | None, panoptic: PanopticAnnotation | None,
+                         labels: LabelSpace = CITYSCAPES):
     """(semantic train ids, instance map, (train ids, segment ids)) predicted for the image,
     each None where absent; the semantic map comes from the maps when there are any."""
     pred_sem = None
@@ -579,28 +600,30 @@ def _read_sample_results(results_root: Path | None, sample, shape: tuple[int, in
         pred_sem = maps["train_ids"]
     elif results_root is not None and formats.semantic_result_path(results_root,
                                                                    sample.stem).is_file():
-        pred_sem = LABEL_TO_TRAIN[read_semantic_result(
+        pred_sem = labels.label_to_train[read_semantic_result(
             formats.semantic_result_path(results_root, sample.stem), shape)]
     pred_inst = pred_pan = None
     if results_root is not None:
         if formats.instance_txt_path(results_root, sample.stem).is_file():
-            pred_inst, _ = read_instance_result(results_root, sample.stem, shape)
+            pred_inst, _ = read_instance_result(results_root, sample.stem, shape, labels)
         if _has_panoptic(panoptic):
-            pred_pan = read_panoptic_result(panoptic, shape)
+            pred_pan = read_panoptic_result(panoptic, shape, labels)
     return pred_sem, pred_inst, pred_pan
 
 
 def _overview_rows(image: np.ndarray, gt_train: np.ndarray, gt_pan: np.ndarray,
-                   pred_sem: np.ndarray | None, pred_pan) -> list[list[Tile]]:
+                   pred_sem: np.ndarray | None, pred_pan,
+                   labels: LabelSpace = CITYSCAPES) -> list[list[Tile]]:
     """The image with the prediction (else the ground truth) blended in; the semantic maps."""
-    overlay_src = (colorize_panoptic(*pred_pan) if pred_pan is not None
-                   else colorize_train_ids(pred_sem) if pred_sem is not None else gt_pan)
+    overlay_src = (colorize_panoptic(*pred_pan, labels=labels) if pred_pan is not None
+                   else colorize_train_ids(pred_sem, labels) if pred_sem is not None
+                   else gt_pan)
     rows: list[list[Tile]] = [[("image", image),
                                ("image + " + ("prediction" if overlay_src is not gt_pan
                                               else "ground truth"), blend(image, overlay_src))]]
-    rows.append([("semantic: ground truth", colorize_train_ids(gt_train)),
+    rows.append([("semantic: ground truth", colorize_train_ids(gt_train, labels)),
                  ("semantic: prediction", None if pred_sem is None
-                  else colorize_train_ids(pred_sem))])
+                  else colorize_train_ids(pred_sem, labels))])
     return rows
 
 
@@ -619,14 +642,15 @@ def _contour_row(sample, targets_root: Path | None, gt_inst: np.ndarray,
              else heatmap(maps["contour_prob"]))]
 
 
-def _offset_row(gt_inst: np.ndarray, maps: dict | None, shape: tuple[int, int]) -> list[Tile]:
+def _offset_row(gt_inst: np.ndarray, maps: dict | None, shape: tuple[int, int],
+                labels: LabelSpace = CITYSCAPES) -> list[Tile]:
     """Ground-truth and predicted centre offsets at one brightness scale, with the wheel."""
     gt_off, gt_valid = gt_offsets(gt_inst)
     norm = float(np.percentile(np.hypot(*gt_off)[gt_valid], 99)) if gt_valid.any() else 1.0
     wheel = color_wheel(max(24, min(72, shape[0] // 5)))
     pred_off = None
     if maps is not None:
-        pred_valid = IS_THING_TRAIN[maps["train_ids"]]
+        pred_valid = labels.is_thing_train[maps["train_ids"]]
         pred_off = inset(offsets_to_rgb(maps["offset_yx"], pred_valid, max_norm=norm), wheel)
     return [("centre offsets: ground truth", inset(offsets_to_rgb(gt_off, gt_valid,
                                                                   max_norm=norm), wheel)),
@@ -639,11 +663,11 @@ def panel_path(out: PathLike, stem: str) -> Path:
 
 
 def _render_and_write(item, *, out: Path, maps_root, results_root, targets_root,
-                      tile_width) -> Path:
+                      tile_width, labels: LabelSpace = CITYSCAPES) -> Path:
     sample, panoptic = item
     panel = render_sample(sample, maps_root=maps_root, results_root=results_root,
                           targets_root=targets_root, panoptic=panoptic,
-                          tile_width=tile_width)
+                          tile_width=tile_width, labels=labels)
     path = panel_path(out, sample.stem)
     write_png(path, panel, compression=3)
     return path
@@ -656,14 +680,20 @@ def visualize_dataset(root: PathLike | None, out: PathLike, config: VisualizeCon
     """Write one panel PNG per image for the first ``config.n`` images of the split that have
     predictions (all images when only the ground truth is shown).
 
+    ``root``: a Cityscapes root or a COCO-panoptic dataset
+    (:func:`panoptool.io.datasets.open_dataset`); its label space gives the colours, and
+    maps, results or targets whose ``config.json`` records another one are refused.
+
     Returns
     -------
     The paths written, in image order.
     """
-    from panoptool.io.cityscapes import list_samples
+    from panoptool.io.datasets import open_dataset
     from panoptool.runtime.pool import run_parallel
 
-    samples = list_samples(root, config.split, need_images=True)
+    dataset = open_dataset(root)
+    samples = dataset.samples(config.split, need_images=True)
+    labels = dataset.label_space(config.split)
     maps_root = Path(maps) if maps is not None else None
     results_root = Path(results) if results is not None else None
     targets_root = Path(targets) if targets is not None else None
@@ -671,9 +701,11 @@ def visualize_dataset(root: PathLike | None, out: PathLike, config: VisualizeCon
                          ("--targets", targets_root)):
         if folder is not None and not folder.is_dir():
             raise InputError(folder, f"{name} folder not found")
+        if folder is not None:
+            _check_labels(labels, folder, f"the dataset {dataset.root}")
     annotations: dict[str, PanopticAnnotation] = {}
     if results_root is not None and formats.panoptic_json_path(results_root).is_file():
-        annotations = read_panoptic_json(results_root)
+        annotations = read_panoptic_json(results_root, is_category=labels.is_evaluated_label)
     if maps_root is not None:
         samples = [s for s in samples
                    if formats.maps_path(maps_root, s.split, s.stem).is_file()]
@@ -692,8 +724,19 @@ def visualize_dataset(root: PathLike | None, out: PathLike, config: VisualizeCon
     items = [(s, annotations.get(s.stem)) for s in samples[: config.n]]
     work = partial(_render_and_write, out=Path(out), maps_root=maps_root,
                    results_root=results_root, targets_root=targets_root,
-                   tile_width=config.tile_width)
+                   tile_width=config.tile_width, labels=labels)
     return list(run_parallel(work, items, workers=workers, description="visualize"))
+
+
+def _check_labels(labels: LabelSpace, folder: Path, expected_from: str) -> None:
+    """Refuse a folder whose ``config.json`` chain records another label space."""
+    from panoptool.io.files import read_json
+    from panoptool.labels import labels_of_config, require_same
+
+    path = folder / formats.CONFIG_JSON
+    recorded = labels_of_config(read_json(path)) if path.is_file() else None
+    if recorded is not None:
+        require_same(labels, recorded, expected_from, str(path))
 
 
 def read_metrics_csv(path: PathLike):

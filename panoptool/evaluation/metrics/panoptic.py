@@ -96,6 +96,35 @@ def panoptic_ground_truth(gt: GroundTruth, labels: LabelSpace = CITYSCAPES
     return PanopticGroundTruth(segment_to_gt, ids, categories, iscrowd, areas)
 
 
+def segment_panoptic_ground_truth(gt: GroundTruth, labels: LabelSpace = CITYSCAPES
+                                  ) -> PanopticGroundTruth:
+    """Panoptic segments of ground truth whose segments *are* the panoptic segments (a COCO
+    panoptic PNG's listed segments, :func:`panoptool.evaluation.coco_panoptic.sample_ground_truth`):
+    every segment whose label is not void is one, in segment order (which decides the crowd
+    region of a category that has several, as in panopticapi: the last); category = its label
+    id, id = its instance id; crowd = instance id < 1000 of a label with instances.
+
+    Unlike :func:`panoptic_ground_truth`, two segments of one instance id stay apart (two
+    stuff segments of one category, as panopticapi keeps them).
+
+    >>> from panoptool.evaluation.metrics.gt import GroundTruth
+    >>> gt = GroundTruth(np.array([[0, 1, 2, 3]], np.uint16), np.array([0, 7, 7, 26], np.uint8),
+    ...                  np.array([0, 7, 7, 26], np.int32), np.array([1, 1, 1, 1]))
+    >>> pan = segment_panoptic_ground_truth(gt)
+    >>> pan.segment_to_gt.tolist(), pan.categories.tolist(), pan.iscrowd.tolist()
+    ([0, 1, 2, 3], [7, 7, 26], [False, False, True])
+    """
+    label = gt.label_ids.astype(np.int64)
+    keep = ~labels.is_void_label[label]
+    segment_to_gt = np.zeros(gt.n_segments, dtype=np.int64)
+    segment_to_gt[keep] = np.arange(1, int(keep.sum()) + 1)
+    ids = gt.instance_ids.astype(np.int64)[keep]
+    categories = label[keep]
+    iscrowd = (ids < 1000) & labels.has_instances_label[categories]
+    return PanopticGroundTruth(segment_to_gt, ids, categories, iscrowd,
+                               gt.areas[keep].astype(np.int64))
+
+
 def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`segment_prediction_counts` straight from a panoptic PNG's pixels.

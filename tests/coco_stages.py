@@ -1,0 +1,86 @@
+"""The real two-image COCO-panoptic sample (../shared/data/coco_panoptic_sample, COCO val2017,
+CC BY 4.0 annotations) as a dataset of the stages: a description JSON pointing at it, its
+targets, and oracle results (``postprocess --oracle``). Shared by the postprocess, evaluation
+and visualize tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_panoptic_sample"
+GT_JSON = SAMPLE / "panoptic_examples.json"
+GT_DIR = SAMPLE / "panoptic_examples"
+#: The sample's panoptic segments as COCO detection annotations, written by panopticapi's
+#: converters/panoptic2detection_coco_format.py (things and stuff, crowd with iscrowd 1).
+DETECTION_JSON = SAMPLE / "panoptic_coco_detection_format.json"
+SPLIT = "val"
+
+
+def describe(folder: Path) -> Path:
+    """A dataset description of the sample (absolute paths) in ``folder``."""
+    from panoptool.io.datasets import write_description
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_description(folder / "panoptool_dataset.json",
+                             {SPLIT: {"images": str(SAMPLE / "images"),
+                                      "panoptic_json": str(GT_JSON),
+                                      "panoptic_dir": str(GT_DIR)}},
+                             name="coco-sample")
+
+
+def write_targets(root: Path, out: Path, dilation: int = 2) -> Path:
+    """Targets of the sample's split, as make-targets writes them (targets.core and
+    formats.write_targets), with a ``config.json`` that records the dataset's label space."""
+    from panoptool.io import formats
+    from panoptool.io.datasets import open_dataset
+    from panoptool.io.files import write_json
+    from panoptool.labels import LABELS_KEY
+    from panoptool.targets.core import TargetConfig, compute_targets
+
+    dataset = open_dataset(root)
+    labels = dataset.label_space(SPLIT)
+    config = TargetConfig(dilation=dilation)
+    for sample in dataset.samples(SPLIT):
+        # the sample's thing categories are <= 37: instance ids fit uint16
+        label_ids, instance_ids = sample.read_ground_truth(instance_dtype=np.uint16)
+        formats.write_targets(out, SPLIT, sample.stem,
+                              **compute_targets(label_ids, instance_ids, config, labels))
+    write_json(out / formats.CONFIG_JSON, formats.stage_config(
+        "make-targets", {"dilation": dilation, "root": str(root), "split": SPLIT,
+                         "splits": [SPLIT], LABELS_KEY: labels.to_dict()}))
+    return out
+
+
+def oracle_results(tmp: Path, dilation: int = 2, min_area: int = 0, **config) -> Path:
+    """The sample's description, targets and ``postprocess --oracle`` results under
+    ``tmp``; returns the results folder."""
+    from panoptool.postprocess import PostprocessConfig, postprocess_oracle
+
+    root = describe(tmp / "data")
+    targets = write_targets(root, tmp / f"targets_d{dilation}", dilation)
+    out = tmp / f"oracle_d{dilation}"
+    postprocess_oracle(root, SPLIT, targets, out,
+                       PostprocessConfig(min_area=min_area, **config), workers=1,
+                       show_progress=False)
+    return out
+
+
+def pq_compute(results: Path, gt_json: Path = GT_JSON, gt_dir: Path = GT_DIR) -> dict:
+    """panopticapi's PQ (cityscapesscripts' copy, pq_compute_single_core + average_pq) of a
+    results folder's panoptic.json and PNGs against the sample (or ``gt_json`` +
+    ``gt_dir``); the results name images by stem, the ground truth by COCO image id, so the
+    annotations are paired by file stem."""
+    from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as m
+
+    gt = json.loads(gt_json.read_text())
+    pred = json.loads((results / "panoptic.json").read_text())
+    categories = {c["id"]: c for c in gt["categories"]}
+    stem_of = {img["id"]: Path(img["file_name"]).stem for img in gt["images"]}
+    preds = {a["image_id"]: a for a in pred["annotations"]}
+    matched = [(g, preds[stem_of[g["image_id"]]]) for g in gt["annotations"]]
+    stat = m.pq_compute_single_core(0, matched, str(gt_dir), str(results / "panoptic"),
+                                    categories)
+    return m.average_pq(stat, categories)
