@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_panoptic_sample"
 GT_JSON = SAMPLE / "panoptic_examples.json"
@@ -32,25 +31,12 @@ def describe(folder: Path) -> Path:
 
 
 def write_targets(root: Path, out: Path, dilation: int = 2) -> Path:
-    """Targets of the sample's split, as make-targets writes them (targets.core and
-    formats.write_targets), with a ``config.json`` that records the dataset's label space."""
-    from panoptool.io import formats
-    from panoptool.io.datasets import open_dataset
-    from panoptool.io.files import write_json
-    from panoptool.labels import LABELS_KEY
-    from panoptool.targets.core import TargetConfig, compute_targets
+    """Targets of the sample's split, by make-targets (the library call the subcommand
+    makes): ``config.json`` records the dataset's label space."""
+    from panoptool.targets.core import TargetConfig, make_targets
 
-    dataset = open_dataset(root)
-    labels = dataset.label_space(SPLIT)
-    config = TargetConfig(dilation=dilation)
-    for sample in dataset.samples(SPLIT):
-        # the sample's thing categories are <= 37: instance ids fit uint16
-        label_ids, instance_ids = sample.read_ground_truth(instance_dtype=np.uint16)
-        formats.write_targets(out, SPLIT, sample.stem,
-                              **compute_targets(label_ids, instance_ids, config, labels))
-    write_json(out / formats.CONFIG_JSON, formats.stage_config(
-        "make-targets", {"dilation": dilation, "root": str(root), "split": SPLIT,
-                         "splits": [SPLIT], LABELS_KEY: labels.to_dict()}))
+    make_targets(root, SPLIT, out, TargetConfig(dilation=dilation), workers=1,
+                 show_progress=False)
     return out
 
 
