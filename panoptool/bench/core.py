@@ -38,6 +38,7 @@ STAGES = {
     "predict": "predict",
     "scale": "scale",
     "mutation": "mutation",
+    "datasets": "datasets",
 }
 
 
