@@ -255,10 +255,10 @@ def quantize_maps(maps: dict[str, np.ndarray], height: int, width: int
 
 
 def render_overlay(image: np.ndarray, train_ids: np.ndarray, result: PanopticResult,
-                   alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """The image under the panoptic colours, with white instance outlines (the colours and
-    thing classes of :mod:`panoptool.visualize.render` are Cityscapes': another label
-    space's train ids from 19 on are drawn black).
+                   alpha: float = OVERLAY_ALPHA, labels: LabelSpace = CITYSCAPES
+                   ) -> np.ndarray:
+    """The image under the panoptic colours of ``labels`` (the network's label space), with
+    white instance outlines.
 
     Parameters
     ----------
@@ -266,6 +266,7 @@ def render_overlay(image: np.ndarray, train_ids: np.ndarray, result: PanopticRes
     train_ids : uint8 (H, W).
     result : the frame's :class:`PanopticResult`.
     alpha : weight of the colours.
+    labels : class colours and thing classes.
 
     Returns
     -------
@@ -273,7 +274,7 @@ def render_overlay(image: np.ndarray, train_ids: np.ndarray, result: PanopticRes
     """
     from panoptool.visualize.render import OUTLINE_COLOR, blend, colorize_panoptic, instance_boundaries
 
-    colours = colorize_panoptic(train_ids, result.panoptic_ids, outline=False)
+    colours = colorize_panoptic(train_ids, result.panoptic_ids, outline=False, labels=labels)
     out = blend(image, colours, alpha)
     inst = result.instance_ids
     out[instance_boundaries(inst) & (inst > 0)] = OUTLINE_COLOR
@@ -465,7 +466,7 @@ def _finish_frame(job: _Job) -> tuple[str, int, np.ndarray | None, float, float]
         _write_cityscapes(out, name, maps["train_ids"], result, job.labels)
     overlay = None
     if "overlay" in job.formats:
-        overlay = render_overlay(job.image, maps["train_ids"], result)
+        overlay = render_overlay(job.image, maps["train_ids"], result, labels=job.labels)
         if job.source.kind == "image":
             _write_jpeg(overlay_path(out, job.source, name), overlay)
             overlay = None

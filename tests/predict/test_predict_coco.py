@@ -43,3 +43,24 @@ def test_predict_uses_the_checkpoints_label_space(tmp_path):
             assert seg["id"] // 1000 == seg["category_id"]
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["labels"] == labels.to_dict()
+
+
+def test_the_overlay_takes_the_colours_of_the_label_space():
+    from panoptool.postprocess.panoptic import PanopticResult
+    from panoptool.predict.stream import render_overlay
+
+    labels = _sample_labels()
+    train_id = 100  # a COCO class far beyond Cityscapes' 19
+    train_ids = np.full((4, 6), train_id, np.uint8)
+    image = np.zeros((4, 6, 3), np.uint8)
+    empty = PanopticResult(np.zeros((4, 6), np.int32), np.zeros((4, 6), np.int32), ())
+    colour = labels.class_colors[train_id].astype(int)
+    out = render_overlay(image, train_ids, empty, alpha=1.0, labels=labels)
+    assert colour.any() and (out.reshape(-1, 3) == colour).all()
+    assert not render_overlay(image, train_ids, empty, alpha=1.0).any()  # Cityscapes: black
+
+
+def _sample_labels():
+    from panoptool.io.coco_panoptic import label_space, read_dataset
+
+    return label_space(read_dataset(SAMPLE / "panoptic_examples.json").categories)
