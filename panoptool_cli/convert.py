@@ -31,17 +31,20 @@ def command() -> None:
 @split_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="COCO instances ground-truth JSON to write (images, annotations with RLE "
-                   "masks, categories with id = labelId).")
+                   "masks, categories with id = the dataset's label id / category id).")
 @workers_option
 @click.option("--no-cache", is_flag=True,
               help="Do not read or write the ground-truth cache (per-image annotations; a "
                    "rerun resumes from it).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder of the ground-truth cache (default <root>/.panoptool_cache).")
+              help="Folder of the ground-truth cache (default .panoptool_cache/ in the "
+                   "dataset's folder).")
 def instances_gt(root, split, out, workers, no_cache, cache_dir) -> None:
-    """Cityscapes gtFine instanceIds -> COCO instances JSON, by detectron2's rule: each thing
-    instance (id >= 1000) is one annotation, each thing class's crowd pixels one iscrowd
-    annotation per image; image id = file stem."""
+    """Ground truth -> COCO instances JSON. A Cityscapes root: gtFine instanceIds by
+    detectron2's rule (each thing instance, id >= 1000, is one annotation, each thing
+    class's crowd pixels one iscrowd annotation per image). A COCO-panoptic dataset: by
+    panopticapi's rule (one annotation per thing segment, crowd segments as iscrowd).
+    Image id = file stem."""
     from panoptool.evaluation.coco import convert_instances_gt
     from panoptool.runtime.pool import console
 

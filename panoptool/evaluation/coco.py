@@ -458,46 +458,52 @@ def coco_to_txt_results(data, path: PathLike, out: PathLike,
 
 # --- runners (convert instances-gt) ------------------------------------------------------------
 
-def _gt_image(job: tuple[str, str, str, str | None, str | None]) -> CocoImages:
-    stem, label_path, inst_path, cache_file, coco_cache = job
-    from panoptool.evaluation.image import read_segmented_ground_truth
-    from panoptool.evaluation.metrics import gt as gtm
+def _gt_image(job) -> CocoImages:
+    """The COCO ground truth of one :class:`~panoptool.evaluation.image.ImageJob`."""
+    from panoptool.evaluation.image import job_ground_truth
 
-    gt = read_segmented_ground_truth(label_path, inst_path, cache_file)
-    key = gtm.cache_key(label_path, inst_path) if coco_cache else None
-    return CocoImages.one(stem, gt.shape, read_coco_gt_cached(coco_cache, key, gt), [])
+    gt = job_ground_truth(job)
+    key = job.ground_truth_key() if job.coco_cache_file else None
+    coco = job.coco_sample
+    annotations = read_coco_gt_cached(job.coco_cache_file, key, gt, job.labels,
+                                      by_segment=coco is not None)
+    return CocoImages.one(job.stem, gt.shape, annotations, [],
+                          file_name=None if coco is None else coco.image.file_name)
 
 
-def convert_instances_gt(root: PathLike | None, split: str, out: PathLike, *,
+def convert_instances_gt(root, split: str, out: PathLike, *,
                          workers: int | None = 0, cache: bool | PathLike = True,
                          show_progress: bool = True) -> dict:
-    """Write the COCO instances ground truth of a split (detectron2's instanceIds rule, see
-    the module docstring) to ``out``, atomically; return it.
+    """Write the COCO instances ground truth of a split to ``out``, atomically; return it.
 
-    Images have ``id`` = stem and ``file_name`` = ``<city>/<stem>_leftImg8bit.png``;
-    annotation ids count from 1 in stem order. Per-image annotations are kept in the
-    ground-truth cache (``<root>/.panoptool_cache/coco_gt/``) as they are made, so an
+    ``root``: any dataset (:func:`~panoptool.io.datasets.open_dataset`). A Cityscapes root
+    is converted by detectron2's instanceIds rule (module docstring): images have ``id`` =
+    stem and ``file_name`` = ``<city>/<stem>_leftImg8bit.png``. A COCO-panoptic dataset by
+    panopticapi's rule (:func:`segment_annotations`: one annotation per thing segment, crowd
+    as ``iscrowd``), its images' own file names, its categories. Annotation ids count from 1
+    in stem order. Per-image annotations are kept in the ground-truth cache
+    (``.panoptool_cache/coco_gt/`` in the dataset folder) as they are made, so an
     interrupted conversion resumes there, and ``report`` reuses them.
     """
-    from panoptool.io.cityscapes import list_samples, resolve_root
-    from panoptool.evaluation.metrics import gt as gtm
+    from panoptool.evaluation.config import default_cache_dir
+    from panoptool.evaluation.plan import ResultFiles, _image_job
+    from panoptool.io.datasets import open_dataset
     from panoptool.runtime.pool import run_parallel
 
-    root = resolve_root(root)
-    samples = list_samples(root, split)
+    dataset = open_dataset(root)
+    labels = dataset.label_space(split)
+    samples = dataset.samples(split)
     cache_dir = None
     if cache:
-        cache_dir = Path(root) / gtm.CACHE_DIRNAME if cache is True else Path(cache)
-    jobs = [(s.stem, str(s.label_ids_path), str(s.instance_ids_path),
-             None if cache_dir is None else str(gtm.cache_path(cache_dir, split, s.stem)),
-             None if cache_dir is None else str(coco_gt_cache_path(cache_dir, split, s.stem)))
+        cache_dir = default_cache_dir(dataset.folder) if cache is True else Path(cache)
+    jobs = [_image_job(s, ResultFiles(), dataset.folder, split, cache_dir, True, labels)
             for s in samples]
     kernels().warm_up()  # loaded once here; forked workers inherit them
     total = CocoImages([], [], [])
     for part in run_parallel(_gt_image, jobs, workers=workers, description="convert",
                              show_progress=show_progress):
         total = total + part
-    data = total.ground_truth()
+    data = total.ground_truth(labels)
     write_json(out, data, indent=None)
     return data
 
