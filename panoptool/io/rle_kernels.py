@@ -9,19 +9,12 @@ process so that forked workers inherit them.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-
-def _jit(function):
-    """``numba.njit`` with the on-disk cache where a writable cache folder exists."""
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(function)
+from panoptool.io.jit import njit
 
 
-@_jit
+@njit
 def scan_runs(box_t, lut, h, x0, y0, values, starts, lengths, fill):
     """One sweep of :func:`object_runs`: the number of runs, and with ``fill`` the runs
     written into ``values`` / ``starts`` / ``lengths``."""
@@ -50,7 +43,7 @@ def scan_runs(box_t, lut, h, x0, y0, values, starts, lengths, fill):
     return k + 1
 
 
-@_jit
+@njit
 def object_runs(box_t, lut, h, x0, y0):
     """Runs of the objects ``lut[value]`` > 0 in column-major order of an image of height
     ``h``, read from the transpose ``box_t`` (bw, bh) of its box at column x0, row y0:
@@ -64,7 +57,7 @@ def object_runs(box_t, lut, h, x0, y0):
     return values, starts, lengths
 
 
-@_jit
+@njit
 def counts_from_string(chars):
     """Run lengths of a pycocotools compressed RLE string (uint8 bytes)."""
     counts = np.empty(len(chars) + 1, np.int64)
@@ -92,7 +85,7 @@ def counts_from_string(chars):
     return counts[:m], True
 
 
-@_jit
+@njit
 def runs_segment_overlap(runs, segment_index, n_segments):
     """Pixels of the mask given by ``runs`` (column-major, zeros first) on each value of
     ``segment_index`` (H, W): int64 (n_segments,)."""

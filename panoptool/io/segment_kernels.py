@@ -9,19 +9,12 @@ not pay numba's import; compiled on first use and cached on disk like
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-
-def _jit(function):
-    """``numba.njit`` with the on-disk cache where a writable cache folder exists."""
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(function)
+from panoptool.io.jit import njit
 
 
-@_jit
+@njit
 def bounding_boxes(ids, slot, k):
     """int64 (k, 4) (y0, x0, y1, x1) inclusive extent of each segment: pixel value v belongs
     to segment ``slot[v]`` (-1: none); rows of absent segments keep y0 > y1."""

@@ -10,32 +10,15 @@ pays the compilation (a few seconds).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from panoptool.io.jit import njit
 
 # one kernel for the segments' extent, shared with io's COCO panoptic encoding
 from panoptool.io.segment_kernels import bounding_boxes  # noqa: F401
 
 
-def _jit(function):
-    """``numba.njit`` with the on-disk cache; without it where numba finds no writable cache
-    folder (neither beside this file nor the user's cache): then each run compiles anew."""
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(function)
-
-
-def _jit_inline(function):
-    """:func:`_jit` for a small helper that numba inlines into its callers (a call with many
-    array arguments costs more than the helper's work)."""
-    try:
-        return numba.njit(cache=True, nogil=True, inline="always")(function)
-    except RuntimeError:
-        return numba.njit(nogil=True, inline="always")(function)
-
-
-@_jit
+@njit
 def thing_foreground(train_ids, contour_prob, threshold, is_thing):
     """The thing mask minus the contour pixels, and the histogram of the classes.
 
@@ -54,7 +37,7 @@ def thing_foreground(train_ids, contour_prob, threshold, is_thing):
     return foreground, hist
 
 
-@_jit_inline
+@njit(inline=True)
 def _zero_sums(n, n_things):
     """Empty sums of :class:`InstanceSums` for labels 0..n: counts, conf_sum, sum_y,
     sum_x."""
@@ -62,7 +45,7 @@ def _zero_sums(n, n_things):
             np.zeros(n + 1, np.float64), np.zeros(n + 1, np.float64))
 
 
-@_jit_inline
+@njit(inline=True)
 def _add_pixel(counts, conf_sum, sum_y, sum_x, label, c, confidence, cy, cx):
     """Add one pixel (class index c, its confidence and predicted centre) to a label's
     sums."""
@@ -72,7 +55,7 @@ def _add_pixel(counts, conf_sum, sum_y, sum_x, label, c, confidence, cy, cx):
     sum_x[label] += cx
 
 
-@_jit
+@njit
 def gather_measure(components, train_ids, confidence, offset_y, offset_x, contour_prob,
                    threshold, thing_index, n_things, m, n):
     """The thing pixels' centres and the per-component sums, in one pass over the image.
@@ -119,7 +102,7 @@ def gather_measure(components, train_ids, confidence, offset_y, offset_x, contou
     return index, labels, centre_y, centre_x, on_contour, counts, conf_sum, sum_y, sum_x
 
 
-@_jit
+@njit
 def measure(labels, positions, index, train_ids, confidence, centre_y, centre_x,
             thing_index, n_things, n):
     """The sums of :class:`InstanceSums` over the thing pixels at ``positions``, whose
@@ -135,7 +118,7 @@ def measure(labels, positions, index, train_ids, confidence, centre_y, centre_x,
     return counts, conf_sum, sum_y, sum_x
 
 
-@_jit
+@njit
 def far_labels(labels, centre_y, centre_x, mean_y, mean_x, limit2):
     """bool (L + 1,): labels with a pixel whose predicted centre lies farther than
     ``sqrt(limit2)`` from the label's mean centre (``mean_y``, ``mean_x``)."""
@@ -151,7 +134,7 @@ def far_labels(labels, centre_y, centre_x, mean_y, mean_x, limit2):
     return far
 
 
-@_jit
+@njit
 def group_by_label(labels, chosen):
     """The positions of the pixels whose label is ``chosen``, grouped by label.
 
@@ -180,7 +163,7 @@ _PENDING = -1
 _QUEUED = -2
 
 
-@_jit_inline
+@njit(inline=True)
 def _queue(flat, q, candidates, n_cand):
     """Append pixel q to the candidates if it is a pending target not queued yet."""
     if flat[q] == _PENDING:
@@ -190,7 +173,7 @@ def _queue(flat, q, candidates, n_cand):
     return n_cand
 
 
-@_jit_inline
+@njit(inline=True)
 def _neighbour_label(flat, q, want, classes):
     """The label at pixel q if it is an instance of class ``want``, else 0."""
     label = flat[q]
@@ -199,7 +182,7 @@ def _neighbour_label(flat, q, want, classes):
     return 0
 
 
-@_jit
+@njit
 def fill_from_neighbours(flat, width, targets, train_ids, classes):
     """Breadth-first growth of instance labels into ``targets`` (see
     :func:`~panoptool.postprocess.instances.fill_contours`); ``flat`` (int32, the raveled
@@ -264,14 +247,14 @@ def fill_from_neighbours(flat, width, targets, train_ids, classes):
     return n_filled
 
 
-@_jit
+@njit
 def scatter(out_flat, index, values):
     """``out_flat[index] = values``."""
     for p in range(len(index)):
         out_flat[index[p]] = values[p]
 
 
-@_jit
+@njit
 def panoptic_ids(instance_ids, train_ids, segment_of, stuff_segment):
     """int32 (H, W): ``segment_of[instance]`` on instance pixels, else
     ``stuff_segment[train id]``."""
@@ -294,7 +277,7 @@ GROW_STEPS = 4.0
 GROW_BUCKETS = 1024
 
 
-@_jit_inline
+@njit(inline=True)
 def _neighbour4(q, step, width, size):
     """The ``step``-th 4-neighbour of flat pixel ``q`` (0 up, 1 left, 2 right, 3 down, the order
     of every growth loop here), or -1 where it lies off the image."""
@@ -307,7 +290,7 @@ def _neighbour4(q, step, width, size):
     return q + width if q < size - width else -1
 
 
-@_jit
+@njit
 def _target_neighbours(flat, width, targets, train_ids, classes):
     """For each target p and step s (0 up, 1 left, 2 right, 3 down): ``nb[4 p + s]``, the
     position of the neighbour among the targets (-1: no target there), and ``seed[4 p + s]``,
@@ -350,7 +333,7 @@ def _target_neighbours(flat, width, targets, train_ids, classes):
     return nb, seed, tclass
 
 
-@_jit
+@njit
 def _new_groups(got, nb, tclass, n):
     """The targets no instance took (``got`` 0) become new labels n + 1, ...: one per
     4-connected group of one class (``nb``: the targets' neighbour positions, as
@@ -379,7 +362,7 @@ def _new_groups(got, nb, tclass, n):
     return n_new
 
 
-@_jit
+@njit
 def grow_seeds(flat, width, targets, train_ids, classes, centre_y, centre_x, mean_y, mean_x,
                limit2, n):
     """Seeded region growing of instance labels over the target (contour band) pixels, then

@@ -129,8 +129,6 @@ def test_kernels_compile_without_a_writable_cache_folder(monkeypatch):
     without the cache instead of making the package unimportable."""
     import numba
 
-    from panoptool.postprocess import kernels
-
     real = numba.njit
 
     def njit(*args, cache=False, **kwargs):
@@ -140,10 +138,17 @@ def test_kernels_compile_without_a_writable_cache_folder(monkeypatch):
 
     monkeypatch.setattr(numba, "njit", njit)
 
-    @kernels._jit
+    from panoptool.io.jit import njit as panoptool_njit
+
+    @panoptool_njit
     def twice(x):
         return 2 * x
+
+    @panoptool_njit(inline=True)
+    def thrice(x):
+        return 3 * x
 
     from numba.core.caching import NullCache
 
     assert twice(21) == 42 and isinstance(twice._cache, NullCache)  # compiled, not cached
+    assert thrice(5) == 15 and isinstance(thrice._cache, NullCache)

@@ -31,10 +31,10 @@ import math
 from dataclasses import dataclass, field
 
 import cv2
-import numba
 import numpy as np
 
 from panoptool.errors import ArrayError, ConfigError
+from panoptool.io.jit import njit
 
 #: BSDS's thresholds: 99 values 0.01 .. 0.99.
 N_THRESHOLDS = 99
@@ -45,14 +45,6 @@ _T32_INF = np.append(THRESHOLDS.astype(np.float32), np.float32(np.inf))
 NMS_SLACK = 0.01
 #: BSDS's default matching tolerance, a fraction of the image diagonal.
 DEFAULT_MAX_DIST = 0.0075
-
-
-def _jit(function):
-    """``numba.njit`` with the on-disk cache where a cache folder is writable."""
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # no writable cache locator
-        return numba.njit(nogil=True)(function)
 
 
 def tolerance_px(shape: tuple[int, int], max_dist: float = DEFAULT_MAX_DIST) -> float:
@@ -140,7 +132,7 @@ def disk_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
     return (dy[sel][order].astype(np.int32), dx[sel][order].astype(np.int32))
 
 
-@_jit
+@njit
 def _max_level_near(levels, ys, xs, dy, dx, top):
     """For each (ys[i], xs[i]): the largest ``levels`` value at the given offsets inside
     the image (stops early at ``top``); uint8 (N,)."""
