@@ -26,8 +26,8 @@ from panoptool.evaluation.metrics import gt as gtm
 from panoptool.evaluation.metrics import panoptic
 from panoptool.evaluation.metrics.gt import GroundTruth
 from panoptool.io.coco_panoptic import (CocoPanopticDataset, PanopticImage, PanopticSegment,
-                                        label_space, parse_annotation, read_segments,
-                                        segment_encoding)
+                                        label_space, parse_annotation, remap,
+                                        segment_encoding, segment_index)
 from panoptool.io.files import read_json, read_png, safe_join
 from panoptool.labels import LabelSpace
 
@@ -83,15 +83,18 @@ def sample_ground_truth(png_path: PathLike, image: PanopticImage,
     Raises
     ------
     InputError
-        As :func:`~panoptool.io.coco_panoptic.read_segments` (the PNG against its
+        As :func:`~panoptool.io.coco_panoptic.segment_index` (the PNG against its
         ``segments_info``).
     """
-    _, present, inverse = read_segments(png_path, image)
+    _, listed, sorted_index, counts = segment_index(png_path, image)
     seg_label, seg_instance = segment_encoding(png_path, image, thing_ids)
-    position = {seg.id: k + 1 for k, seg in enumerate(image.segments)}
-    slot = np.array([position.get(int(v), 0) for v in present], dtype=np.uint16)
-    index = slot[inverse]
-    areas = np.bincount(index.ravel(), minlength=len(image.segments) + 1).astype(np.int64)
+    # position in the sorted ids + 1 -> position in segments_info + 1 (0: void)
+    slot = np.zeros(len(listed) + 1, dtype=np.uint16)
+    rank = np.searchsorted(listed, [seg.id for seg in image.segments]) + 1
+    slot[rank] = np.arange(1, len(image.segments) + 1)
+    index = remap(sorted_index, slot)
+    areas = np.zeros(len(image.segments) + 1, dtype=np.int64)
+    areas[slot] = counts
     return GroundTruth(segment_index=index,
                        label_ids=np.concatenate([[0], seg_label]).astype(np.uint8),
                        instance_ids=np.concatenate([[0], seg_instance]).astype(np.int32),
