@@ -53,8 +53,7 @@ from panoptool.evaluation.metrics.instance import InstanceStats
 
 PathLike = str | os.PathLike
 
-#: COCO mask-AP keys of ``metrics.json`` (percent), in COCOeval's ``stats`` order.
-COCO_METRIC_KEYS = ("coco_AP", "coco_AP50", "coco_AP75", "coco_AP_S", "coco_AP_M", "coco_AP_L")
+from panoptool.evaluation.config import COCO_METRIC_KEYS  # noqa: E402  (defined with the others)
 
 
 def coco_instance_categories(labels: LabelSpace = CITYSCAPES) -> list[dict]:

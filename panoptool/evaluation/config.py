@@ -21,8 +21,11 @@ BOUNDARY_KEYS = ("boundary_IoU", "boundary_PQ", "boundary_SQ", "boundary_RQ", "b
                  "boundary_RQ_st")
 #: Contour-head score (:mod:`panoptool.evaluation.metrics.contour`), with ``report --maps``.
 CONTOUR_KEYS = ("contour_ODS", "contour_OIS", "contour_P", "contour_R", "contour_threshold")
+#: COCO mask-AP keys (:mod:`panoptool.evaluation.coco`, percent), in COCOeval's ``stats``
+#: order; in ``metrics.json`` when instances are evaluated with ``--coco-ap``.
+COCO_METRIC_KEYS = ("coco_AP", "coco_AP50", "coco_AP75", "coco_AP_S", "coco_AP_M", "coco_AP_L")
 #: Every key a ``metrics.json`` may hold (the columns ``--compare`` accepts).
-ALL_METRIC_KEYS = METRIC_KEYS + BOUNDARY_KEYS + CONTOUR_KEYS
+ALL_METRIC_KEYS = METRIC_KEYS + COCO_METRIC_KEYS + BOUNDARY_KEYS + CONTOUR_KEYS
 #: Parts of a results folder, in evaluation order.
 PARTS = ("semantic", "instance", "panoptic")
 #: Files ``write_report`` can write: summary.md, per_class.csv, metrics.json.
