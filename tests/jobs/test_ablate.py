@@ -171,14 +171,17 @@ def test_ablate_checks_splits_first_and_stage_errors_are_one_line(make_synth, tm
     assert not (tmp_path / "rep").exists()
 
 
-def test_ablate_trains_one_network_for_the_postprocess_only_table(tmp_path):
+@pytest.mark.parametrize("fmt", ["cityscapes", "coco-panoptic"])
+def test_ablate_trains_one_network_for_the_postprocess_only_table(tmp_path, fmt):
+    """Also on a COCO-panoptic --root (COCO's layout): the same steps, found from the data."""
     from panoptool.synth.scenes import SynthConfig, make_dataset
 
     root = tmp_path / "data"
     make_dataset(root, SynthConfig(n=2, height=64, width=128, seed=0, split="train"),
-                 show_progress=False)
+                 show_progress=False, format=fmt)
     make_dataset(root, SynthConfig(n=2, height=64, width=128, seed=9, split="val"),
-                 show_progress=False)
+                 show_progress=False, format=fmt)
+    assert (root / "annotations").is_dir() == (fmt == "coco-panoptic")
     result = CliRunner().invoke(cli, [
         "ablate", "--root", str(root), "--runs-dir", str(tmp_path / "abl"), "--reports-dir",
         str(tmp_path / "rep"), "--tables", "III", "--no-oracle", "--budget-minutes", "0.02",
