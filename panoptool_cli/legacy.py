@@ -41,14 +41,13 @@ def _postprocess(p: dict):
     min_area = p["min_area"]
     if min_area is None:  # as the command chooses
         min_area = 0 if p["oracle"] else PostprocessConfig.min_area
-    band_eps = p["band_eps"]
-    if band_eps is None and not p["oracle"] and p["derivation"] == "seeded":
-        band_eps = 0.0
     config = postprocess_config(
         split_=p["split_"], merge=p["merge"], min_area=min_area, eps=p["eps"],
         min_samples=p["min_samples"], cell=p["cell"], contour_threshold=p["contour_threshold"],
         connectivity=p["connectivity"], fill_contours=p["fill_contours"],
-        derivation=p["derivation"], band_eps=band_eps)
+        derivation=p["derivation"], band_eps=p["band_eps"])
+    if not p["oracle"]:
+        config = config.on_maps()
     if p["oracle"]:
         return stages.postprocess_oracle, dict(root=p["root"], split=p["dataset_split"],
                                                targets=p["targets"], out=p["out"],

@@ -59,12 +59,12 @@ def command(maps, out, oracle, root, dataset_split, targets, min_area, split_, m
 
     if min_area is None:
         min_area = 0 if oracle else PostprocessConfig.min_area
-    if band_eps is None and not oracle and derivation == "seeded":
-        band_eps = 0.0
     config = postprocess_config(
         split_=split_, merge=merge, min_area=min_area, eps=eps, min_samples=min_samples,
         cell=cell, contour_threshold=contour_threshold, connectivity=connectivity,
         fill_contours=fill_contours, derivation=derivation, band_eps=band_eps)
+    if not oracle:
+        config = config.on_maps()
     if oracle:
         if maps:
             raise ConfigError("--oracle reads the ground truth and --targets; drop --maps")

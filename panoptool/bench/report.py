@@ -23,13 +23,14 @@ from panoptool.bench.core import BenchConfig, BenchSection, peak_rss_mib
 from panoptool.io.cityscapes import list_samples, read_ground_truth
 from panoptool.evaluation.runner import evaluate
 from panoptool.io.files import PNG8_DECODER, write_json, write_png
+from panoptool.labels import CITYSCAPES
 from panoptool.evaluation.official import official_all
 from panoptool.runtime.pool import resolve_workers
 from panoptool.synth.scenes import SynthConfig, make_dataset
 
 #: The issue's reference: official evaluators + GT conversion, ms per image, one core.
 REFERENCE_OFFICIAL_MS = 520.0
-THING_LABELS = (24, 25, 26, 27, 28, 31, 32, 33)
+THING_LABELS = CITYSCAPES.thing_label_ids
 
 
 def write_results(root: Path, split: str, out: Path, seed: int = 0) -> Path:
@@ -56,7 +57,7 @@ def write_results(root: Path, split: str, out: Path, seed: int = 0) -> Path:
         txt.parent.mkdir(parents=True, exist_ok=True)
         txt.write_text("".join(line + "\n" for line in lines))
         label = np.where(ids >= 1000, ids // 1000, ids)
-        keep = np.isin(label, (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23) + THING_LABELS)
+        keep = np.isin(label, CITYSCAPES.evaluated_label_ids)
         pan = np.where(np.isin(inst, ids[keep]), inst, 0)
         write_png(formats.panoptic_png_path(out, s.stem), formats.panoptic_id_to_rgb(pan))
         annotations.append({"image_id": s.stem, "file_name": f"{s.stem}_panoptic.png",

@@ -163,10 +163,10 @@ class Refinement:
         pixel sizes scaled to the images) with split, merge, min-area and derivation set;
         ``maps``: on a network's maps, where the seeded derivation has no band limit
         (``band_eps`` 0, as ``postprocess --maps`` and ``predict`` choose)."""
-        seeded_maps = maps and self.derivation == "seeded"
-        return dataclasses.replace(scaled, split=self.split, merge=self.merge,
-                                   min_area=self.min_area, derivation=self.derivation,
-                                   band_eps=0.0 if seeded_maps else None)
+        config = dataclasses.replace(scaled, split=self.split, merge=self.merge,
+                                     min_area=self.min_area, derivation=self.derivation,
+                                     band_eps=None)
+        return config.on_maps() if maps else config
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,21 @@ class PostprocessConfig:
         """The settings as a JSON-ready dict (keys in field order)."""
         return dataclasses.asdict(self)
 
+    def on_maps(self) -> "PostprocessConfig":
+        """These settings for a network's maps: an unset ``band_eps`` (None) becomes 0, no
+        band limit, with the seeded derivation (a network's offsets in the contour band are
+        too rough for the limit); on ground truth (``--oracle``) it stays None, i.e.
+        ``eps``. The one place of this rule (postprocess, predict, ablate use it).
+
+        >>> PostprocessConfig(derivation="seeded").on_maps().band_eps
+        0.0
+        >>> PostprocessConfig().on_maps().band_eps is None
+        True
+        """
+        if self.band_eps is None and self.derivation == "seeded":
+            return dataclasses.replace(self, band_eps=0.0)
+        return self
+
     @property
     def band_limit(self) -> float:
         """The seeded growth's centre radius in pixels (``inf``: no limit)."""

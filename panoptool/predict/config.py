@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from panoptool.errors import ConfigError
@@ -74,9 +73,8 @@ class PredictConfig:
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
         object.__setattr__(self, "out", str(self.out))
         object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
-        if self.postprocess.band_eps is None:  # a network's maps: no band limit, as postprocess
-            object.__setattr__(self, "postprocess",
-                               dataclasses.replace(self.postprocess, band_eps=0.0))
+        # a network's maps: the seeded derivation without a band limit, as postprocess
+        object.__setattr__(self, "postprocess", self.postprocess.on_maps())
         if not self.inputs:
             raise ConfigError("predict needs at least one INPUT (image, folder or video)")
         if (self.checkpoint is None) == (self.model is None):

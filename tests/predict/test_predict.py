@@ -225,7 +225,7 @@ def test_predict_equals_infer_plus_postprocess(trained, tmp_path):
     infer(InferConfig(checkpoint=str(ckpt), root=str(val), split="val",
                       out=str(tmp_path / "maps"), device="cpu", threads=1, workers=0),
           show_progress=False)
-    post = PostprocessConfig(min_area=5, eps=2.0, min_samples=2, cell=1.0, band_eps=0.0)
+    post = PostprocessConfig(min_area=5, eps=2.0, min_samples=2, cell=1.0)
     postprocess_maps(tmp_path / "maps", tmp_path / "results", post, workers=1,
                      show_progress=False)
     # predict's pixel sizes are for 1024x2048 and scaled to the 64x128 images ...
