@@ -200,31 +200,10 @@ def command(root, split, results_dir, out, format_, workers, no_cache, cache_dir
 
 def _score_contours(result, root, split, maps_dir, workers, tolerance, nms):
     """Add the contour score to ``result`` (or make a result of it alone)."""
-    from panoptool.evaluation.contour_score import ContourScoreConfig, score_contours
-    from panoptool.io.datasets import open_dataset
-    from panoptool.evaluation.image import ImageStats
-    from panoptool.evaluation.summary import EvaluationResult, PerClassTable, summarize
-    from panoptool.io.formats import CONFIG_JSON
-    from panoptool.io.files import read_json
+    from panoptool.evaluation.contour_score import ContourScoreConfig, add_contour_score
 
-    config = ContourScoreConfig(max_dist=tolerance, nms=nms)
-    metrics, stats = score_contours(root, split, maps_dir, config=config, workers=workers)
-    settings = {"contour_max_dist": tolerance, "contour_nms": nms, "maps": str(maps_dir)}
-    if result is None:
-        dataset = open_dataset(root)
-        labels = dataset.label_space(split)
-        _, table = summarize(ImageStats(), stats.n_images, labels)
-        cfg = maps_dir / CONFIG_JSON
-        result = EvaluationResult(
-            metrics={"n_images": stats.n_images},
-            per_class_table=PerClassTable({k: table[k] for k in ("train_id", "class")}),
-            parts=(), root=str(dataset.root), split=split, results_dir=str(maps_dir),
-            results_config=read_json(cfg) if cfg.is_file() else None,
-            settings={"split": split, "workers": workers}, labels=labels)
-    result.metrics.update(metrics)
-    result.parts = (*result.parts, "contour")
-    result.settings = {**result.settings, **settings}
-    return result
+    return add_contour_score(result, root, split, maps_dir,
+                             ContourScoreConfig(max_dist=tolerance, nms=nms), workers)
 
 
 def _compare(root, split, specs, columns, settings, format_, out, workers):

@@ -136,3 +136,33 @@ def score_contours(root: PathLike | None, split: str, maps_root: PathLike, *,
                "contour_P": pct(res["P"]), "contour_R": pct(res["R"]),
                "contour_threshold": None if np.isnan(res["threshold"]) else res["threshold"]}
     return metrics, total
+
+
+def add_contour_score(result, root, split: str, maps: PathLike,
+                      config: ContourScoreConfig = ContourScoreConfig(), workers: int = 0):
+    """``result`` (an :class:`~panoptool.evaluation.summary.EvaluationResult`, or None for a
+    contour score alone) with the contour score of ``maps`` added: its ``contour_*``
+    metrics, the part ``contour`` and its settings. What ``report --maps`` does."""
+    from panoptool.evaluation.image import ImageStats
+    from panoptool.evaluation.summary import EvaluationResult, PerClassTable, summarize
+    from panoptool.io.files import read_json
+    from panoptool.io.formats import CONFIG_JSON
+
+    maps = Path(maps)
+    metrics, stats = score_contours(root, split, maps, config=config, workers=workers)
+    if result is None:
+        dataset = open_dataset(root)
+        labels = dataset.label_space(split)
+        _, table = summarize(ImageStats(), stats.n_images, labels)
+        cfg = maps / CONFIG_JSON
+        result = EvaluationResult(
+            metrics={"n_images": stats.n_images},
+            per_class_table=PerClassTable({k: table[k] for k in ("train_id", "class")}),
+            parts=(), root=str(dataset.root), split=split, results_dir=str(maps),
+            results_config=read_json(cfg) if cfg.is_file() else None,
+            settings={"split": split, "workers": workers}, labels=labels)
+    result.metrics.update(metrics)
+    result.parts = (*result.parts, "contour")
+    result.settings = {**result.settings, "contour_max_dist": config.max_dist,
+                       "contour_nms": config.nms, "maps": str(maps)}
+    return result

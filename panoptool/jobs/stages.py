@@ -109,15 +109,9 @@ def report(root: PathLike, split: str, results: PathLike, out: PathLike,
 
     result = evaluate(str(root), split, Path(results), workers=workers)
     if maps is not None:
-        from panoptool.evaluation.contour_score import score_contours
+        from panoptool.evaluation.contour_score import add_contour_score
 
-        # as `report --maps` (panoptool_cli/report.py: _score_contours) does
-        metrics, _ = score_contours(str(root), split, Path(maps), config=contour,
-                                    workers=workers)
-        result.metrics.update(metrics)
-        result.parts = (*result.parts, "contour")
-        result.settings = {**result.settings, "contour_max_dist": contour.max_dist,
-                           "contour_nms": contour.nms, "maps": str(Path(maps))}
+        result = add_contour_score(result, str(root), split, maps, contour, workers)
     written = write_report(result, Path(out), list(OUTPUT_FORMATS))
     _console().print(f"written: {', '.join(str(p) for p in written)}", highlight=False)
     return summary_markdown(result)
