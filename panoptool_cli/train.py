@@ -23,7 +23,7 @@ import click  # noqa: E402
 from click.core import ParameterSource  # noqa: E402
 
 from panoptool.errors import ConfigError  # noqa: E402
-from panoptool.model import ARCHS, NECKS  # noqa: E402
+from panoptool.model.config import ARCHS, NECKS  # noqa: E402
 from panoptool.training.config import PRESETS, TrainConfig  # noqa: E402
 from panoptool_cli.options import (amp_option, device_option, on_bad_image_option,  # noqa: E402
                                    overwrite_option, root_option)

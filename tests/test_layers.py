@@ -117,8 +117,10 @@ def test_a_config_import_loads_neither_numba_nor_torch():
     import sys
 
     code = ("import sys; import panoptool.postprocess.config, panoptool.predict.config, "
-            "panoptool.synth, panoptool.targets.core; "
+            "panoptool.synth, panoptool.targets.core, panoptool.training.config, "
+            "panoptool.model.config, panoptool_cli.train; "
             "from panoptool.postprocess import PostprocessConfig; "
+            "from panoptool.model import NetworkConfig; "
             "print(sorted(m for m in ('numba', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=PACKAGE.parent)

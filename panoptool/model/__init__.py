@@ -3,9 +3,9 @@
 from panoptool import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "panoptool.model.network": ("HEADS", "NECKS", "NetworkConfig", "PanopticContourNet",
-                                "count_parameters"),
-    "panoptool.model.resnet": ("ARCHS", "LoadReport", "ResNetEncoder", "load_torchvision_weights"),
+    "panoptool.model.config": ("ARCHS", "HEADS", "NECKS", "NetworkConfig"),
+    "panoptool.model.network": ("PanopticContourNet", "count_parameters"),
+    "panoptool.model.resnet": ("LoadReport", "ResNetEncoder", "load_torchvision_weights"),
 })
 
 __all__ = ["ARCHS", "HEADS", "LoadReport", "NECKS", "NetworkConfig", "PanopticContourNet",

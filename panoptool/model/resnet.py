@@ -24,13 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-#: name -> (block type, blocks per stage)
-ARCHS = {
-    "resnet18": ("basic", (2, 2, 2, 2)),
-    "resnet34": ("basic", (3, 4, 6, 3)),
-    "resnet50": ("bottleneck", (3, 4, 6, 3)),
-    "resnet101": ("bottleneck", (3, 4, 23, 3)),
-}
+from panoptool.model.config import ARCHS
+
 
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:

@@ -33,14 +33,91 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import MappingProxyType
 
 from panoptool.errors import ConfigError
 from panoptool.labels import LabelSpace
-from panoptool.model import NetworkConfig
-from panoptool.training.data import Augment
-from panoptool.training.losses import LossConfig
+from panoptool.model.config import NetworkConfig
+
+#: The contour loss terms `--contour-terms` chooses from (Table I of the paper).
+CONTOUR_TERMS = ("wbce", "huber", "nms")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Settings of :func:`total_loss`.
+
+    Parameters
+    ----------
+    contour_terms : subset of ``("wbce", "huber", "nms")`` summed into the contour loss.
+    lambdas : weights of the semantic, contour and offset losses (1, 50, 0.1).
+    contour_huber_delta : Huber delta on the contour probability (0.3).
+    offset_huber_delta : Huber delta on the offsets, in pixels (1).
+    nms_radius : the NMS loss samples ``2 * nms_radius + 1`` positions, 1 px apart, along the
+        boundary normal (2 -> 5 samples).
+    nms_tau : softmax temperature of the NMS loss on the probabilities (0.1, as Acuna et al.).
+    nms_sigma : Gaussian sigma (px) smoothing the ground-truth contour before its normals and
+        centre line are taken.
+    semantic_top_k : fraction of hardest pixels the cross entropy averages over (1 = all).
+    """
+
+    contour_terms: tuple[str, ...] = CONTOUR_TERMS
+    lambdas: tuple[float, float, float] = (1.0, 50.0, 0.1)
+    contour_huber_delta: float = 0.3
+    offset_huber_delta: float = 1.0
+    nms_radius: int = 2
+    nms_tau: float = 0.1
+    nms_sigma: float = 1.0
+    semantic_top_k: float = 1.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "contour_terms", tuple(self.contour_terms))
+        object.__setattr__(self, "lambdas", tuple(float(v) for v in self.lambdas))
+        unknown = [t for t in self.contour_terms if t not in CONTOUR_TERMS]
+        if unknown or len(set(self.contour_terms)) != len(self.contour_terms):
+            raise ConfigError(f"contour loss terms must be distinct names among "
+                              f"{','.join(CONTOUR_TERMS)}, got {','.join(self.contour_terms)}")
+        if len(self.lambdas) != 3 or any(not (v >= 0 and math.isfinite(v))
+                                         for v in self.lambdas):
+            raise ConfigError(f"lambdas must be 3 non-negative numbers (semantic, contour, "
+                              f"offset), got {self.lambdas}")
+        for name in ("contour_huber_delta", "offset_huber_delta", "nms_tau", "nms_sigma"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.semantic_top_k <= 1:
+            raise ConfigError(f"semantic_top_k must be in (0, 1], got {self.semantic_top_k}")
+        if self.nms_radius < 1:
+            raise ConfigError(f"nms_radius must be >= 1, got {self.nms_radius}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Augmentation settings (the augmentation part of
+    :class:`~panoptool.training.config.TrainConfig`).
+
+    crop : (height, width) of the training crops, both >= 32 (the network's stride); each
+        side is clipped to the largest image side (at scale 1), so crops never exceed an
+        image that is not enlarged; a smaller image (COCO's vary in size) is padded.
+    scale : (min, max) of the random rescaling factor (uniform), 0 < min <= max.
+    flip : random horizontal flips (p = 0.5).
+    """
+
+    crop: tuple[int, int] = (512, 1024)
+    scale: tuple[float, float] = (0.5, 2.0)
+    flip: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "crop", tuple(self.crop))
+        object.__setattr__(self, "scale", tuple(self.scale))
+        if len(self.crop) != 2 or min(self.crop) < 32:
+            raise ConfigError(f"--crop must be HxW with both sides >= 32, got {self.crop}")
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ConfigError(f"--scale must be MIN,MAX with 0 < MIN <= MAX, got {self.scale}")
+
 
 #: ``--device`` values: ``auto`` = cuda if available, else cpu.
 DEVICES = ("auto", "cpu", "cuda")

@@ -25,6 +25,7 @@ import torch
 from panoptool.errors import ConfigError, InputError, PanoptoolError
 from panoptool.io.formats import decode_offsets, read_targets, target_paths
 from panoptool.labels import IGNORE
+from panoptool.training.config import Augment  # noqa: F401  (re-exported)
 
 PathLike = str | os.PathLike
 
@@ -37,31 +38,6 @@ def normalize(image: np.ndarray) -> np.ndarray:
     """uint8 RGB (H, W, 3) -> float32 (3, H, W), ImageNet-normalised."""
     x = (image.astype(np.float32) * (1 / 255.0) - MEAN) / STD
     return np.ascontiguousarray(x.transpose(2, 0, 1))
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Augmentation settings (the augmentation part of
-    :class:`~panoptool.training.config.TrainConfig`).
-
-    crop : (height, width) of the training crops, both >= 32 (the network's stride); each
-        side is clipped to the largest image side (at scale 1), so crops never exceed an
-        image that is not enlarged; a smaller image (COCO's vary in size) is padded.
-    scale : (min, max) of the random rescaling factor (uniform), 0 < min <= max.
-    flip : random horizontal flips (p = 0.5).
-    """
-
-    crop: tuple[int, int] = (512, 1024)
-    scale: tuple[float, float] = (0.5, 2.0)
-    flip: bool = True
-
-    def __post_init__(self):
-        object.__setattr__(self, "crop", tuple(self.crop))
-        object.__setattr__(self, "scale", tuple(self.scale))
-        if len(self.crop) != 2 or min(self.crop) < 32:
-            raise ConfigError(f"--crop must be HxW with both sides >= 32, got {self.crop}")
-        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
-            raise ConfigError(f"--scale must be MIN,MAX with 0 < MIN <= MAX, got {self.scale}")
 
 
 @dataclass(frozen=True)

@@ -17,66 +17,12 @@ Terms (DESIGN.md "Losses"):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-from panoptool.errors import ConfigError
 from panoptool.labels import IGNORE
-
-CONTOUR_TERMS = ("wbce", "huber", "nms")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Settings of :func:`total_loss`.
-
-    Parameters
-    ----------
-    contour_terms : subset of ``("wbce", "huber", "nms")`` summed into the contour loss.
-    lambdas : weights of the semantic, contour and offset losses (1, 50, 0.1).
-    contour_huber_delta : Huber delta on the contour probability (0.3).
-    offset_huber_delta : Huber delta on the offsets, in pixels (1).
-    nms_radius : the NMS loss samples ``2 * nms_radius + 1`` positions, 1 px apart, along the
-        boundary normal (2 -> 5 samples).
-    nms_tau : softmax temperature of the NMS loss on the probabilities (0.1, as Acuna et al.).
-    nms_sigma : Gaussian sigma (px) smoothing the ground-truth contour before its normals and
-        centre line are taken.
-    semantic_top_k : fraction of hardest pixels the cross entropy averages over (1 = all).
-    """
-
-    contour_terms: tuple[str, ...] = CONTOUR_TERMS
-    lambdas: tuple[float, float, float] = (1.0, 50.0, 0.1)
-    contour_huber_delta: float = 0.3
-    offset_huber_delta: float = 1.0
-    nms_radius: int = 2
-    nms_tau: float = 0.1
-    nms_sigma: float = 1.0
-    semantic_top_k: float = 1.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "contour_terms", tuple(self.contour_terms))
-        object.__setattr__(self, "lambdas", tuple(float(v) for v in self.lambdas))
-        unknown = [t for t in self.contour_terms if t not in CONTOUR_TERMS]
-        if unknown or len(set(self.contour_terms)) != len(self.contour_terms):
-            raise ConfigError(f"contour loss terms must be distinct names among "
-                              f"{','.join(CONTOUR_TERMS)}, got {','.join(self.contour_terms)}")
-        if len(self.lambdas) != 3 or any(not (v >= 0 and math.isfinite(v))
-                                         for v in self.lambdas):
-            raise ConfigError(f"lambdas must be 3 non-negative numbers (semantic, contour, "
-                              f"offset), got {self.lambdas}")
-        for name in ("contour_huber_delta", "offset_huber_delta", "nms_tau", "nms_sigma"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 < self.semantic_top_k <= 1:
-            raise ConfigError(f"semantic_top_k must be in (0, 1], got {self.semantic_top_k}")
-        if self.nms_radius < 1:
-            raise ConfigError(f"nms_radius must be >= 1, got {self.nms_radius}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
+from panoptool.training.config import CONTOUR_TERMS, LossConfig  # noqa: F401  (re-exported)
 
 def _per_image_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` (N, ...) over the True pixels of ``mask`` (same shape) per image,
