@@ -51,3 +51,15 @@ def tiny_coco_run(folder: Path, iters: int = 1) -> tuple[Path, Path, Path]:
                       device="cpu", neck="shared", warmup_iters=1),
           show_progress=False)
     return desc, targets, checkpoint_path(run)
+
+
+def write_both_formats(cityscapes_root: Path, coco_root: Path, config, workers: int = 1
+                       ) -> tuple[Path, Path]:
+    """The same synthetic scenes (``config``, a SynthConfig) as a Cityscapes root and as
+    COCO panoptic in COCO's layout."""
+    from panoptool.synth.scenes import make_dataset
+
+    make_dataset(cityscapes_root, config, workers=workers, show_progress=False)
+    make_dataset(coco_root, config, workers=workers, show_progress=False,
+                 format="coco-panoptic")
+    return cityscapes_root, coco_root

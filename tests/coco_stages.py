@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_panoptic_sample"
+from coco_helpers import SAMPLE, describe_sample
+
 GT_JSON = SAMPLE / "panoptic_examples.json"
 GT_DIR = SAMPLE / "panoptic_examples"
 #: The sample's panoptic segments as COCO detection annotations, written by panopticapi's
@@ -20,14 +21,7 @@ SPLIT = "val"
 
 def describe(folder: Path) -> Path:
     """A dataset description of the sample (absolute paths) in ``folder``."""
-    from panoptool.io.datasets import write_description
-
-    folder.mkdir(parents=True, exist_ok=True)
-    return write_description(folder / "panoptool_dataset.json",
-                             {SPLIT: {"images": str(SAMPLE / "images"),
-                                      "panoptic_json": str(GT_JSON),
-                                      "panoptic_dir": str(GT_DIR)}},
-                             name="coco-sample")
+    return describe_sample(folder)
 
 
 def write_targets(root: Path, out: Path, dilation: int = 2) -> Path:

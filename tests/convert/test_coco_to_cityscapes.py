@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from coco_helpers import write_both_formats
 from panoptool.convert.cityscapes_gt import MAX_INSTANCE_ID, coco_to_cityscapes
 from panoptool.errors import ConfigError, InputError
 from panoptool.io.cityscapes import list_samples
@@ -21,7 +22,7 @@ from panoptool.io.coco_panoptic import ids_to_rgb, rgb_to_ids
 from panoptool.io.datasets import open_dataset, write_description
 from panoptool.io.files import read_png, write_png
 from panoptool.labels import CITYSCAPES, LabelSpace
-from panoptool.synth.scenes import SynthConfig, make_dataset
+from panoptool.synth.scenes import SynthConfig
 from panoptool_cli import main
 
 CONFIG = SynthConfig(n=4, height=96, width=192, seed=11, split="val")
@@ -42,11 +43,8 @@ def _label_of(instance_ids: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     """The same scenes as a Cityscapes root and as COCO panoptic: (cityscapes, coco)."""
-    cs = tmp_path_factory.mktemp("cs")
-    coco = tmp_path_factory.mktemp("coco")
-    make_dataset(cs, CONFIG, workers=1, show_progress=False)
-    make_dataset(coco, CONFIG, workers=1, show_progress=False, format="coco-panoptic")
-    return cs, coco
+    return write_both_formats(tmp_path_factory.mktemp("cs"),
+                              tmp_path_factory.mktemp("coco"), CONFIG)
 
 
 @pytest.fixture()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from coco_helpers import write_both_formats
 from panoptool.errors import ConfigError
 from panoptool.io.cityscapes import list_samples
 from panoptool.io.coco_panoptic import rgb_to_ids
@@ -29,11 +30,8 @@ HAS_INSTANCES = {c.id for c in CITYSCAPES.categories if c.has_instances}
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     """The same scenes written in both formats: (cityscapes root, coco root)."""
-    cs = tmp_path_factory.mktemp("synth_cs")
-    coco = tmp_path_factory.mktemp("synth_coco")
-    make_dataset(cs, CONFIG, workers=1, show_progress=False)
-    make_dataset(coco, CONFIG, workers=2, show_progress=False, format="coco-panoptic")
-    return cs, coco
+    return write_both_formats(tmp_path_factory.mktemp("synth_cs"),
+                              tmp_path_factory.mktemp("synth_coco"), CONFIG)
 
 
 def _label_of(instance_ids: np.ndarray) -> np.ndarray:
