@@ -20,6 +20,7 @@ from panoptool.evaluation.metrics import instance
 from panoptool_cli import main
 
 from official import make_results, official_instance
+from report_fixtures import root  # noqa: F401  (fixture)
 
 
 def _cli(*args):
@@ -65,11 +66,6 @@ def test_rle_counts_rejects_truncated_and_wrong_size():
 
 
 # --- results JSON <-> txt + PNG, and Cityscapes AP from both ----------------------------------
-
-@pytest.fixture(scope="module")
-def root(make_synth):
-    return make_synth(n=3)
-
 
 @pytest.fixture(scope="module")
 def noisy(root, tmp_path_factory):

@@ -6,7 +6,6 @@ by merging touching same-class segments, dropping, relabelling and eroding segme
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2

@@ -13,18 +13,8 @@ from panoptool.io import coco as coco_io
 from panoptool.io import formats
 from panoptool.io.files import write_json, write_png
 
-from official import make_results
+from report_fixtures import results, root  # noqa: F401  (fixtures)
 from report_errors import expect_report_error, val_stems
-
-
-@pytest.fixture(scope="module")
-def root(make_synth):
-    return make_synth(n=3)
-
-
-@pytest.fixture()
-def results(root, tmp_path):
-    return make_results(root, "val", tmp_path / "res", "noisy", seed=4)
 
 
 def test_find_parts_in_evaluation_order(tmp_path):

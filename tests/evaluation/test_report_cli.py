@@ -3,24 +3,13 @@ tested where they are read: test_plan.py, test_image.py, tests/io/test_results.p
 
 import json
 
-import pytest
 from click.testing import CliRunner
 
 from panoptool.evaluation.coco import COCO_METRIC_KEYS
 from panoptool.evaluation.config import METRIC_KEYS
 from panoptool_cli import main
 
-from official import make_results
-
-
-@pytest.fixture(scope="module")
-def root(make_synth):
-    return make_synth(n=3)
-
-
-@pytest.fixture()
-def results(root, tmp_path):
-    return make_results(root, "val", tmp_path / "res", "noisy", seed=4)
+from report_fixtures import results, root  # noqa: F401  (fixtures)
 
 
 def _run(*args):

@@ -10,16 +10,7 @@ from panoptool.evaluation.runner import evaluate
 from panoptool.io.files import read_png, write_png
 
 from official import make_results
-
-
-@pytest.fixture(scope="module")
-def root(make_synth):
-    return make_synth(n=3)
-
-
-@pytest.fixture()
-def results(root, tmp_path):
-    return make_results(root, "val", tmp_path / "res", "noisy", seed=4)
+from report_fixtures import results, root  # noqa: F401  (fixtures)
 
 
 def test_perfect_gives_100_and_parts_are_optional(root, tmp_path):
