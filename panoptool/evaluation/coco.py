@@ -267,6 +267,7 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
     (InstanceStats, detections): detections are COCO results entries (``image_id`` = stem)
     of the evaluated, non-empty masks, for :func:`coco_mask_ap`.
     """
+    from panoptool.evaluation.image import predicted_instance_stats
 
     label_ids, scores, areas, overlaps, dets = [], [], [], [], []
     for inst in entries:
@@ -285,19 +286,7 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
         dets.append({"image_id": stem, "category_id": inst.label_id, "score": inst.score,
                      "segmentation": rle,
                      "bbox": list(inst.bbox) if inst.bbox else rle_bbox([rle])[0]})
-    return _stats(gt, label_ids, scores, areas, overlaps, labels), dets
-
-
-def _stats(gt: GroundTruth, label_ids: list, scores: list, areas: list, overlaps: list,
-           labels: LabelSpace) -> InstanceStats:
-    from panoptool.evaluation.metrics import instance
-
-    pred = instance.PredictedInstances(
-        label_ids=np.array(label_ids, dtype=np.int64),
-        scores=np.array(scores, dtype=np.float64), areas=np.array(areas, dtype=np.int64),
-        segment_overlap=(np.stack(overlaps) if overlaps
-                         else np.zeros((0, gt.n_segments), dtype=np.int64)))
-    return instance.update(gt, pred, labels)
+    return predicted_instance_stats(gt, label_ids, scores, areas, overlaps, labels), dets
 
 
 _NONZERO = np.ones(256, dtype=np.int64)
@@ -309,18 +298,10 @@ def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_d
     """:func:`panoptool.evaluation.image.instance_stats` of an official ``_pred.txt`` (the same
     statistics, each mask read once) and the COCO detections of its masks (RLE-encoded
     over their bounding box only)."""
-    from panoptool.io.results import read_instance_list, read_mask
-    from panoptool.evaluation.metrics import instance
+    from panoptool.evaluation.image import predicted_instance_stats, txt_instances
 
     label_ids, scores, areas, overlaps, dets = [], [], [], [], []
-    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir, labels):
-        if not instance.is_evaluated_label(label_id, labels):
-            continue
-        mask = read_mask(mask_path, gt.shape)
-        overlap = instance.mask_segment_overlap(gt, mask)
-        area = int(overlap.sum())
-        if area == 0:
-            continue
+    for label_id, conf, mask, overlap, area in txt_instances(gt, txt_path, results_dir, labels):
         label_ids.append(label_id)
         scores.append(conf)
         areas.append(area)
@@ -329,7 +310,7 @@ def txt_instance_stats(gt: GroundTruth, stem: str, txt_path: PathLike, results_d
         rle = encode_label_map(index, 1, _NONZERO, cv2.boundingRect(index))[0]
         dets.append({"image_id": stem, "category_id": int(label_id), "score": float(conf),
                      "segmentation": rle, "bbox": rle_bbox([rle])[0]})
-    return _stats(gt, label_ids, scores, areas, overlaps, labels), dets
+    return predicted_instance_stats(gt, label_ids, scores, areas, overlaps, labels), dets
 
 
 @dataclass

@@ -180,28 +180,40 @@ def semantic_stats(gt: gtm.GroundTruth, path: PathLike,
     return semantic.update(gt, pred, counts, labels)
 
 
+def txt_instances(gt: gtm.GroundTruth, txt_path: PathLike, results_dir: PathLike,
+                  labels: LabelSpace = CITYSCAPES):
+    """The evaluated instances of a ``_pred.txt``, each mask read once: ``(label_id,
+    confidence, mask, overlap with the ground-truth segments, area)``. Instances of classes
+    that are not evaluated are not read, as in cityscapesscripts; empty masks are skipped."""
+    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir, labels):
+        if not instance.is_evaluated_label(label_id, labels):
+            continue
+        mask = read_mask(mask_path, gt.shape)
+        overlap = instance.mask_segment_overlap(gt, mask)
+        area = int(overlap.sum())
+        if area:
+            yield label_id, conf, mask, overlap, area
+
+
+def predicted_instance_stats(gt: gtm.GroundTruth, label_ids: list, scores: list, areas: list,
+                             overlaps: list, labels: LabelSpace = CITYSCAPES
+                             ) -> instance.InstanceStats:
+    """The instance statistics of an image's predictions (one entry of each list per
+    instance; ``overlaps``: its pixels on each ground-truth segment)."""
+    pred = instance.PredictedInstances(
+        label_ids=np.array(label_ids, dtype=np.int64),
+        scores=np.array(scores, dtype=np.float64), areas=np.array(areas, dtype=np.int64),
+        segment_overlap=(np.stack(overlaps) if overlaps
+                         else np.zeros((0, gt.n_segments), dtype=np.int64)))
+    return instance.update(gt, pred, labels)
+
+
 def instance_stats(gt: gtm.GroundTruth, txt_path: PathLike, results_dir: PathLike,
                    labels: LabelSpace = CITYSCAPES) -> instance.InstanceStats:
     """Read a ``_pred.txt`` and its masks and return its statistics."""
-    space = labels
-    labels, scores, areas, overlaps = [], [], [], []
-    for mask_path, label_id, conf in read_instance_list(txt_path, results_dir, space):
-        if not instance.is_evaluated_label(label_id, space):
-            continue  # not read, as in cityscapesscripts
-        overlap = instance.mask_segment_overlap(gt, read_mask(mask_path, gt.shape))
-        area = int(overlap.sum())
-        if area == 0:
-            continue
-        labels.append(label_id)
-        scores.append(conf)
-        areas.append(area)
-        overlaps.append(overlap)
-    pred = instance.PredictedInstances(
-        label_ids=np.array(labels, dtype=np.int64), scores=np.array(scores, dtype=np.float64),
-        areas=np.array(areas, dtype=np.int64),
-        segment_overlap=(np.stack(overlaps) if overlaps
-                         else np.zeros((0, gt.n_segments), dtype=np.int64)))
-    return instance.update(gt, pred, space)
+    found = list(txt_instances(gt, txt_path, results_dir, labels))
+    return predicted_instance_stats(gt, [f[0] for f in found], [f[1] for f in found],
+                                    [f[4] for f in found], [f[3] for f in found], labels)
 
 
 def _prediction_index(rgb: np.ndarray, ids: np.ndarray) -> np.ndarray:
