@@ -26,7 +26,7 @@ from panoptool.evaluation.metrics import gt as gtm
 from panoptool.evaluation.metrics import panoptic
 from panoptool.evaluation.metrics.gt import GroundTruth
 from panoptool.io.coco_panoptic import (CocoPanopticDataset, PanopticImage, PanopticSegment,
-                                        label_space, parse_annotation, remap,
+                                        index_annotations, label_space, remap,
                                         segment_encoding, segment_index)
 from panoptool.io.files import read_json, read_png, safe_join
 from panoptool.labels import LabelSpace
@@ -150,15 +150,8 @@ def read_predictions(pred_json: PathLike, pred_dir: PathLike | None,
         raise InputError(json_path, "expected a COCO panoptic object with an 'annotations' list")
     known = {c.id for c in dataset.categories}
     wanted = {img.id for img in dataset.images}
-    out = {}
-    for ann in anns:
-        image_id, png, segments = parse_annotation(ann, known, json_path)
-        if image_id not in wanted:
-            raise InputError(json_path, f"annotation of image id {image_id!r}, which the "
-                                        f"ground truth {dataset.json_path.name} does not list")
-        if image_id in out:
-            raise InputError(json_path, f"image id {image_id!r} is annotated twice")
-        out[image_id] = (png, segments)
+    out = index_annotations(anns, known, wanted, json_path,
+                            f"the ground truth {dataset.json_path.name}")
     missing = [i for i in wanted if i not in out]
     if missing:
         raise InputError(json_path, f"no prediction for image {missing[0]!r}"

@@ -206,6 +206,24 @@ def parse_annotation(ann, categories: set[int], path: PathLike
     return image_id, png, parse_segments(ann.get("segments_info"), where, categories, path)
 
 
+def index_annotations(annotations: list, categories: set[int], images, path: PathLike,
+                      listed_in: str) -> dict:
+    """``{image id: (PNG file name, segments)}`` of an ``annotations`` list, each entry
+    checked (:func:`parse_annotation`): its image must be one of ``images`` (any container
+    of ids; ``listed_in`` names where they are listed, in the error) and annotated once."""
+    path = Path(path)
+    out = {}
+    for ann in annotations:
+        image_id, png, segments = parse_annotation(ann, categories, path)
+        if image_id not in images:
+            raise InputError(path, f"annotation of image id {image_id!r}, which {listed_in} "
+                                   f"does not list")
+        if image_id in out:
+            raise InputError(path, f"image id {image_id!r} is annotated twice")
+        out[image_id] = (png, segments)
+    return out
+
+
 def stem_of(file_name: str) -> str:
     """An image's name in panoptool: its file name without folder and extension.
 
@@ -433,15 +451,7 @@ def read_dataset(panoptic_json: PathLike, panoptic_dir: PathLike | None = None,
     images = _images(data["images"], json_path)
     if not isinstance(data["annotations"], list):
         raise InputError(json_path, "'annotations' must be a list")
-    annotated = {}
-    for ann in data["annotations"]:
-        image_id, png, segments = parse_annotation(ann, known, json_path)
-        if image_id not in images:
-            raise InputError(json_path, f"annotation of image id {image_id!r}, which 'images' "
-                                        f"does not list")
-        if image_id in annotated:
-            raise InputError(json_path, f"image id {image_id!r} is annotated twice")
-        annotated[image_id] = (png, segments)
+    annotated = index_annotations(data["annotations"], known, images, json_path, "'images'")
     records = []
     for image_id, (stem, file_name, h, w) in images.items():
         if image_id not in annotated:
