@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from panoptool.errors import ConfigError, InputError
+from panoptool.io.coco_panoptic import label_maps
 from panoptool.io.files import LABEL_PNG_PARAMS, UP_PNG_PARAMS, read_json, write_json, write_png
 from panoptool.labels import CITYSCAPES, LABELS_KEY
 
@@ -169,9 +170,10 @@ def _convert_one(sample, *, out: str, parts_dir: str, overwrite: bool) -> bool:
                 return False
         except InputError:
             pass  # a damaged sidecar: convert again
-    label_ids, instance_ids = sample.read_ground_truth()
-    if _keeps_segment_ids(sample.image, sample.thing_ids):
-        instance_ids = np.where(instance_ids >= 1000, sample.read_ids(), instance_ids)
+    # one read of the PNG; Cityscapes-encoded segment ids kept as they are
+    label_ids, instance_ids = label_maps(
+        sample.png_path, sample.image, sample.thing_ids,
+        keep_segment_ids=_keeps_segment_ids(sample.image, sample.thing_ids))
     if int(instance_ids.max(initial=0)) > MAX_INSTANCE_ID:  # check_ids_fit refuses it first
         raise InputError(sample.png_path, f"instance ids beyond {MAX_INSTANCE_ID}")
     write_png(paths["image"], sample.read_image(), params=UP_PNG_PARAMS)

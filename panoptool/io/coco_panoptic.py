@@ -398,8 +398,8 @@ def segment_encoding(path: PathLike, image: PanopticImage, thing_ids: frozenset[
     return label_of, instance_of
 
 
-def label_maps(path: PathLike, image: PanopticImage, thing_ids: frozenset[int]
-               ) -> tuple[np.ndarray, np.ndarray]:
+def label_maps(path: PathLike, image: PanopticImage, thing_ids: frozenset[int], *,
+               keep_segment_ids: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The panoptic PNG of ``image`` as panoptool's ground-truth encoding (the one of
     Cityscapes' ``*_labelIds.png`` / ``*_instanceIds.png``): ``(label_ids uint8,
     instance_ids int32)``.
@@ -409,6 +409,10 @@ def label_maps(path: PathLike, image: PanopticImage, thing_ids: frozenset[int]
     1, ... in the order of ``segments_info``; stuff and crowd segments get ``category_id``
     (a crowd region, as in Cityscapes), void 0.
 
+    ``keep_segment_ids``: a non-crowd thing segment keeps its segment id as instance id
+    (for ids that already are Cityscapes instance ids of their category, as
+    createPanopticImgs writes them: gaps in the numbering survive).
+
     Raises
     ------
     InputError
@@ -416,6 +420,10 @@ def label_maps(path: PathLike, image: PanopticImage, thing_ids: frozenset[int]
     """
     _, listed, index, _ = segment_index(path, image)
     seg_label, seg_instance = segment_encoding(path, image, thing_ids)
+    if keep_segment_ids:
+        seg_instance = np.where(seg_instance >= 1000,
+                                np.array([seg.id for seg in image.segments], dtype=np.int32),
+                                seg_instance)
     label_of = np.zeros(len(listed) + 1, dtype=np.uint8)  # position 0: void
     instance_of = np.zeros(len(listed) + 1, dtype=np.int32)
     position = np.searchsorted(listed, [seg.id for seg in image.segments]) + 1
