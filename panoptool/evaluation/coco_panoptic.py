@@ -25,7 +25,7 @@ from panoptool.errors import InputError
 from panoptool.evaluation.metrics import gt as gtm
 from panoptool.evaluation.metrics import panoptic
 from panoptool.evaluation.metrics.gt import GroundTruth
-from panoptool.io.coco_panoptic import (CocoPanopticDataset, PanopticImage, PanopticSegment,
+from panoptool.io.coco_panoptic import (CocoPanopticDataset, PanopticImage,
                                         index_annotations, label_space, remap,
                                         segment_encoding, segment_index)
 from panoptool.io.files import read_json, read_png, safe_join
@@ -34,27 +34,35 @@ from panoptool.labels import LabelSpace
 PathLike = str | os.PathLike
 
 
-def ground_truth(ids: np.ndarray, segments: tuple[PanopticSegment, ...]
-                 ) -> tuple[GroundTruth, panoptic.PanopticGroundTruth]:
-    """The segment form of one image's COCO panoptic ground truth.
+def listed_order_index(png_path: PathLike, image: PanopticImage
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The image's panoptic PNG read once and checked
+    (:func:`~panoptool.io.coco_panoptic.segment_index`), as ``(index uint16 (H, W), areas
+    int64 (G + 1,))``: index k (1..G) on the pixels of the k-th segment of
+    ``segments_info``, 0 on void; areas by index."""
+    _, listed, sorted_index, counts = segment_index(png_path, image)
+    # position in the sorted ids + 1 -> position in segments_info + 1 (0: void)
+    slot = np.zeros(len(listed) + 1, dtype=np.uint16)
+    rank = np.searchsorted(listed, [seg.id for seg in image.segments]) + 1
+    slot[rank] = np.arange(1, len(image.segments) + 1)
+    areas = np.zeros(len(image.segments) + 1, dtype=np.int64)
+    areas[slot] = counts
+    return remap(sorted_index, slot), areas
 
-    Parameters
-    ----------
-    ids : int (H, W), segment id per pixel (0 = void), checked against ``segments``.
-    segments : the image's listed segments.
+
+def ground_truth(png_path: PathLike, image: PanopticImage
+                 ) -> tuple[GroundTruth, panoptic.PanopticGroundTruth]:
+    """The segment form of one image's COCO panoptic ground truth (its PNG ``png_path``,
+    checked against ``image.segments``).
 
     Returns
     -------
     (GroundTruth, PanopticGroundTruth): segment 0 is void; segment k (1..G) is the k-th
     listed segment (label id = its category, instance id = its segment id).
     """
+    segments = image.segments
+    index, areas = listed_order_index(png_path, image)
     seg_ids = np.array([s.id for s in segments], dtype=np.int64)
-    order = np.argsort(seg_ids)
-    pos = np.searchsorted(seg_ids[order], ids)
-    pos = pos.clip(max=max(len(seg_ids) - 1, 0))
-    listed = (seg_ids[order][pos] == ids) if len(seg_ids) else np.zeros(ids.shape, bool)
-    index = np.where(listed, order[pos] + 1, 0).astype(np.uint16)
-    areas = np.bincount(index.ravel(), minlength=len(segments) + 1).astype(np.int64)
     cats = np.array([s.category_id for s in segments], dtype=np.int64)
     gt = GroundTruth(segment_index=index,
                      label_ids=np.concatenate([[0], cats]).astype(np.uint8),
@@ -86,15 +94,8 @@ def sample_ground_truth(png_path: PathLike, image: PanopticImage,
         As :func:`~panoptool.io.coco_panoptic.segment_index` (the PNG against its
         ``segments_info``).
     """
-    _, listed, sorted_index, counts = segment_index(png_path, image)
+    index, areas = listed_order_index(png_path, image)
     seg_label, seg_instance = segment_encoding(png_path, image, thing_ids)
-    # position in the sorted ids + 1 -> position in segments_info + 1 (0: void)
-    slot = np.zeros(len(listed) + 1, dtype=np.uint16)
-    rank = np.searchsorted(listed, [seg.id for seg in image.segments]) + 1
-    slot[rank] = np.arange(1, len(image.segments) + 1)
-    index = remap(sorted_index, slot)
-    areas = np.zeros(len(image.segments) + 1, dtype=np.int64)
-    areas[slot] = counts
     return GroundTruth(segment_index=index,
                        label_ids=np.concatenate([[0], seg_label]).astype(np.uint8),
                        instance_ids=np.concatenate([[0], seg_instance]).astype(np.int32),
@@ -165,7 +166,7 @@ def read_predictions(pred_json: PathLike, pred_dir: PathLike | None,
 def image_stats(dataset: CocoPanopticDataset, image: PanopticImage, preds: Predictions,
                 labels: LabelSpace) -> panoptic.PanopticStats:
     """The PQ statistics of one image."""
-    gt, pan = ground_truth(dataset.read_ids(image), image.segments)
+    gt, pan = ground_truth(dataset.png_path(image), image)
     png, segments = preds.annotations[image.id]
     path = safe_join(preds.png_dir, png, source=preds.json_path)
     rgb = read_png(path, dtype=np.uint8, channels=3)
