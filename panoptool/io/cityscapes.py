@@ -49,6 +49,11 @@ class Sample:
     def instance_ids_path(self) -> Path:
         return self.root / "gtFine" / self.split / self.city / f"{self.stem}{INSTANCE_SUFFIX}"
 
+    @property
+    def file_name(self) -> str:
+        """The image's file name, ``<stem>_leftImg8bit.png``."""
+        return self.image_path.name
+
     def read_image(self) -> np.ndarray:
         """The RGB image, uint8 (H, W, 3)."""
         return read_image(self)

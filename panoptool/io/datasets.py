@@ -19,11 +19,11 @@ Every stage names its data with ``--root`` (:func:`open_dataset`), which may be
   (void in targets and metrics).
 
 A dataset gives, for a split, its samples (:meth:`Dataset.samples`): each has a ``stem``,
-an ``image_path``, a ``split``, a ``city`` (the output sub-folder), ``read_image()`` and
-``read_ground_truth()`` returning panoptool's ground-truth encoding, the one of Cityscapes'
-files: ``label_ids`` uint8 (the dataset's category ids) and ``instance_ids`` (``label * 1000
-+ k`` for thing instances, ``label`` for stuff and crowd). COCO instance ids reach 200999, so
-a COCO sample returns int32. The classes come from :meth:`Dataset.label_space`.
+an ``image_path`` and its ``file_name``, a ``split``, a ``city`` (the output sub-folder),
+``read_image()`` and ``read_ground_truth()`` returning panoptool's ground-truth encoding,
+the one of Cityscapes' files: ``label_ids`` uint8 (the dataset's category ids) and
+``instance_ids`` (``label * 1000 + k`` for thing instances, ``label`` for stuff and crowd).
+COCO instance ids reach 200999, so a COCO sample returns int32. The classes come from :meth:`Dataset.label_space`.
 """
 
 from __future__ import annotations
@@ -121,6 +121,12 @@ class CocoSample:
     def city(self) -> str:
         """The output sub-folder (Cityscapes' city); a COCO split has none."""
         return ""
+
+    @property
+    def file_name(self) -> str:
+        """The image's file name (without folder), as the JSON gives it: known without an
+        images folder, which evaluation and the oracle do not need."""
+        return Path(self.image.file_name).name
 
     def read_ids(self) -> np.ndarray:
         """The checked segment-id map, int32 (H, W)."""

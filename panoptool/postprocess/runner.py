@@ -493,4 +493,4 @@ def postprocess_oracle(root: PathLike | None, split: str, targets: PathLike, out
                    instance_format=instance_format, labels=space)
     return _run(samples, stems, func, Path(out), config_json, workers=workers,
                 overwrite=overwrite, show_progress=show_progress, labels=space,
-                file_names={s.stem: Path(s.image_path).name for s in samples})
+                file_names={s.stem: s.file_name for s in samples})

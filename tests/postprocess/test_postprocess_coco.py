@@ -171,3 +171,22 @@ def test_segment_ids_stay_distinct_beyond_1000_instances_of_a_high_category():
     assert sorted(ids)[:1000] == list(range(100000, 101000))
     assert sorted(ids)[1000:] == list(range(201000, 201024))
     assert set(np.unique(res.panoptic_ids).tolist()) == set(ids) | {0}  # 0: the contours
+
+
+def test_oracle_names_the_images_without_an_images_folder(tmp_path):
+    """Evaluation and the oracle need only the PNGs: with no images folder in the
+    description, panoptic.json still names each image by the JSON's file name."""
+    from coco_helpers import SAMPLE
+    from panoptool.io.datasets import write_description
+
+    root = write_description(tmp_path / "data" / "desc.json", {SPLIT: {
+        "panoptic_json": str(SAMPLE / "panoptic_examples.json"),
+        "panoptic_dir": str(SAMPLE / "panoptic_examples")}})
+    targets = write_targets(root, tmp_path / "targets")
+    out = tmp_path / "oracle"
+    res = CliRunner().invoke(cli, ["postprocess", "--oracle", "--root", str(root), "--targets",
+                                   str(targets), "--dataset-split", SPLIT, "--out", str(out),
+                                   "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    pan = read_json(out / "panoptic.json")
+    assert [i["file_name"] for i in pan["images"]] == ["000000142238.jpg", "000000439180.jpg"]
