@@ -43,9 +43,9 @@ import numpy as np
 
 from panoptool.errors import ConfigError, InputError, PanoptoolError
 from panoptool.io.files import read_json, write_json
-from panoptool.io.rle import runs_segment_overlap
+from panoptool.io.rle import masks_segment_overlap
 from panoptool.io.coco import (ImageIdMap, compressed_counts, decode_rle, encode_label_map, encode_mask,
-                               instance_runs, kernels, parse_results, read_image_id_map, rle_bbox,
+                               entries_runs, kernels, parse_results, read_image_id_map, rle_bbox,
                                write_results)
 from panoptool.labels import CITYSCAPES, LabelSpace
 from panoptool.evaluation.metrics.gt import GroundTruth, instance_label
@@ -69,14 +69,15 @@ def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
     """Pixels of an RLE mask on each ground-truth segment, int64 (S,), without decoding it.
 
     Equal to :func:`panoptool.evaluation.metrics.instance.mask_segment_overlap` of the decoded mask;
-    the work is proportional to the mask's pixels.
+    the work is proportional to the runs of the mask and of the segments it crosses
+    (:func:`panoptool.io.rle.masks_segment_overlap`).
 
     Parameters
     ----------
     gt : ground truth (segments) of an image of the RLE's size.
     runs : int64 (R,), :func:`rle_counts` of the mask.
     """
-    return runs_segment_overlap(runs, gt.segment_index, gt.n_segments)
+    return masks_segment_overlap([runs], *gt.column_runs, gt.n_segments)[0]
 
 
 # --- results entries -----------------------------------------------------------------------
@@ -257,9 +258,10 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
                            ) -> tuple[InstanceStats, list[dict]]:
     """Cityscapes instance statistics of one image's results entries, and its COCO detections.
 
-    The masks are never decoded: each RLE's pixels are counted on the ground-truth segments
-    (:func:`rle_segment_overlap`), which is all the official matching needs, so the AP equals
-    that of the same masks as PNG files. Entries of labels that are not evaluated and empty
+    The masks are never decoded: the RLEs' pixels are counted on the ground-truth segments
+    from runs alone (:func:`~panoptool.io.rle.masks_segment_overlap`, all masks of the image
+    at once), which is all the official matching needs, so the AP equals that of the same
+    masks as PNG files. Entries of labels that are not evaluated and empty
     masks are dropped (as the official script and detectron2 do).
 
     Returns
@@ -269,12 +271,13 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
     """
     from panoptool.evaluation.image import predicted_instance_stats
 
+    all_runs = entries_runs(list(entries), gt.shape, path)  # every entry is checked
+    evaluated = [(inst, runs) for inst, runs in zip(entries, all_runs)
+                 if labels.is_thing_label[inst.label_id]]
+    overlap_table = masks_segment_overlap([runs for _, runs in evaluated], *gt.column_runs,
+                                          gt.n_segments)
     label_ids, scores, areas, overlaps, dets = [], [], [], [], []
-    for inst in entries:
-        runs = instance_runs(inst, gt.shape, path)
-        if not labels.is_thing_label[inst.label_id]:
-            continue
-        overlap = rle_segment_overlap(gt, runs)
+    for (inst, _), overlap in zip(evaluated, overlap_table):
         area = int(overlap.sum())
         if area == 0:
             continue
@@ -418,7 +421,7 @@ def coco_to_txt_results(data, path: PathLike, out: PathLike,
     masks: dict[str, list] = {}
     for stem, insts in grouped.items():
         shape = (insts[0].height, insts[0].width) if insts else None
-        masks[stem] = [(inst, instance_runs(inst, shape, path)) for inst in insts]
+        masks[stem] = list(zip(insts, entries_runs(insts, shape, path)))
     out = Path(out)
     written = {}
     for stem, items in masks.items():

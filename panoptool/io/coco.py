@@ -27,12 +27,11 @@ import os
 import warnings
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from panoptool.errors import InputError
-from panoptool.io.rle import counts_from_string
+from panoptool.io.rle import c_transpose, counts_from_string, counts_from_strings
 from panoptool.io.files import read_json, write_json
 from panoptool.labels import CITYSCAPES, LabelSpace
 
@@ -97,7 +96,7 @@ def encode_label_map(index_map: np.ndarray, n: int, lut: np.ndarray | None = Non
     h, w = index_map.shape
     x0, y0, bw, bh = (0, 0, w, h) if bbox is None else (int(v) for v in bbox)
     # column-major order of the box = rows of its transpose
-    transposed = _transpose(index_map[y0:y0 + bh, x0:x0 + bw])
+    transposed = c_transpose(index_map[y0:y0 + bh, x0:x0 + bw])
     if lut is None:
         lut = np.arange(n + 1, dtype=np.int64)
     lut = np.where((lut >= 0) & (lut <= n), lut, 0).astype(np.int64)
@@ -122,13 +121,6 @@ def encode_label_map(index_map: np.ndarray, n: int, lut: np.ndarray | None = Non
     return [_as_text(r) for r in mask_utils.frPyObjects(uncompressed, h, w)]
 
 
-def _transpose(index_map: np.ndarray) -> np.ndarray:
-    """C-contiguous transpose (OpenCV's blocked transpose where the dtype allows)."""
-    if index_map.dtype in (np.uint8, np.uint16, np.int32, np.int16, np.float32):
-        return cv2.transpose(np.ascontiguousarray(index_map))
-    return np.ascontiguousarray(index_map.T)
-
-
 def rle_counts(rle: dict) -> np.ndarray:
     """The run lengths of an RLE (zeros first, alternating), int64 (R,).
 
@@ -149,11 +141,16 @@ def rle_counts(rle: dict) -> np.ndarray:
         runs, ok = counts_from_string(np.frombuffer(raw, dtype=np.uint8))
         if not ok:
             raise ValueError("truncated RLE counts string")
+    _check_runs(runs, h, w)
+    return runs
+
+
+def _check_runs(runs: np.ndarray, h: int, w: int) -> None:
+    """ValueError unless ``runs`` are non-negative run lengths covering an h x w image."""
     if runs.size and runs.min() < 0:
         raise ValueError("negative run length in RLE counts")
     if int(runs.sum()) != h * w:
         raise ValueError(f"RLE runs cover {int(runs.sum())} pixels, size {h}x{w} has {h * w}")
-    return runs
 
 
 def decode_rle(rle: dict) -> np.ndarray:
@@ -408,16 +405,42 @@ def read_results(path: PathLike, stems: list[str], coco_gt: PathLike | None = No
 
 def instance_runs(inst: ResultInstance, shape: tuple[int, int], path: PathLike) -> np.ndarray:
     """The run lengths of a results entry, checked against the image size."""
-    if (inst.height, inst.width) != tuple(shape):
-        raise InputError(path, f"entry {inst.index}: RLE size {inst.height}x{inst.width} "
-                               f"(height x width) differs from the image ({shape[0]}x"
-                               f"{shape[1]})")
-    try:
-        return rle_counts({"size": [inst.height, inst.width],
-                           "counts": list(inst.counts) if isinstance(inst.counts, tuple)
-                           else inst.counts})
-    except (ValueError, TypeError) as exc:
-        raise InputError(path, f"entry {inst.index}: invalid RLE ({exc})") from None
+    return entries_runs([inst], shape, path)[0]
+
+
+def entries_runs(entries: list[ResultInstance], shape: tuple[int, int],
+                 path: PathLike) -> list[np.ndarray]:
+    """The run lengths of an image's results entries, each checked against the image size;
+    the compressed strings are decoded together (:func:`~panoptool.io.rle.counts_from_strings`).
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` and the first bad entry: another size, a truncated string, a negative
+        run, or runs that do not cover the image.
+    """
+    for inst in entries:
+        if (inst.height, inst.width) != tuple(shape):
+            raise InputError(path, f"entry {inst.index}: RLE size {inst.height}x{inst.width} "
+                                   f"(height x width) differs from the image ({shape[0]}x"
+                                   f"{shape[1]})")
+    strings = [inst.counts.encode("ascii") for inst in entries if isinstance(inst.counts, str)]
+    decoded, ok = counts_from_strings(strings)
+    out, k = [], 0
+    for inst in entries:
+        try:
+            if isinstance(inst.counts, str):
+                runs, good = decoded[k], ok[k]
+                k += 1
+                if not good:
+                    raise ValueError("truncated RLE counts string")
+            else:
+                runs = np.asarray(list(inst.counts), dtype=np.int64)
+            _check_runs(runs, inst.height, inst.width)
+        except (ValueError, TypeError) as exc:
+            raise InputError(path, f"entry {inst.index}: invalid RLE ({exc})") from None
+        out.append(runs)
+    return out
 
 
 def compressed_counts(inst: ResultInstance) -> str:

@@ -320,6 +320,57 @@ def save_npz(path: PathLike, *, compressed: bool = False, compresslevel: int | N
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
+def _read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` stream ``fh``, left at its data."""
+    major, _ = np.lib.format.read_magic(fh)
+    read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(fh)
+    return tuple(shape), fortran, dtype
+
+
+def _npz_members(path: Path, read: bool, max_elements: int | None = None) -> dict:
+    """``{name: (shape, dtype)}`` of an ``.npz``'s arrays, or (``read``) ``{name: array}``,
+    each member opened once; an array over ``max_elements`` is refused from its header,
+    before its data is read.
+
+    Raises
+    ------
+    InputError
+        If the file is not a readable ``.npz`` (or holds object arrays), or an array is
+        refused.
+    """
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                name = member[:-4] if member.endswith(".npy") else member
+                with zf.open(member) as fh:
+                    shape, fortran, dtype = _read_npy_header(fh)
+                    if not read:
+                        out[name] = (shape, dtype)
+                        continue
+                    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+                    if max_elements is not None and n > max_elements:
+                        raise InputError(path, f"array {name} of shape {shape} ({n} elements) "
+                                               f"is larger than the limit of {max_elements}; "
+                                               f"not loaded")
+                    if dtype.hasobject:
+                        raise ValueError(f"array {name} holds Python objects")
+                    buf = bytearray(n * dtype.itemsize)
+                    if fh.readinto(buf) != len(buf):
+                        raise EOFError(f"array {name} is truncated")
+                    out[name] = np.frombuffer(buf, dtype=dtype).reshape(
+                        shape, order="F" if fortran else "C")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except InputError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
+        raise InputError(path, f"cannot read .npz ({type(exc).__name__}: {exc})") from None
+    return out
+
+
 def npz_shapes(path: PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """``{name: (shape, dtype)}`` of the arrays of an ``.npz``, read from the ``.npy``
     headers only (nothing is decompressed beyond them).
@@ -329,44 +380,21 @@ def npz_shapes(path: PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     InputError
         If the file is not a readable ``.npz``.
     """
-    path = Path(path)
-    out = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for name in zf.namelist():
-                with zf.open(name) as fh:
-                    major, _ = np.lib.format.read_magic(fh)
-                    read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, _, dtype = read_header(fh)
-                out[name[:-4] if name.endswith(".npy") else name] = (tuple(shape), dtype)
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
-        raise InputError(path, f"cannot read .npz ({type(exc).__name__}: {exc})") from None
-    return out
+    return _npz_members(Path(path), read=False)
 
 
 def load_npz(path: PathLike, keys: tuple[str, ...] = (), *,
              max_elements: int = 4 * MAX_PIXELS) -> dict[str, np.ndarray]:
     """Read an ``.npz`` file into a dict; ``keys`` that must be present are checked.
 
-    Array sizes are checked from the headers (:func:`npz_shapes`) before anything is
-    loaded: an array of more than ``max_elements`` elements is refused.
+    Each array's size is checked from its header before its data is read: an array of more
+    than ``max_elements`` elements is refused (nothing of it is loaded). Object arrays are
+    refused (no pickles).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    for name, (shape, _) in npz_shapes(path).items():
-        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if n > max_elements:
-            raise InputError(path, f"array {name} of shape {shape} ({n} elements) is larger "
-                                   f"than the limit of {max_elements}; not loaded")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            out = {k: data[k] for k in data.files}
-    except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
-        raise InputError(path, f"cannot read .npz ({type(exc).__name__}: {exc})") from None
+    out = _npz_members(path, read=True, max_elements=max_elements)
     missing = [k for k in keys if k not in out]
     if missing:
         raise InputError(path, f"missing array(s) {', '.join(missing)}; has {', '.join(out)}")

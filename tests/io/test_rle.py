@@ -59,3 +59,38 @@ def test_segment_overlap_equals_counting_the_decoded_mask():
         want = np.bincount(seg[m], minlength=7)
         assert np.array_equal(rle.runs_segment_overlap(runs, seg, 7), want)
         assert np.array_equal(rle_kernels.runs_segment_overlap(runs, seg, 7), want)
+
+
+def test_strings_decoded_together_equal_one_by_one():
+    rng = np.random.default_rng(2)
+    strings = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"]
+               for m in _masks(rng)]
+    # odd ones among them: empty, ending inside a count, negative deltas
+    strings[3:3] = [b"", b"0P", b"1o", b"\x7f\x20", b"0PYo1", b"O"]
+    counts, ok = rle.counts_from_strings(strings)
+    assert len(counts) == len(ok) == len(strings)
+    for text, got, good in zip(strings, counts, ok):
+        want, want_ok = rle.counts_from_string(text)
+        assert good == want_ok, text
+        assert np.array_equal(got, want if want_ok else want[:0]), text
+    assert rle.counts_from_strings([])[0] == []
+
+
+def test_overlap_of_many_masks_from_runs_equals_counting_their_pixels():
+    rng = np.random.default_rng(3)
+    for h, w in ((1, 1), (7, 5), (40, 33), (64, 128)):
+        # a segment map of blocks and noise, and masks of every kind over it
+        seg = (rng.integers(0, 4, size=(h, w)) * (rng.random((h, w)) < 0.3)
+               + (np.arange(w)[None, :] * 3 // max(w, 1))).astype(np.uint16)
+        n_seg = int(seg.max()) + 1
+        masks = [rng.random((h, w)) < p for p in (0.0, 0.05, 0.5, 1.0)]
+        masks.append(np.zeros((h, w), bool))
+        masks[-1][h // 2:, w // 3:] = True
+        runs = [rle.counts_from_string(mask_utils.encode(
+            np.asfortranarray(m.astype(np.uint8)))["counts"])[0] for m in masks]
+        got = rle.masks_segment_overlap(runs, *rle.column_runs(seg), n_seg)
+        want = np.stack([np.bincount(seg[m], minlength=n_seg) for m in masks])
+        assert got.dtype == np.int64
+        assert np.array_equal(got, want), (h, w)
+        for r, row in zip(runs, want):  # the one-mask reader agrees
+            assert np.array_equal(rle.runs_segment_overlap(r, seg, n_seg), row)

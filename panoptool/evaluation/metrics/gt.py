@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -27,15 +27,16 @@ import numpy as np
 
 from panoptool.errors import ArrayError, InputError, PanoptoolError
 from panoptool.io.files import load_npz, save_npz
+from panoptool.io.rle import column_runs
 
 PathLike = str | os.PathLike
 
 #: Bump when the cached representation changes; older entries are then recomputed.
-CACHE_VERSION = 1
+#: 2: the index map's runs in raster and in column-major order (COCO's), with their starts.
+CACHE_VERSION = 2
 CACHE_DIRNAME = ".panoptool_cache"
 
 
-@dataclass(frozen=True)
 class GroundTruth:
     """The ground truth of one image, reduced to segments (distinct label/instance pairs).
 
@@ -45,20 +46,68 @@ class GroundTruth:
     label_ids : uint8 (S,), value of ``*_gtFine_labelIds.png`` on segment s.
     instance_ids : int32 (S,), value of ``*_gtFine_instanceIds.png`` on segment s.
     areas : int64 (S,), pixels of segment s.
+
+    The index map can also be given as its runs in raster order (``row_runs``, as the cache
+    stores it, with ``shape``): the full map is then only built when something asks for
+    ``segment_index``; the counts of the semantic and panoptic parts work on runs alone
+    (:func:`run_pair_counts`). ``row_runs``, ``row_run_starts`` and ``column_runs`` are
+    computed once each, on first use.
     """
 
-    segment_index: np.ndarray
-    label_ids: np.ndarray
-    instance_ids: np.ndarray
-    areas: np.ndarray
+    def __init__(self, segment_index: np.ndarray | None = None,
+                 label_ids: np.ndarray | None = None, instance_ids: np.ndarray | None = None,
+                 areas: np.ndarray | None = None, *,
+                 row_runs: tuple[np.ndarray, np.ndarray] | None = None,
+                 shape: tuple[int, int] | None = None) -> None:
+        if segment_index is None and (row_runs is None or shape is None):
+            raise ValueError("GroundTruth needs segment_index, or row_runs and shape")
+        self.label_ids = label_ids
+        self.instance_ids = instance_ids
+        self.areas = areas
+        if segment_index is not None:
+            self.__dict__["segment_index"] = segment_index  # the cached_property's slot
+            shape = segment_index.shape
+        if row_runs is not None:
+            self.__dict__["row_runs"] = row_runs
+        self._shape = (int(shape[0]), int(shape[1]))
+
+    def __repr__(self) -> str:
+        return f"GroundTruth(shape={self.shape}, segments={self.n_segments})"
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.segment_index.shape)  # type: ignore[return-value]
+        return self._shape
 
     @property
     def n_segments(self) -> int:
         return len(self.label_ids)
+
+    @cached_property
+    def segment_index(self) -> np.ndarray:
+        starts, values = self.row_runs
+        return np.repeat(values, np.diff(starts)).reshape(self._shape)
+
+    @cached_property
+    def row_runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The runs of ``segment_index`` in raster order: ``(starts, values)``, starts int64
+        (R + 1,) ending with H*W (as :func:`panoptool.io.rle.column_runs`)."""
+        values, lengths = rle_encode(self.segment_index)
+        starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        return starts, values
+
+    @cached_property
+    def row_run_starts(self) -> np.ndarray:
+        """bool (H*W,): True where a run of ``segment_index`` begins (raster order)."""
+        mask = np.zeros(self._shape[0] * self._shape[1], dtype=bool)
+        mask[self.row_runs[0][:-1]] = True
+        return mask
+
+    @cached_property
+    def column_runs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The runs of ``segment_index`` in column-major order (COCO's RLE order):
+        :func:`panoptool.io.rle.column_runs`, computed once (and kept in the cache)."""
+        return column_runs(self.segment_index)
 
 
 def instance_label(instance_ids: np.ndarray) -> np.ndarray:
@@ -169,9 +218,51 @@ def pair_counts(first: np.ndarray, n_first: int, second: np.ndarray,
     return np.bincount(code.ravel(), minlength=n_bins).reshape(n_first, n_second)
 
 
+def segment_runs(gt: GroundTruth, change: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runs (raster order) along which both the ground-truth segment and a prediction
+    stay the same.
+
+    Parameters
+    ----------
+    gt : ground truth, shape (H, W).
+    change : bool (H*W,), True where the prediction differs from the pixel before; the
+        ground truth's run starts are OR-ed into it (it is overwritten).
+
+    Returns
+    -------
+    starts : int64 (R,), where each run begins; lengths : int64 (R,); segments : the
+    ground-truth segment of each run.
+    """
+    np.logical_or(change, gt.row_run_starts, out=change)
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=change.size)
+    run_starts, run_values = gt.row_runs
+    segments = run_values[np.cumsum(gt.row_run_starts[starts]) - 1]
+    return starts, lengths, segments
+
+
+def neighbour_change(flat: np.ndarray) -> np.ndarray:
+    """bool (N,): True where a flat array differs from the element before (and at 0)."""
+    change = np.empty(flat.size, dtype=bool)
+    if flat.size:
+        change[0] = True
+        np.not_equal(flat[1:], flat[:-1], out=change[1:])
+    return change
+
+
+#: Above this share of runs per pixel, counting pixels (a histogram) is faster than runs.
+MAX_RUN_SHARE = 0.125
+
+
 def segment_prediction_counts(gt: GroundTruth, prediction: np.ndarray,
                               n_values: int = 256) -> np.ndarray:
     """Pixels of each ground-truth segment per predicted value.
+
+    Both maps are constant along long runs of the raster order, so the counts are taken
+    over the runs of (segment, value) (:func:`segment_runs`, from the ground truth's runs,
+    without its full index map); a prediction with too many runs (noise) is counted pixel by
+    pixel (:func:`pair_counts`).
 
     Parameters
     ----------
@@ -189,7 +280,15 @@ def segment_prediction_counts(gt: GroundTruth, prediction: np.ndarray,
     >>> segment_prediction_counts(gt, np.array([[0, 1, 1]], np.uint8), 2).tolist()
     [[1, 1], [0, 1]]
     """
-    return pair_counts(gt.segment_index, gt.n_segments, prediction, n_values)
+    flat = prediction.reshape(-1)
+    change = neighbour_change(flat)
+    n_runs = int(np.count_nonzero(change)) + len(gt.row_runs[1])
+    if n_runs > MAX_RUN_SHARE * flat.size:
+        return pair_counts(gt.segment_index, gt.n_segments, prediction, n_values)
+    starts, lengths, segments = segment_runs(gt, change)
+    code = segments.astype(np.int64) * n_values + flat[starts]
+    counts = np.bincount(code, weights=lengths, minlength=gt.n_segments * n_values)
+    return counts.astype(np.int64).reshape(gt.n_segments, n_values)
 
 
 def nanmean(values: np.ndarray) -> float:
@@ -219,9 +318,6 @@ def rle_encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values[starts], lengths
 
 
-def rle_decode(run_values: np.ndarray, run_lengths: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rle_encode` (flat array)."""
-    return np.repeat(run_values, run_lengths)
 
 
 # --- cache ------------------------------------------------------------------------------------
@@ -245,10 +341,12 @@ def cache_key(label_ids_path: PathLike, instance_ids_path: PathLike) -> str:
 
 def save_cached(path: PathLike, gt: GroundTruth, key: str) -> bool:
     """Write ``gt`` to the cache file ``path``; False (and nothing written) if not writable."""
-    run_values, run_lengths = rle_encode(gt.segment_index)
+    row_starts, row_values = gt.row_runs
+    col_starts, col_values = gt.column_runs
     try:
         save_npz(path, key=np.array(key), shape=np.array(gt.shape, dtype=np.int64),
-                 run_values=run_values, run_lengths=run_lengths,
+                 row_starts=row_starts.astype(np.int32), row_values=row_values,
+                 col_starts=col_starts.astype(np.int32), col_values=col_values,
                  label_ids=gt.label_ids, instance_ids=gt.instance_ids, areas=gt.areas)
     except (OSError, PanoptoolError):
         return False
@@ -260,18 +358,27 @@ def load_cached(path: PathLike, key: str) -> GroundTruth | None:
     if not os.path.isfile(path):
         return None
     try:
-        data = load_npz(path, keys=("key", "shape", "run_values", "run_lengths", "label_ids",
-                                    "instance_ids", "areas"))
+        data = load_npz(path, keys=("key", "shape", "row_starts", "row_values", "col_starts",
+                                    "col_values", "label_ids", "instance_ids", "areas"))
     except InputError:
         return None  # unreadable entry: recompute and overwrite
     if str(data["key"]) != key:
         return None
     shape = tuple(int(v) for v in data["shape"])
-    flat = rle_decode(data["run_values"], data["run_lengths"])
-    if flat.size != shape[0] * shape[1]:
-        return None
-    return GroundTruth(segment_index=flat.reshape(shape), label_ids=data["label_ids"],
-                       instance_ids=data["instance_ids"], areas=data["areas"])
+    n = shape[0] * shape[1] if len(shape) == 2 else -1
+    runs = {}
+    for order in ("row", "col"):
+        starts = data[f"{order}_starts"].astype(np.int64)
+        values = data[f"{order}_values"]
+        if (len(starts) != len(values) + 1 or starts[0] != 0 or starts[-1] != n
+                or (np.diff(starts) <= 0).any()
+                or (len(values) and int(values.max()) >= len(data["label_ids"]))):
+            return None  # not an entry this version wrote: recompute and overwrite
+        runs[order] = (starts, values)
+    gt = GroundTruth(label_ids=data["label_ids"], instance_ids=data["instance_ids"],
+                     areas=data["areas"], row_runs=runs["row"], shape=shape)
+    gt.__dict__["column_runs"] = runs["col"]  # the cached_property's slot
+    return gt
 
 
 def cache_path(cache_dir: PathLike, split: str, stem: str) -> Path:

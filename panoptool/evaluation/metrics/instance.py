@@ -231,24 +231,25 @@ def _class_detections(iou: np.ndarray, p_score: np.ndarray, ignore_frac: np.ndar
     scores, true : per threshold, float64 (N_t,) confidences and bool (N_t,) true positive
         of the scored detections (matched ones first, then false positives).
     """
-    hard_fn = np.zeros(N_OVERLAPS, dtype=np.int64)
-    score_l, true_l = [], []
-    valid_cols = np.flatnonzero(g_valid)
-    for t, overlap in enumerate(OVERLAPS):
-        match = iou > overlap  # (P_c, G_c); at most one True per row for overlap >= 0.5
-        valid_match = match[:, valid_cols]
-        n_match = valid_match.sum(axis=0)
-        hard_fn[t] = int((n_match == 0).sum())
-        # a matched valid instance: its best-scored prediction is a TP, the others FPs
-        matched_rows, matched_cols = np.nonzero(valid_match)
-        masked = np.where(valid_match, p_score[:, None], -np.inf)
-        best_row = np.argmax(masked, axis=0)
-        is_tp = best_row[matched_cols] == matched_rows
-        # predictions matching no instance of their class at all (valid, group or small)
-        fp = ~match.any(axis=1) & (ignore_frac <= overlap)
-        score_l.append(np.concatenate([p_score[matched_rows], p_score[fp]]))
-        true_l.append(np.concatenate([is_tp, np.zeros(int(fp.sum()), dtype=bool)]))
-    return hard_fn, score_l, true_l
+    # every threshold at once: axis 0 of the (T, P_c, G_c) tables is the threshold
+    match = iou[None, :, :] > OVERLAPS[:, None, None]  # at most one True per row (t >= 0.5)
+    valid_match = match[:, :, g_valid]
+    hard_fn = (~valid_match.any(axis=1)).sum(axis=1).astype(np.int64)
+    # a matched valid instance: its best-scored prediction is a TP, the others FPs
+    m_t, m_row, m_col = np.nonzero(valid_match)
+    masked = np.where(valid_match, p_score[None, :, None], -np.inf)
+    best_row = np.argmax(masked, axis=1)  # (T, G_valid), the first of equal scores
+    is_tp = best_row[m_t, m_col] == m_row
+    # predictions matching no instance of their class at all (valid, group or small)
+    fp_t, fp_row = np.nonzero(~match.any(axis=2) & (ignore_frac[None, :] <= OVERLAPS[:, None]))
+    # per threshold: its matches (in row, column order), then its false positives
+    n_match = np.bincount(m_t, minlength=N_OVERLAPS)
+    n_fp = np.bincount(fp_t, minlength=N_OVERLAPS)
+    order = np.argsort(np.concatenate([2 * m_t, 2 * fp_t + 1]), kind="stable")
+    scores = np.concatenate([p_score[m_row], p_score[fp_row]])[order]
+    trues = np.concatenate([is_tp, np.zeros(len(fp_t), dtype=bool)])[order]
+    cuts = np.cumsum(n_match + n_fp)[:-1]
+    return hard_fn, np.split(scores, cuts), np.split(trues, cuts)
 
 
 def average_precision(y_true: np.ndarray, y_score: np.ndarray, hard_fn: int) -> float:

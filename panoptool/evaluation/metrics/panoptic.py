@@ -25,7 +25,8 @@ import numpy as np
 
 from panoptool.labels import CITYSCAPES, LabelSpace
 from panoptool.evaluation.metrics.gt import (GroundTruth, instance_label,  # noqa: F401
-                                             segment_prediction_counts)
+                                             neighbour_change, segment_prediction_counts,
+                                             segment_runs)
 
 #: Category ids (label ids) of the panoptic evaluation, in label-id order (19;
 #: ``labels.evaluated_label_ids``).
@@ -131,8 +132,9 @@ def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
 
     Both images are constant along long runs of the raster order, so the joint histogram is
     taken over the runs of the (ground-truth segment, colour) pair instead of per pixel: one
-    comparison of neighbours per image finds them, and only the runs' colours are looked up
-    among the listed ids (no per-pixel prediction index, no id table over 2^24 colours).
+    comparison of neighbours in the PNG and the ground truth's cached runs find them
+    (:func:`~panoptool.evaluation.metrics.gt.segment_runs`), and only the runs' colours are
+    looked up among the listed ids (no per-pixel prediction index, no id table over 2^24 colours).
 
     Parameters
     ----------
@@ -163,16 +165,9 @@ def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
     # equal values have one id (a varying 4th byte only splits runs, which add up the same)
     packed = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA) if rgb.shape[2] == 3 else rgb
     colour = np.ascontiguousarray(packed).view("<u4").reshape(n)
-    seg = gt.segment_index.reshape(n)
-    change = np.empty(n, dtype=bool)
-    change[0] = True
-    np.not_equal(colour[1:], colour[:-1], out=change[1:])
-    seg_change = np.not_equal(seg[1:], seg[:-1])
-    np.logical_or(change[1:], seg_change, out=change[1:])
-    starts = np.flatnonzero(change)
-    lengths = np.diff(starts, append=n)
+    starts, lengths, run_seg = segment_runs(gt, neighbour_change(colour))
+    run_seg = run_seg.astype(np.int64)
     run_ids = (colour[starts] & 0xFFFFFF).astype(np.int64)
-    run_seg = seg[starts].astype(np.int64)
     ids = np.asarray(ids, dtype=np.int64)
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
