@@ -320,6 +320,90 @@ def save_npz(path: PathLike, *, compressed: bool = False, compresslevel: int | N
             (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
+#: First bytes of a :func:`save_arrays` file (the 1 is the format's version).
+ARRAYS_MAGIC = b"PANOPTOOL-ARRAYS-1\n"
+_ARRAYS_ALIGN = 64
+#: dtype kinds an arrays file may hold: bool, integers, floats, unicode text (no objects).
+_ARRAYS_KINDS = set("biufU")
+
+
+def save_arrays(path: PathLike, **arrays: np.ndarray) -> None:
+    """Write arrays into one flat file, atomically: the magic line, a 4-byte header length,
+    a JSON header (``[name, dtype, shape, offset]`` per array) and the raw C-order data.
+
+    Read back with :func:`load_arrays`, in one read and without parsing per array; about ten
+    times faster than an ``.npz`` for the few small arrays of a cache entry.
+    """
+    items, offset = [], 0
+    blobs = []
+    for name, arr in arrays.items():
+        arr = np.asarray(arr)
+        if arr.dtype.kind not in _ARRAYS_KINDS:
+            raise ValueError(f"array {name}: dtype {arr.dtype} cannot be stored")
+        items.append([name, arr.dtype.str, list(arr.shape), offset])
+        blobs.append(arr.tobytes(order="C"))
+        offset += -(-arr.nbytes // _ARRAYS_ALIGN) * _ARRAYS_ALIGN
+    header = json.dumps(items, separators=(",", ":")).encode("ascii")
+    start = len(ARRAYS_MAGIC) + 4 + len(header)
+    start = -(-start // _ARRAYS_ALIGN) * _ARRAYS_ALIGN
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(ARRAYS_MAGIC + len(header).to_bytes(4, "little") + header)
+            fh.write(b"\0" * (start - fh.tell()))
+            for blob in blobs:
+                fh.write(blob + b"\0" * (-len(blob) % _ARRAYS_ALIGN))
+
+
+def load_arrays(path: PathLike, keys: tuple[str, ...] = (), *,
+                max_elements: int = 4 * MAX_PIXELS) -> dict[str, np.ndarray]:
+    """Read a :func:`save_arrays` file into a dict of (writable) arrays; ``keys`` that must be
+    present are checked.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or unreadable, is not such a file, its header is damaged, an
+        array lies outside the file, has a dtype other than bool/int/float/text, or has more
+        than ``max_elements`` elements.
+    """
+    path = Path(path)
+    try:
+        data = bytearray(path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror})") from None
+    n_magic = len(ARRAYS_MAGIC)
+    if data[:n_magic] != ARRAYS_MAGIC or len(data) < n_magic + 4:
+        raise InputError(path, "not a panoptool arrays file (bad magic)")
+    n_header = int.from_bytes(data[n_magic:n_magic + 4], "little")
+    start = -(-(n_magic + 4 + n_header) // _ARRAYS_ALIGN) * _ARRAYS_ALIGN
+    out = {}
+    try:
+        items = json.loads(bytes(data[n_magic + 4:n_magic + 4 + n_header]))
+        for name, dtype_text, shape, offset in items:
+            dtype = np.dtype(dtype_text)
+            shape = tuple(int(v) for v in shape)
+            n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if dtype.kind not in _ARRAYS_KINDS or min(shape, default=0) < 0:
+                raise ValueError(f"array {name}: dtype {dtype} shape {shape} not allowed")
+            if n > max_elements:
+                raise InputError(path, f"array {name} of shape {shape} ({n} elements) is "
+                                       f"larger than the limit of {max_elements}; not loaded")
+            at = start + int(offset)
+            if offset < 0 or at + n * dtype.itemsize > len(data):
+                raise ValueError(f"array {name} lies outside the file")
+            out[str(name)] = np.frombuffer(data, dtype=dtype, count=n, offset=at).reshape(shape)
+    except InputError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:  # json, dtype, unpacking
+        raise InputError(path, f"damaged arrays file ({type(exc).__name__}: {exc})") from None
+    missing = [k for k in keys if k not in out]
+    if missing:
+        raise InputError(path, f"missing array(s) {', '.join(missing)}; has {', '.join(out)}")
+    return out
+
+
 def _read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
     """``(shape, fortran_order, dtype)`` of the ``.npy`` stream ``fh``, left at its data."""
     major, _ = np.lib.format.read_magic(fh)

@@ -9,7 +9,7 @@ import pytest
 from panoptool.evaluation.metrics import gt as gtm
 from panoptool.evaluation.metrics.panoptic import rgb_segment_counts
 from panoptool.io import rle
-from panoptool.io.files import load_npz, save_npz
+from panoptool.io.files import load_arrays, save_arrays
 
 
 def _blocks(rng, h, w, n, block):
@@ -58,7 +58,7 @@ def test_piecewise_prediction_is_counted_without_the_full_index_map():
 def test_cache_round_trip_keeps_both_run_orders(tmp_path):
     rng = np.random.default_rng(1)
     gt = _ground_truth(rng, 40, 70)
-    path = tmp_path / "e.npz"
+    path = tmp_path / "e.arrays"
     assert gtm.save_cached(path, gt, "k")
     back = gtm.load_cached(path, "k")
     assert back is not None and back.shape == gt.shape
@@ -73,14 +73,24 @@ def test_cache_round_trip_keeps_both_run_orders(tmp_path):
 @pytest.mark.parametrize("damage", ["short", "unsorted", "value"])
 def test_a_damaged_cache_entry_is_recomputed_not_used(tmp_path, damage):
     gt = _ground_truth(np.random.default_rng(2), 20, 30)
-    path = tmp_path / "e.npz"
+    path = tmp_path / "e.arrays"
     gtm.save_cached(path, gt, "k")
-    data = load_npz(path)
+    data = load_arrays(path)
     if damage == "short":
         data["col_starts"] = data["col_starts"][:-1]
     elif damage == "unsorted":
         data["row_starts"] = data["row_starts"][::-1].copy()
     else:
         data["row_values"] = data["row_values"] + np.uint16(gt.n_segments)
-    save_npz(path, **data)
+    save_arrays(path, **data)
     assert gtm.load_cached(path, "k") is None
+
+
+def test_a_version_1_entry_beside_is_removed_when_the_entry_is_written(tmp_path):
+    gt = _ground_truth(np.random.default_rng(3), 10, 10)
+    old = tmp_path / "gt" / "val" / "a.npz"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"version 1")
+    path = gtm.cache_path(tmp_path, "val", "a")
+    assert path.suffix == ".arrays" and gtm.save_cached(path, gt, "k")
+    assert not old.exists()

@@ -208,7 +208,7 @@ def test_report_cli_writes_tables_with_the_dataset_names(oracle, tmp_path):
     assert any(line.split(",")[1] == "tree-merged" for line in csv)
     md = (out / "summary.md").read_text()
     assert "Label space `coco-sample` (133 classes, 80 things)" in md and "pq_compute" in md
-    assert (tmp_path / "cache" / "gt" / SPLIT / "000000142238.npz").is_file()
+    assert (tmp_path / "cache" / "gt" / SPLIT / "000000142238.arrays").is_file()
     assert (tmp_path / "cache" / "coco_gt" / SPLIT / "000000142238.json").is_file()
     # from the cache: the same numbers
     again = evaluate(root, SPLIT, results, workers=1, show_progress=False,
@@ -223,7 +223,7 @@ def test_cache_entry_of_an_edited_ground_truth_is_not_used(oracle, tmp_path):
 
     root, _ = oracle
     s = open_dataset(root).samples(SPLIT)[0]
-    cache = tmp_path / "gt.npz"
+    cache = tmp_path / "gt.arrays"
     first = read_sample_ground_truth(s.png_path, s.image, s.thing_ids, cache)
     assert cache.is_file()
     segs = list(s.image.segments)

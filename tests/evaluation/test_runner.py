@@ -37,7 +37,7 @@ def test_cache_is_used_and_invalidated(make_synth, tmp_path):
     res = make_results(root, "val", tmp_path / "res", "perfect")
     cache = tmp_path / "cache"
     first = evaluate(root, "val", res, workers=1, cache=cache).metrics
-    entries = sorted(cache.rglob("*.npz"))
+    entries = sorted(cache.rglob("*.arrays"))
     assert len(entries) == 3
     mtimes = [e.stat().st_mtime_ns for e in entries]
     assert evaluate(root, "val", res, workers=1, cache=cache).metrics == first

@@ -93,3 +93,51 @@ def test_grey_label_png_fast_decoder_matches_opencv_and_rejects_damage(tmp_path)
     damaged.write_bytes(data[:len(data) // 2])  # valid header, truncated data
     with pytest.raises(InputError, match="damaged.png: cannot decode image"):
         read_png(damaged)
+
+
+def test_arrays_file_round_trip(tmp_path):
+    from panoptool.io.files import load_arrays, save_arrays
+    arrays = {"key": np.array("v2:abc"), "empty": np.zeros((0, 3), np.int32),
+              "big": np.arange(1000, dtype=np.int64).reshape(10, 100),
+              "flags": np.array([True, False, True]), "half": np.ones(5, np.float16),
+              "fortran": np.asfortranarray(np.arange(12, dtype=np.uint16).reshape(3, 4))}
+    save_arrays(tmp_path / "a.arrays", **arrays)
+    back = load_arrays(tmp_path / "a.arrays", keys=tuple(arrays))
+    assert list(back) == list(arrays)
+    for name, arr in arrays.items():
+        assert back[name].dtype == arr.dtype and np.array_equal(back[name], arr), name
+    back["big"][0, 0] = 7  # writable
+    with pytest.raises(InputError, match="missing array"):
+        load_arrays(tmp_path / "a.arrays", keys=("nope",))
+    with pytest.raises(ValueError, match="cannot be stored"):
+        save_arrays(tmp_path / "b.arrays", o=np.array([object()]))
+    assert not (tmp_path / "b.arrays").exists()
+
+
+def _edit_header(old: bytes, new: bytes):
+    """A damage that replaces text in the header and keeps its length field right."""
+    def damage(data: bytes) -> bytes:
+        n = int.from_bytes(data[19:23], "little")
+        header = data[23:23 + n].replace(old, new)
+        return data[:19] + len(header).to_bytes(4, "little") + header + data[23 + n:]
+    return damage
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b"not an arrays file", "bad magic"),
+    (lambda b: b[:-64], "outside the file"),  # truncated data
+    (_edit_header(b'"<i8"', b'"|O"'), "not allowed"),  # an object array
+    (_edit_header(b'[10,100]', b'[10,-100]'), "not allowed"),
+    (_edit_header(b'[10,100]', b'[100000,100000]'), "larger than the limit"),
+    (_edit_header(b'[10,100]', b'[10,1000]'), "outside the file"),
+    (_edit_header(b',0]]', b',-64]]'), "outside the file"),
+    (lambda b: b[:19] + b"\xff\xff\x00\x00" + b[23:], "damaged arrays file"),
+])
+def test_damaged_arrays_file_is_refused_in_one_line(tmp_path, damage, message):
+    from panoptool.io.files import load_arrays, save_arrays
+    path = tmp_path / "a.arrays"
+    save_arrays(path, big=np.arange(1000, dtype=np.int64).reshape(10, 100))
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(InputError, match=message) as info:
+        load_arrays(path, max_elements=10 ** 6)
+    assert "a.arrays" in str(info.value) and "\n" not in str(info.value)

@@ -8,15 +8,18 @@ in ``*_gtFine_labelIds.png`` and ``*_gtFine_instanceIds.png``. An image has few 
 * ``segment_index`` uint16 (H, W): index of the pixel's pair in the table below, and
 * ``label_ids`` uint8 (S,) and ``instance_ids`` int32 (S,): the pair of segment s.
 
-All metrics then work on small (S, ...) count tables, built with one ``np.bincount`` per
-prediction. The cache stores the index map run-length encoded (a few hundred kB for a
-1024x2048 image), which decodes in a few milliseconds, far faster than the two PNGs. A cache
-entry is keyed by the BLAKE2 hash of both ground-truth files' bytes, so editing a ground-truth
-file always invalidates it (unlike cityscapesscripts' ``gtInstances.json``).
+All metrics then work on small (S, ...) count tables. The cache stores the index map as its
+runs, in raster order and in column-major order (a few hundred kB for a 1024x2048 image), far
+faster to read than the two PNGs; the semantic and panoptic counts are taken over runs
+(:func:`segment_runs`), the overlaps of COCO RLE masks over the column-major runs
+(:func:`panoptool.io.rle.masks_segment_overlap`), and the full map is only expanded for what
+needs pixels (PNG masks, boundaries). A cache entry is keyed by the BLAKE2 hash of both
+ground-truth files' bytes, so editing a ground-truth file always invalidates it (unlike cityscapesscripts' ``gtInstances.json``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from functools import cached_property
@@ -26,13 +29,14 @@ import cv2
 import numpy as np
 
 from panoptool.errors import ArrayError, InputError, PanoptoolError
-from panoptool.io.files import load_npz, save_npz
+from panoptool.io.files import load_arrays, save_arrays
 from panoptool.io.rle import column_runs
 
 PathLike = str | os.PathLike
 
 #: Bump when the cached representation changes; older entries are then recomputed.
-#: 2: the index map's runs in raster and in column-major order (COCO's), with their starts.
+#: 2: the index map's runs in raster and in column-major order (COCO's), with their starts,
+#: in a :func:`~panoptool.io.files.save_arrays` file (``.arrays``; version 1 was an ``.npz``).
 CACHE_VERSION = 2
 CACHE_DIRNAME = ".panoptool_cache"
 
@@ -50,7 +54,7 @@ class GroundTruth:
     The index map can also be given as its runs in raster order (``row_runs``, as the cache
     stores it, with ``shape``): the full map is then only built when something asks for
     ``segment_index``; the counts of the semantic and panoptic parts work on runs alone
-    (:func:`run_pair_counts`). ``row_runs``, ``row_run_starts`` and ``column_runs`` are
+    (:func:`segment_runs`). ``row_runs``, ``row_run_starts`` and ``column_runs`` are
     computed once each, on first use.
     """
 
@@ -237,7 +241,7 @@ def segment_runs(gt: GroundTruth, change: np.ndarray
     np.logical_or(change, gt.row_run_starts, out=change)
     starts = np.flatnonzero(change)
     lengths = np.diff(starts, append=change.size)
-    run_starts, run_values = gt.row_runs
+    run_values = gt.row_runs[1]
     segments = run_values[np.cumsum(gt.row_run_starts[starts]) - 1]
     return starts, lengths, segments
 
@@ -344,12 +348,16 @@ def save_cached(path: PathLike, gt: GroundTruth, key: str) -> bool:
     row_starts, row_values = gt.row_runs
     col_starts, col_values = gt.column_runs
     try:
-        save_npz(path, key=np.array(key), shape=np.array(gt.shape, dtype=np.int64),
-                 row_starts=row_starts.astype(np.int32), row_values=row_values,
-                 col_starts=col_starts.astype(np.int32), col_values=col_values,
-                 label_ids=gt.label_ids, instance_ids=gt.instance_ids, areas=gt.areas)
+        save_arrays(path, key=np.array(key), shape=np.array(gt.shape, dtype=np.int64),
+                    row_starts=row_starts.astype(np.int32), row_values=row_values,
+                    col_starts=col_starts.astype(np.int32), col_values=col_values,
+                    label_ids=gt.label_ids, instance_ids=gt.instance_ids, areas=gt.areas)
     except (OSError, PanoptoolError):
         return False
+    old = Path(path).with_suffix(".npz")  # the entry version 1 wrote for this image
+    if old != Path(path):
+        with contextlib.suppress(OSError):
+            old.unlink(missing_ok=True)
     return True
 
 
@@ -358,8 +366,9 @@ def load_cached(path: PathLike, key: str) -> GroundTruth | None:
     if not os.path.isfile(path):
         return None
     try:
-        data = load_npz(path, keys=("key", "shape", "row_starts", "row_values", "col_starts",
-                                    "col_values", "label_ids", "instance_ids", "areas"))
+        data = load_arrays(path, keys=("key", "shape", "row_starts", "row_values",
+                                       "col_starts", "col_values", "label_ids",
+                                       "instance_ids", "areas"))
     except InputError:
         return None  # unreadable entry: recompute and overwrite
     if str(data["key"]) != key:
@@ -383,4 +392,4 @@ def load_cached(path: PathLike, key: str) -> GroundTruth | None:
 
 def cache_path(cache_dir: PathLike, split: str, stem: str) -> Path:
     """File of the cache entry of one image."""
-    return Path(cache_dir) / "gt" / split / f"{stem}.npz"
+    return Path(cache_dir) / "gt" / split / f"{stem}.arrays"

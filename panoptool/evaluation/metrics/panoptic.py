@@ -174,7 +174,9 @@ def rgb_segment_counts(gt: GroundTruth, rgb: np.ndarray, ids: np.ndarray
     pos = np.searchsorted(sorted_ids, run_ids).clip(max=max(len(ids) - 1, 0))
     found = (sorted_ids[pos] == run_ids) if len(ids) else np.zeros(len(run_ids), dtype=bool)
     slot = np.where(found, order[pos] + 1, 0) if len(ids) else np.zeros(len(run_ids), np.int64)
-    unlisted = np.unique(run_ids[~found & (run_ids != 0)])
+    unlisted = run_ids[~found & (run_ids != 0)]
+    if unlisted.size:  # (np.unique's first call imports numpy.ma: ~13 ms per worker)
+        unlisted = np.unique(unlisted)
     n_cols = len(ids) + 1
     counts = np.bincount(run_seg * n_cols + slot, weights=lengths,
                          minlength=gt.n_segments * n_cols)

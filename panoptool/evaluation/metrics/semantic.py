@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import args as _cs_args
 
 from panoptool.labels import CITYSCAPES, LabelSpace
 from panoptool.evaluation.metrics.gt import (GroundTruth, nanmean,  # noqa: F401 (re-export)
@@ -42,6 +41,9 @@ def average_class_size(labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     """iIoU's weights: float64 (256,), the average instance size of each label id's class,
     cityscapesscripts' ``avgClassSize`` (matched by class name); NaN for the classes it does
     not list (their iIoU is NaN)."""
+    # imported here: cityscapesscripts (and PIL through it) cost ~20 ms of every start-up
+    from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import args as _cs_args
+
     sizes = np.full(256, np.nan)
     for c in labels.categories:
         if c.name in _cs_args.avgClassSize:
@@ -50,8 +52,6 @@ def average_class_size(labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     return sizes
 
 
-#: Average instance size per label id (cityscapesscripts' ``avgClassSize``); NaN elsewhere.
-AVG_CLASS_SIZE = average_class_size(CITYSCAPES)
 
 #: Label ids whose instances enter iIoU: hasInstances and not ignoreInEval.
 IIOU_LABEL = CITYSCAPES.is_thing_label
