@@ -403,11 +403,6 @@ def read_results(path: PathLike, stems: list[str], coco_gt: PathLike | None = No
     return parse_results(read_json(path), stems, path, id_map, labels)
 
 
-def instance_runs(inst: ResultInstance, shape: tuple[int, int], path: PathLike) -> np.ndarray:
-    """The run lengths of a results entry, checked against the image size."""
-    return entries_runs([inst], shape, path)[0]
-
-
 def entries_runs(entries: list[ResultInstance], shape: tuple[int, int],
                  path: PathLike) -> list[np.ndarray]:
     """The run lengths of an image's results entries, each checked against the image size;
@@ -424,7 +419,14 @@ def entries_runs(entries: list[ResultInstance], shape: tuple[int, int],
             raise InputError(path, f"entry {inst.index}: RLE size {inst.height}x{inst.width} "
                                    f"(height x width) differs from the image ({shape[0]}x"
                                    f"{shape[1]})")
-    strings = [inst.counts.encode("ascii") for inst in entries if isinstance(inst.counts, str)]
+    strings = []
+    for inst in entries:
+        if isinstance(inst.counts, str):
+            try:
+                strings.append(inst.counts.encode("ascii"))
+            except UnicodeEncodeError:
+                raise InputError(path, f"entry {inst.index}: invalid RLE (counts string is "
+                                       f"not ASCII)") from None
     decoded, ok = counts_from_strings(strings)
     out, k = [], 0
     for inst in entries:

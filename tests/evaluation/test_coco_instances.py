@@ -226,6 +226,7 @@ def _first_entry(coco):
     ("nan", "entry 0: score must be a finite number, got nan"),
     ("no_segmentation", "entry 0: lacks segmentation"),
     ("bad_rle", "entry 0: invalid RLE"),
+    ("non_ascii_rle", "entry 0: invalid RLE (counts string is not ASCII)"),
 ])
 def test_bad_results_json_gives_one_line_naming_file_and_entry(root, noisy, tmp_path, problem,
                                                               words):
@@ -249,6 +250,8 @@ def test_bad_results_json_gives_one_line_naming_file_and_entry(root, noisy, tmp_
             del e["segmentation"]
         elif problem == "bad_rle":
             e["segmentation"]["counts"] = e["segmentation"]["counts"][:-2]
+        elif problem == "non_ascii_rle":
+            e["segmentation"]["counts"] = "\u00e9" + e["segmentation"]["counts"]
         data = entries
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))  # NaN is written as NaN, which Python's json reads
