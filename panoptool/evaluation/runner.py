@@ -41,6 +41,7 @@ from panoptool.evaluation.image import (ImageJob, ImageStats, boundary_image_sta
                                         evaluate_image, instance_stats, panoptic_stats,
                                         read_segmented_ground_truth, semantic_stats)
 from panoptool.evaluation.metrics import boundary as bmetrics
+from panoptool.evaluation.metrics import semantic as semantic_metrics
 from panoptool.evaluation.plan import find_parts, plan_jobs
 from panoptool.evaluation.report import summary_markdown, write_report
 from panoptool.evaluation.summary import EvaluationResult, PerClassTable, summarize
@@ -117,6 +118,8 @@ def evaluate(root: PathLike | None, split: str, results_dir: PathLike, workers: 
     results_config = _results_config(Path(results_dir))
     _check_labels(labels, results_config, dataset, Path(results_dir))
     jobs, parts = _jobs(dataset, config, results_dir, instances, coco_gt, coco_ap, subset)
+    if "semantic" in parts:  # iIoU's weights, read once here and inherited by the workers
+        semantic_metrics.average_class_size(labels)
     total = _sum_stats(jobs, workers, show_progress)
     metrics, table = summarize(total, len(jobs), labels)
     if total.coco is not None:
