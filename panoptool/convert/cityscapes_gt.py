@@ -57,12 +57,16 @@ _PLAIN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _CITYSCAPES_STEM = re.compile(rf"(?P<city>{_PLAIN})_\d{{6}}_\d{{6}}")
 
 
-def city_of(stem: str, split: str) -> str:
-    """The city folder of ``stem``: its city if it is a Cityscapes stem, else ``split``.
+def converted_city_folder(stem: str, split: str) -> str:
+    """The city folder a converted image is written to: its city if ``stem`` is a Cityscapes
+    stem, else ``split`` (a Cityscapes root needs a city level; unlike
+    :func:`panoptool.io.formats.city_of`, which gives our outputs none for such stems).
 
-    >>> city_of("frankfurt_000000_000294", "val"), city_of("000000000139", "val2017")
-    ('frankfurt', 'val2017')
-    >>> city_of("stuttgart_00_000000_000001", "demo")  # demoVideo stems keep their city too
+    >>> converted_city_folder("frankfurt_000000_000294", "val")
+    'frankfurt'
+    >>> converted_city_folder("000000000139", "val2017")
+    'val2017'
+    >>> converted_city_folder("stuttgart_00_000000_000001", "demo")  # demoVideo stems too
     'stuttgart_00'
     """
     match = _CITYSCAPES_STEM.fullmatch(stem)
@@ -161,7 +165,8 @@ def _output_paths(out: Path, split: str, city: str, stem: str) -> dict[str, Path
 def _convert_one(sample, *, out: str, parts_dir: str, overwrite: bool) -> bool:
     """Convert one image (worker); False where its outputs are current (skipped)."""
     out = Path(out)
-    paths = _output_paths(out, sample.split, city_of(sample.stem, sample.split), sample.stem)
+    city = converted_city_folder(sample.stem, sample.split)
+    paths = _output_paths(out, sample.split, city, sample.stem)
     part_path = Path(parts_dir) / f"{sample.stem}.json"
     key = _source_key(sample)
     if not overwrite and part_path.is_file() and all(p.is_file() for p in paths.values()):

@@ -254,42 +254,42 @@ def coco_gt_cache_path(cache_dir: PathLike, split: str, stem: str) -> Path:
 # --- evaluation --------------------------------------------------------------------------------
 
 def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: PathLike,
-                           labels: LabelSpace = CITYSCAPES
+                           labels: LabelSpace = CITYSCAPES, detections: bool = True
                            ) -> tuple[InstanceStats, list[dict]]:
     """Cityscapes instance statistics of one image's results entries, and its COCO detections.
 
     The masks are never decoded: the RLEs' pixels are counted on the ground-truth segments
     from runs alone (:func:`~panoptool.io.rle.masks_segment_overlap`, all masks of the image
     at once), which is all the official matching needs, so the AP equals that of the same
-    masks as PNG files. Entries of labels that are not evaluated and empty
-    masks are dropped (as the official script and detectron2 do).
+    masks as PNG files. Entries of labels that are not evaluated and empty masks are dropped
+    (as the official script and detectron2 do).
 
     Returns
     -------
     (InstanceStats, detections): detections are COCO results entries (``image_id`` = stem)
-    of the evaluated, non-empty masks, for :func:`coco_mask_ap`.
+    of the evaluated, non-empty masks, for :func:`coco_mask_ap` (empty unless
+    ``detections``).
     """
-    from panoptool.evaluation.image import predicted_instance_stats
+    from panoptool.evaluation.metrics import instance
 
     all_runs = entries_runs(list(entries), gt.shape, path)  # every entry is checked
     evaluated = [(inst, runs) for inst, runs in zip(entries, all_runs)
                  if labels.is_thing_label[inst.label_id]]
-    overlap_table = masks_segment_overlap([runs for _, runs in evaluated], *gt.column_runs,
-                                          gt.n_segments)
-    label_ids, scores, areas, overlaps, dets = [], [], [], [], []
-    for (inst, _), overlap in zip(evaluated, overlap_table):
-        area = int(overlap.sum())
-        if area == 0:
-            continue
-        label_ids.append(inst.label_id)
-        scores.append(inst.score)
-        areas.append(area)
-        overlaps.append(overlap)
+    overlap = masks_segment_overlap([runs for _, runs in evaluated], *gt.column_runs,
+                                    gt.n_segments)
+    areas = overlap.sum(axis=1)
+    kept = [inst for (inst, _), area in zip(evaluated, areas.tolist()) if area > 0]
+    pred = instance.PredictedInstances(
+        label_ids=np.array([inst.label_id for inst in kept], dtype=np.int64),
+        scores=np.array([inst.score for inst in kept], dtype=np.float64),
+        areas=areas[areas > 0], segment_overlap=overlap[areas > 0])
+    dets = []
+    for inst in kept if detections else ():
         rle = {"size": [inst.height, inst.width], "counts": compressed_counts(inst)}
         dets.append({"image_id": stem, "category_id": inst.label_id, "score": inst.score,
                      "segmentation": rle,
                      "bbox": list(inst.bbox) if inst.bbox else rle_bbox([rle])[0]})
-    return predicted_instance_stats(gt, label_ids, scores, areas, overlaps, labels), dets
+    return instance.update(gt, pred, labels), dets
 
 
 _NONZERO = np.ones(256, dtype=np.int64)

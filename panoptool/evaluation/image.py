@@ -296,7 +296,8 @@ def _instance_part(gt: gtm.GroundTruth, job: ImageJob, out: ImageStats) -> None:
         out.instance = instance_stats(gt, job.instance_txt, job.results_dir, labels)
     if job.instance_json is not None:
         out.instance, dets = coco_instances.entries_instance_stats(
-            gt, job.stem, job.instance_entries, job.instance_json, labels)
+            gt, job.stem, job.instance_entries, job.instance_json, labels,
+            detections=job.coco_ap)
     if job.coco_ap:
         key = None if job.coco_cache_file is None else job.ground_truth_key()
         coco = job.coco_sample
