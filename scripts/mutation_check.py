@@ -114,7 +114,8 @@ MUTATIONS = (
              "void_seg = labels.is_void_label[instance_label(gt.instance_ids).clip(0, 255)]",
              "void by the label encoded in the instance id (id 1000, caravan 29001 void)"),
     Mutation("ap_tp_lowest_score", INS, "best_row = np.argmax(masked, axis=1)",
-             "best_row = np.argmin(np.where(valid_match, p_score[None, :, None], np.inf), axis=1)",
+             "best_row = np.argmin(np.where(valid_match, p_score[None, :, None], np.inf), "
+             "axis=1)",
              "of several matches the lowest-scored is the true positive"),
     Mutation("ap_ties_split", INS,
              "_, unique_index = np.unique(score_sorted, return_index=True)",

@@ -14,7 +14,8 @@ faster to read than the two PNGs; the semantic and panoptic counts are taken ove
 (:func:`segment_runs`), the overlaps of COCO RLE masks over the column-major runs
 (:func:`panoptool.io.rle.masks_segment_overlap`), and the full map is only expanded for what
 needs pixels (PNG masks, boundaries). A cache entry is keyed by the BLAKE2 hash of both
-ground-truth files' bytes, so editing a ground-truth file always invalidates it (unlike cityscapesscripts' ``gtInstances.json``).
+ground-truth files' bytes, so editing a ground-truth file always invalidates it (unlike
+cityscapesscripts' ``gtInstances.json``).
 """
 
 from __future__ import annotations
@@ -320,8 +321,6 @@ def rle_encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.concatenate(([0], starts))
     lengths = np.diff(np.concatenate((starts, [values.size]))).astype(np.int32)
     return values[starts], lengths
-
-
 
 
 # --- cache ------------------------------------------------------------------------------------

@@ -52,7 +52,6 @@ def average_class_size(labels: LabelSpace = CITYSCAPES) -> np.ndarray:
     return sizes
 
 
-
 #: Label ids whose instances enter iIoU: hasInstances and not ignoreInEval.
 IIOU_LABEL = CITYSCAPES.is_thing_label
 
