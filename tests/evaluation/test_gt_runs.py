@@ -70,7 +70,7 @@ def test_cache_round_trip_keeps_both_run_orders(tmp_path):
     assert gtm.load_cached(path, "other key") is None
 
 
-@pytest.mark.parametrize("damage", ["short", "unsorted", "value"])
+@pytest.mark.parametrize("damage", ["short", "unsorted", "value", "negative", "areas"])
 def test_a_damaged_cache_entry_is_recomputed_not_used(tmp_path, damage):
     gt = _ground_truth(np.random.default_rng(2), 20, 30)
     path = tmp_path / "e.arrays"
@@ -80,8 +80,12 @@ def test_a_damaged_cache_entry_is_recomputed_not_used(tmp_path, damage):
         data["col_starts"] = data["col_starts"][:-1]
     elif damage == "unsorted":
         data["row_starts"] = data["row_starts"][::-1].copy()
-    else:
+    elif damage == "value":
         data["row_values"] = data["row_values"] + np.uint16(gt.n_segments)
+    elif damage == "negative":
+        data["col_values"] = data["col_values"].astype(np.int16) - 1
+    else:
+        data["areas"] = data["areas"][:-1]
     save_arrays(path, **data)
     assert gtm.load_cached(path, "k") is None
 

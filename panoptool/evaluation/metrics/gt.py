@@ -66,6 +66,8 @@ class GroundTruth:
                  shape: tuple[int, int] | None = None) -> None:
         if segment_index is None and (row_runs is None or shape is None):
             raise ValueError("GroundTruth needs segment_index, or row_runs and shape")
+        if label_ids is None or instance_ids is None or areas is None:
+            raise ValueError("GroundTruth needs label_ids, instance_ids and areas")
         self.label_ids = label_ids
         self.instance_ids = instance_ids
         self.areas = areas
@@ -374,14 +376,19 @@ def load_cached(path: PathLike, key: str) -> GroundTruth | None:
         return None
     shape = tuple(int(v) for v in data["shape"])
     n = shape[0] * shape[1] if len(shape) == 2 else -1
+    n_segments = len(data["label_ids"])
+    if (len(data["instance_ids"]) != n_segments or len(data["areas"]) != n_segments
+            or int(data["areas"].sum()) != n):
+        return None  # not an entry this version wrote: recompute and overwrite
     runs = {}
     for order in ("row", "col"):
         starts = data[f"{order}_starts"].astype(np.int64)
         values = data[f"{order}_values"]
-        if (len(starts) != len(values) + 1 or starts[0] != 0 or starts[-1] != n
-                or (np.diff(starts) <= 0).any()
-                or (len(values) and int(values.max()) >= len(data["label_ids"]))):
-            return None  # not an entry this version wrote: recompute and overwrite
+        if (values.dtype.kind not in "iu" or len(starts) != len(values) + 1
+                or starts[0] != 0 or starts[-1] != n or (np.diff(starts) <= 0).any()
+                or (len(values) and (int(values.min()) < 0
+                                     or int(values.max()) >= n_segments))):
+            return None
         runs[order] = (starts, values)
     gt = GroundTruth(label_ids=data["label_ids"], instance_ids=data["instance_ids"],
                      areas=data["areas"], row_runs=runs["row"], shape=shape)
