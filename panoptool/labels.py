@@ -314,9 +314,15 @@ class LabelSpace:
 
     @cached_property
     def is_thing_instance_id(self) -> np.ndarray:
-        """bool (65536,) over instance ids: True for the ids of non-crowd thing instances,
-        ``label_id * 1000 + k`` (k < 1000) with a thing label."""
-        table = np.zeros(MAX_INSTANCE_ID, dtype=bool)
+        """bool (65536,) over 16-bit instance ids (a Cityscapes PNG's): the first entries of
+        :attr:`is_thing_any_instance_id`."""
+        return self.is_thing_any_instance_id[:MAX_INSTANCE_ID]
+
+    @cached_property
+    def is_thing_any_instance_id(self) -> np.ndarray:
+        """bool (256000,) over every instance id ``label_id * 1000 + k`` (label 0..255,
+        k < 1000): True for the ids of non-crowd thing instances (a thing label, k any)."""
+        table = np.zeros(256 * 1000, dtype=bool)
         for label in self.thing_label_ids:
             table[label * 1000: label * 1000 + 1000] = True
         table.flags.writeable = False

@@ -62,27 +62,6 @@ def coco_instance_categories(labels: LabelSpace = CITYSCAPES) -> list[dict]:
             for c in labels.categories if c.isthing]
 
 
-# --- RLE ---------------------------------------------------------------------------------------
-
-
-def rle_segment_overlap(gt: GroundTruth, runs: np.ndarray) -> np.ndarray:
-    """Pixels of an RLE mask on each ground-truth segment, int64 (S,), without decoding it.
-
-    Equal to :func:`panoptool.evaluation.metrics.instance.mask_segment_overlap` of the decoded mask;
-    the work is proportional to the runs of the mask and of the segments it crosses
-    (:func:`panoptool.io.rle.masks_segment_overlap`).
-
-    Parameters
-    ----------
-    gt : ground truth (segments) of an image of the RLE's size.
-    runs : int64 (R,), :func:`rle_counts` of the mask.
-    """
-    return masks_segment_overlap([runs], *gt.column_runs, gt.n_segments)[0]
-
-
-# --- results entries -----------------------------------------------------------------------
-
-
 # --- ground truth ------------------------------------------------------------------------------
 
 def ground_truth_annotations(gt: GroundTruth, labels: LabelSpace = CITYSCAPES) -> list[dict]:

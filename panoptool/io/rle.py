@@ -37,28 +37,9 @@ def counts_from_string(chars: np.ndarray | bytes) -> tuple[np.ndarray, bool]:
     >>> counts_from_string(b"0P")
     (array([], dtype=int64), False)
     """
-    c = np.frombuffer(chars, dtype=np.uint8) if isinstance(chars, bytes) else chars
-    c = c.astype(np.int64) - 48
-    n = len(c)
-    if n == 0:
-        return np.zeros(0, np.int64), True
-    last = (c & 0x20) == 0  # a count's last character
-    if not last[-1]:
-        return np.zeros(0, np.int64), False
-    ends = np.flatnonzero(last)
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    group = np.repeat(np.arange(len(ends)), ends - starts + 1)
-    k = np.arange(n) - starts[group]  # position of the character within its count
-    x = np.add.reduceat((c & 0x1F) << (5 * k), starts)
-    negative = (c[ends] & 0x10) != 0
-    x[negative] |= np.int64(-1) << (5 * (k[ends[negative]] + 1))
-    # counts[m] = x[m] + counts[m - 2] for m > 2: two running sums, one per parity, from m = 1, 2
-    counts = x.copy()
-    counts[1::2] = np.cumsum(x[1::2])
-    counts[2::2] = np.cumsum(x[2::2])
-    return counts, True
+    text = chars if isinstance(chars, bytes) else np.ascontiguousarray(chars).tobytes()
+    counts, ok = counts_from_strings([text])
+    return counts[0], bool(ok[0])
 
 
 def counts_from_strings(strings: list[bytes]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -114,39 +95,6 @@ def counts_from_strings(strings: list[bytes]) -> tuple[list[np.ndarray], np.ndar
     return [p if good else np.zeros(0, np.int64) for p, good in zip(pieces, ok)], ok
 
 
-def runs_segment_overlap(runs: np.ndarray, segment_index: np.ndarray,
-                         n_segments: int) -> np.ndarray:
-    """Pixels of the mask given by ``runs`` on each value of ``segment_index``.
-
-    Parameters
-    ----------
-    runs : int (M,), run lengths in column-major order, zeros first (pycocotools' counts).
-    segment_index : int (H, W), values below ``n_segments``.
-
-    Returns
-    -------
-    int64 (n_segments,).
-
-    >>> seg = np.array([[0, 1], [2, 1]])        # column-major: 0, 2, 1, 1
-    >>> runs_segment_overlap(np.array([1, 2, 1]), seg, 3).tolist()   # pixels 1 and 2
-    [0, 1, 1]
-    """
-    runs = np.asarray(runs, dtype=np.int64)
-    h = segment_index.shape[0]
-    ends = np.cumsum(runs)
-    lengths = runs[1::2]
-    starts = (ends - runs)[1::2]
-    keep = lengths > 0
-    lengths, starts = lengths[keep], starts[keep]
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(n_segments, np.int64)
-    first = np.cumsum(lengths) - lengths  # where each run begins among the mask's pixels
-    pos = np.arange(total, dtype=np.int64) + np.repeat(starts - first, lengths)
-    col, row = np.divmod(pos, h)
-    return np.bincount(segment_index[row, col], minlength=n_segments).astype(np.int64)
-
-
 def c_transpose(index_map: np.ndarray) -> np.ndarray:
     """C-contiguous transpose (OpenCV's blocked transpose where the dtype allows: several
     times faster than numpy's on a 2 MP map)."""
@@ -155,6 +103,23 @@ def c_transpose(index_map: np.ndarray) -> np.ndarray:
     if index_map.dtype in (np.uint8, np.uint16, np.int32, np.int16, np.float32):
         return cv2.transpose(np.ascontiguousarray(index_map))
     return np.ascontiguousarray(index_map.T)
+
+
+def flat_runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of a flat array: ``(starts, values)``, starts int64 (R + 1,) where each run
+    begins, then the array's length; values (R,), the value of each run.
+
+    >>> flat_runs(np.array([3, 3, 1, 1, 1, 2], np.uint16))
+    (array([0, 2, 5, 6]), array([3, 1, 2], dtype=uint16))
+    """
+    if flat.size == 0:
+        return np.zeros(1, np.int64), flat[:0]
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.empty(len(change) + 2, dtype=np.int64)
+    starts[0] = 0
+    starts[1:-1] = change
+    starts[-1] = flat.size
+    return starts, flat[starts[:-1]]
 
 
 def column_runs(index_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,15 +137,7 @@ def column_runs(index_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> column_runs(np.array([[0, 1], [0, 1]], np.uint16))     # column-major: 0, 0, 1, 1
     (array([0, 2, 4]), array([0, 1], dtype=uint16))
     """
-    flat = c_transpose(index_map).ravel()
-    if flat.size == 0:
-        return np.zeros(1, np.int64), flat[:0]
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.empty(len(change) + 2, dtype=np.int64)
-    starts[0] = 0
-    starts[1:-1] = change
-    starts[-1] = flat.size
-    return starts, flat[starts[:-1]]
+    return flat_runs(c_transpose(index_map).ravel())
 
 
 def masks_segment_overlap(mask_runs: list[np.ndarray], starts: np.ndarray,
@@ -199,8 +156,7 @@ def masks_segment_overlap(mask_runs: list[np.ndarray], starts: np.ndarray,
 
     Returns
     -------
-    int64 (len(mask_runs), n_segments); equal to counting the decoded masks' pixels
-    (:func:`runs_segment_overlap`).
+    int64 (len(mask_runs), n_segments); equal to counting the decoded masks' pixels.
 
     >>> seg = np.array([[0, 1], [2, 1]])        # column-major: 0, 2, 1, 1
     >>> masks_segment_overlap([np.array([1, 2, 1]), np.array([0, 4])], *column_runs(seg),

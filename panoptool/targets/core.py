@@ -30,7 +30,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -188,22 +188,13 @@ def _instance_index_wide(ids: np.ndarray, labels: LabelSpace
     table over all 256000 possible ids instead of a sort of the pixels (9 ms against
     ``np.unique``'s 38 ms on a 1024x2048 map)."""
     counts = np.bincount(ids.ravel(), minlength=MAX_ANY_INSTANCE_ID + 1)
-    present = np.flatnonzero((counts > 0) & _wide_thing_ids(labels))
+    present = np.flatnonzero((counts > 0) & labels.is_thing_any_instance_id)
     if len(present) >= _MAX_ID:
         raise ArrayError(None, f"{len(present)} thing instances in one image; at most "
                                f"{_MAX_ID - 1} fit the uint16 instance index")
     lut = np.zeros(len(counts), dtype=np.uint16)
     lut[present] = np.arange(1, len(present) + 1, dtype=np.uint16)
     return np.take(lut, ids), present, counts[present].astype(np.int64)
-
-
-@lru_cache(maxsize=8)
-def _wide_thing_ids(labels: LabelSpace) -> np.ndarray:
-    """bool (MAX_ANY_INSTANCE_ID + 1,): ids ``label * 1000 + k`` of the thing labels."""
-    values = np.arange(MAX_ANY_INSTANCE_ID + 1)
-    thing = (values >= 1000) & labels.is_thing_label[values // 1000]
-    thing.flags.writeable = False
-    return thing
 
 
 def boundary_of_instances(instance_index: np.ndarray,

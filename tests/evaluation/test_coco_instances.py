@@ -12,6 +12,7 @@ from panoptool.io import coco as coco_io
 from panoptool.evaluation import coco as ci
 from panoptool.io import formats
 from panoptool.io.cityscapes import list_samples, read_ground_truth
+from panoptool.io.rle import masks_segment_overlap
 from panoptool.evaluation.runner import evaluate
 from panoptool.io.results import read_instance_list
 from panoptool.io.files import read_png
@@ -53,8 +54,9 @@ def test_label_map_rle_equals_pycocotools_and_overlap_equals_the_decoded_mask():
             runs = coco_io.rle_counts(rles[k - 1])
             assert runs.sum() == h * w
             assert (coco_io.decode_rle(rles[k - 1]) == mask).all()
-            np.testing.assert_array_equal(ci.rle_segment_overlap(gt, runs),
-                                          instance.mask_segment_overlap(gt, mask))
+            np.testing.assert_array_equal(
+                masks_segment_overlap([runs], *gt.column_runs, gt.n_segments)[0],
+                instance.mask_segment_overlap(gt, mask))
 
 
 def test_rle_counts_rejects_truncated_and_wrong_size():

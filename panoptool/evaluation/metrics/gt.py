@@ -31,7 +31,7 @@ import numpy as np
 
 from panoptool.errors import ArrayError, InputError, PanoptoolError
 from panoptool.io.files import load_arrays, save_arrays
-from panoptool.io.rle import column_runs
+from panoptool.io.rle import column_runs, flat_runs
 
 PathLike = str | os.PathLike
 
@@ -97,11 +97,8 @@ class GroundTruth:
     @cached_property
     def row_runs(self) -> tuple[np.ndarray, np.ndarray]:
         """The runs of ``segment_index`` in raster order: ``(starts, values)``, starts int64
-        (R + 1,) ending with H*W (as :func:`panoptool.io.rle.column_runs`)."""
-        values, lengths = rle_encode(self.segment_index)
-        starts = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=starts[1:])
-        return starts, values
+        (R + 1,) ending with H*W (:func:`panoptool.io.rle.flat_runs`)."""
+        return flat_runs(self.segment_index.ravel())
 
     @cached_property
     def row_run_starts(self) -> np.ndarray:
@@ -306,23 +303,6 @@ def nanmean(values: np.ndarray) -> float:
     """
     valid = values[~np.isnan(values)]
     return float(valid.mean()) if valid.size else float("nan")
-
-
-# --- run-length encoding of the index map ---------------------------------------------------
-
-def rle_encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run-length encode a flat array: ``(run values, run lengths)``.
-
-    >>> rle_encode(np.array([3, 3, 1, 1, 1, 2], np.uint16))
-    (array([3, 1, 2], dtype=uint16), array([2, 3, 1], dtype=int32))
-    """
-    values = np.asarray(values).ravel()
-    if values.size == 0:
-        return values[:0], np.zeros(0, dtype=np.int32)
-    starts = np.flatnonzero(values[1:] != values[:-1]) + 1
-    starts = np.concatenate(([0], starts))
-    lengths = np.diff(np.concatenate((starts, [values.size]))).astype(np.int32)
-    return values[starts], lengths
 
 
 # --- cache ------------------------------------------------------------------------------------
