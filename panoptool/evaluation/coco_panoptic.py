@@ -119,16 +119,9 @@ def read_sample_ground_truth(png_path: PathLike, image: PanopticImage,
                              ) -> GroundTruth:
     """:func:`sample_ground_truth`, from the cache file if its key matches (written there
     otherwise; a cache that cannot be written is skipped)."""
-    key = None
-    if cache_file is not None:
-        key = ground_truth_key(png_path, image, thing_ids)
-        cached = gtm.load_cached(cache_file, key)
-        if cached is not None:
-            return cached
-    gt = sample_ground_truth(png_path, image, thing_ids)
-    if cache_file is not None:
-        gtm.save_cached(cache_file, gt, key)
-    return gt
+    return gtm.cached_ground_truth(cache_file,
+                                   lambda: ground_truth_key(png_path, image, thing_ids),
+                                   lambda: sample_ground_truth(png_path, image, thing_ids))
 
 
 @dataclass(frozen=True)

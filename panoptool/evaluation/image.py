@@ -96,12 +96,14 @@ def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: Pat
     InputError
         On missing/corrupt files, other sizes or dtypes, or unknown label ids.
     """
-    key = None
-    if cache_file is not None:
-        key = gtm.cache_key(label_ids_path, instance_ids_path)
-        cached = gtm.load_cached(cache_file, key)
-        if cached is not None:
-            return cached
+    return gtm.cached_ground_truth(
+        cache_file, lambda: gtm.cache_key(label_ids_path, instance_ids_path),
+        lambda: _read_ground_truth(label_ids_path, instance_ids_path, labels))
+
+
+def _read_ground_truth(label_ids_path: PathLike, instance_ids_path: PathLike,
+                       labels: LabelSpace) -> gtm.GroundTruth:
+    """The two ground-truth PNGs read, checked and reduced to segments."""
     label_ids = read_result_png(label_ids_path, "semantic")
     if label_ids.ndim != 2 or label_ids.dtype != np.uint8:
         raise InputError(label_ids_path, f"expected a single-channel uint8 PNG, got shape "
@@ -115,8 +117,6 @@ def read_segmented_ground_truth(label_ids_path: PathLike, instance_ids_path: Pat
                                             f"({label_ids.shape[1]}x{label_ids.shape[0]})")
     gt = gtm.segment_ground_truth(label_ids, inst)
     _check_known_labels(gt, label_ids_path, instance_ids_path, labels)
-    if cache_file is not None:
-        gtm.save_cached(cache_file, gt, key)
     return gt
 
 

@@ -376,6 +376,21 @@ def load_cached(path: PathLike, key: str) -> GroundTruth | None:
     return gt
 
 
+def cached_ground_truth(cache_file: PathLike | None, key, compute) -> GroundTruth:
+    """``compute()``, or the entry of ``cache_file`` where its key equals ``key()`` (called
+    only when there is a cache file); a computed result is written there (skipped where the
+    cache cannot be written). ``cache_file`` None: no cache."""
+    if cache_file is None:
+        return compute()
+    entry_key = key()
+    cached = load_cached(cache_file, entry_key)
+    if cached is not None:
+        return cached
+    gt = compute()
+    save_cached(cache_file, gt, entry_key)
+    return gt
+
+
 def cache_path(cache_dir: PathLike, split: str, stem: str) -> Path:
     """File of the cache entry of one image."""
     return Path(cache_dir) / "gt" / split / f"{stem}.arrays"
