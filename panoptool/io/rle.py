@@ -79,8 +79,7 @@ def counts_from_strings(strings: list[bytes]) -> tuple[list[np.ndarray], np.ndar
     x[negative] |= np.int64(-1) << (5 * (k[ends[negative]] + 1))
     # the counts of each string, and each count's place m within its string
     per_string = np.diff(np.searchsorted(ends, bounds - 1, side="right"), prepend=0)
-    string_of = np.repeat(np.arange(n_strings), per_string)
-    m = np.arange(n_counts) - (np.cumsum(per_string) - per_string)[string_of]
+    string_of, m = group_positions(per_string)
     # counts[m] = x[m] + counts[m - 2] for m > 2: running sums per (string, parity) from m = 1, 2
     counts = x.copy()
     for parity in (1, 2):
@@ -112,14 +111,34 @@ def flat_runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     >>> flat_runs(np.array([3, 3, 1, 1, 1, 2], np.uint16))
     (array([0, 2, 5, 6]), array([3, 1, 2], dtype=uint16))
     """
-    if flat.size == 0:
-        return np.zeros(1, np.int64), flat[:0]
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.empty(len(change) + 2, dtype=np.int64)
-    starts[0] = 0
-    starts[1:-1] = change
-    starts[-1] = flat.size
-    return starts, flat[starts[:-1]]
+    starts = np.append(np.flatnonzero(neighbour_change(flat)), flat.size)
+    return starts.astype(np.int64, copy=False), flat[starts[:-1]]
+
+
+def neighbour_change(flat: np.ndarray) -> np.ndarray:
+    """bool (N,): True where a flat array differs from the element before (and at 0).
+
+    >>> neighbour_change(np.array([3, 3, 1])).tolist()
+    [True, False, True]
+    """
+    change = np.empty(flat.size, dtype=bool)
+    if flat.size:
+        change[0] = True
+        np.not_equal(flat[1:], flat[:-1], out=change[1:])
+    return change
+
+
+def group_positions(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For groups of ``lengths`` elements laid end to end: each element's group and its
+    place within the group, both int64 (sum(lengths),).
+
+    >>> [a.tolist() for a in group_positions(np.array([2, 0, 3]))]
+    [[0, 0, 2, 2, 2], [0, 1, 0, 1, 2]]
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    group = np.repeat(np.arange(len(lengths)), lengths)
+    first = np.cumsum(lengths) - lengths
+    return group, np.arange(len(group)) - first[group]
 
 
 def column_runs(index_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -169,11 +188,10 @@ def masks_segment_overlap(mask_runs: list[np.ndarray], starts: np.ndarray,
         return np.zeros(out_shape, np.int64)
     lengths = np.fromiter((len(r) for r in mask_runs), dtype=np.int64, count=n_masks)
     runs = np.concatenate([np.asarray(r, dtype=np.int64) for r in mask_runs])
-    first = np.cumsum(lengths) - lengths  # where each mask's runs begin in ``runs``
-    mask_of_run = np.repeat(np.arange(n_masks), lengths)
-    local = np.arange(len(runs)) - first[mask_of_run]  # index of the run within its mask
+    mask_of_run, local = group_positions(lengths)  # local: the run's place in its mask
     ends = np.cumsum(runs)
-    ends -= np.repeat(ends[first] - runs[first], lengths)  # restart the sums at each mask
+    mask_first = np.arange(len(runs)) - local  # the first run of each run's mask
+    ends -= (ends - runs)[mask_first]  # restart the sums at each mask
     ones = (local % 2 == 1) & (runs > 0)  # the runs of ones: odd places, zeros first
     run_end = ends[ones]
     run_start = run_end - runs[ones]
@@ -181,10 +199,8 @@ def masks_segment_overlap(mask_runs: list[np.ndarray], starts: np.ndarray,
     # the segment-map runs k0 <= k < k1 that a mask run [start, end) crosses
     k0 = np.searchsorted(starts, run_start, side="right") - 1
     k1 = np.searchsorted(starts, run_end, side="left")
-    n_pieces = k1 - k0
-    piece_first = np.cumsum(n_pieces) - n_pieces
-    owner = np.repeat(np.arange(len(k0)), n_pieces)
-    k = np.arange(int(n_pieces.sum())) - piece_first[owner] + k0[owner]
+    owner, nth = group_positions(k1 - k0)  # each piece's mask run, and which piece
+    k = k0[owner] + nth
     piece = (np.minimum(run_end[owner], starts[k + 1])
              - np.maximum(run_start[owner], starts[k]))
     code = mask_of_run[owner] * n_segments + values[k]

@@ -31,7 +31,7 @@ import numpy as np
 
 from panoptool.errors import ArrayError, InputError, PanoptoolError
 from panoptool.io.files import load_arrays, save_arrays
-from panoptool.io.rle import column_runs, flat_runs
+from panoptool.io.rle import column_runs, flat_runs, neighbour_change
 
 PathLike = str | os.PathLike
 
@@ -244,15 +244,6 @@ def segment_runs(gt: GroundTruth, change: np.ndarray
     run_values = gt.row_runs[1]
     segments = run_values[np.cumsum(gt.row_run_starts[starts]) - 1]
     return starts, lengths, segments
-
-
-def neighbour_change(flat: np.ndarray) -> np.ndarray:
-    """bool (N,): True where a flat array differs from the element before (and at 0)."""
-    change = np.empty(flat.size, dtype=bool)
-    if flat.size:
-        change[0] = True
-        np.not_equal(flat[1:], flat[:-1], out=change[1:])
-    return change
 
 
 #: Above this share of runs per pixel, counting pixels (a histogram) is faster than runs.

@@ -25,8 +25,8 @@ import numpy as np
 
 from panoptool.labels import CITYSCAPES, LabelSpace
 from panoptool.evaluation.metrics.gt import (GroundTruth, instance_label,  # noqa: F401
-                                             neighbour_change, segment_prediction_counts,
-                                             segment_runs)
+                                             segment_prediction_counts, segment_runs)
+from panoptool.io.rle import neighbour_change
 
 #: Category ids (label ids) of the panoptic evaluation, in label-id order (19;
 #: ``labels.evaluated_label_ids``).
