@@ -342,10 +342,9 @@ def save_arrays(path: PathLike, **arrays: np.ndarray) -> None:
             raise ValueError(f"array {name}: dtype {arr.dtype} cannot be stored")
         items.append([name, arr.dtype.str, list(arr.shape), offset])
         blobs.append(arr.tobytes(order="C"))
-        offset += -(-arr.nbytes // _ARRAYS_ALIGN) * _ARRAYS_ALIGN
+        offset += _aligned(arr.nbytes)
     header = json.dumps(items, separators=(",", ":")).encode("ascii")
-    start = len(ARRAYS_MAGIC) + 4 + len(header)
-    start = -(-start // _ARRAYS_ALIGN) * _ARRAYS_ALIGN
+    start = _aligned(len(ARRAYS_MAGIC) + 4 + len(header))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(ARRAYS_MAGIC + len(header).to_bytes(4, "little") + header)
@@ -377,19 +376,16 @@ def load_arrays(path: PathLike, keys: tuple[str, ...] = (), *,
     if data[:n_magic] != ARRAYS_MAGIC or len(data) < n_magic + 4:
         raise InputError(path, "not a panoptool arrays file (bad magic)")
     n_header = int.from_bytes(data[n_magic:n_magic + 4], "little")
-    start = -(-(n_magic + 4 + n_header) // _ARRAYS_ALIGN) * _ARRAYS_ALIGN
+    start = _aligned(n_magic + 4 + n_header)
     out = {}
     try:
         items = json.loads(bytes(data[n_magic + 4:n_magic + 4 + n_header]))
         for name, dtype_text, shape, offset in items:
             dtype = np.dtype(dtype_text)
             shape = tuple(int(v) for v in shape)
-            n = int(np.prod(shape, dtype=np.int64)) if shape else 1
             if dtype.kind not in _ARRAYS_KINDS or min(shape, default=0) < 0:
                 raise ValueError(f"array {name}: dtype {dtype} shape {shape} not allowed")
-            if n > max_elements:
-                raise InputError(path, f"array {name} of shape {shape} ({n} elements) is "
-                                       f"larger than the limit of {max_elements}; not loaded")
+            n = _checked_elements(path, name, shape, max_elements)
             at = start + int(offset)
             if offset < 0 or at + n * dtype.itemsize > len(data):
                 raise ValueError(f"array {name} lies outside the file")
@@ -398,10 +394,32 @@ def load_arrays(path: PathLike, keys: tuple[str, ...] = (), *,
         raise
     except (ValueError, TypeError, KeyError) as exc:  # json, dtype, unpacking
         raise InputError(path, f"damaged arrays file ({type(exc).__name__}: {exc})") from None
-    missing = [k for k in keys if k not in out]
-    if missing:
-        raise InputError(path, f"missing array(s) {', '.join(missing)}; has {', '.join(out)}")
+    _require_arrays(path, out, keys)
     return out
+
+
+def _aligned(n_bytes: int) -> int:
+    """``n_bytes`` rounded up to the arrays file's alignment."""
+    return -(-n_bytes // _ARRAYS_ALIGN) * _ARRAYS_ALIGN
+
+
+def _checked_elements(path: Path, name: str, shape: tuple[int, ...],
+                      max_elements: int | None) -> int:
+    """The number of elements of an array of ``shape``; InputError (naming the file and the
+    array) when it exceeds ``max_elements`` (None: no limit)."""
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if max_elements is not None and n > max_elements:
+        raise InputError(path, f"array {name} of shape {shape} ({n} elements) is larger "
+                               f"than the limit of {max_elements}; not loaded")
+    return n
+
+
+def _require_arrays(path: Path, arrays: dict, keys: tuple[str, ...]) -> None:
+    """InputError unless every name of ``keys`` is among ``arrays``."""
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise InputError(path, f"missing array(s) {', '.join(missing)}; has "
+                               f"{', '.join(arrays)}")
 
 
 def _read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -434,11 +452,7 @@ def _npz_members(path: Path, read: bool, max_elements: int | None = None) -> dic
                     if not read:
                         out[name] = (shape, dtype)
                         continue
-                    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-                    if max_elements is not None and n > max_elements:
-                        raise InputError(path, f"array {name} of shape {shape} ({n} elements) "
-                                               f"is larger than the limit of {max_elements}; "
-                                               f"not loaded")
+                    n = _checked_elements(path, name, shape, max_elements)
                     if dtype.hasobject:
                         raise ValueError(f"array {name} holds Python objects")
                     buf = bytearray(n * dtype.itemsize)
@@ -479,9 +493,7 @@ def load_npz(path: PathLike, keys: tuple[str, ...] = (), *,
     if not path.is_file():
         raise InputError(path, "file not found")
     out = _npz_members(path, read=True, max_elements=max_elements)
-    missing = [k for k in keys if k not in out]
-    if missing:
-        raise InputError(path, f"missing array(s) {', '.join(missing)}; has {', '.join(out)}")
+    _require_arrays(path, out, keys)
     return out
 
 
