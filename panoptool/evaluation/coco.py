@@ -249,7 +249,7 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
     of the evaluated, non-empty masks, for :func:`coco_mask_ap` (empty unless
     ``detections``).
     """
-    from panoptool.evaluation.metrics import instance
+    from panoptool.evaluation.image import predicted_instance_stats
 
     all_runs = entries_runs(list(entries), gt.shape, path)  # every entry is checked
     evaluated = [(inst, runs) for inst, runs in zip(entries, all_runs)
@@ -258,17 +258,16 @@ def entries_instance_stats(gt: GroundTruth, stem: str, entries: tuple, path: Pat
                                     gt.n_segments)
     areas = overlap.sum(axis=1)
     kept = [inst for (inst, _), area in zip(evaluated, areas.tolist()) if area > 0]
-    pred = instance.PredictedInstances(
-        label_ids=np.array([inst.label_id for inst in kept], dtype=np.int64),
-        scores=np.array([inst.score for inst in kept], dtype=np.float64),
-        areas=areas[areas > 0], segment_overlap=overlap[areas > 0])
+    stats = predicted_instance_stats(gt, [inst.label_id for inst in kept],
+                                     [inst.score for inst in kept], areas[areas > 0],
+                                     overlap[areas > 0], labels)
     dets = []
     for inst in kept if detections else ():
         rle = {"size": [inst.height, inst.width], "counts": compressed_counts(inst)}
         dets.append({"image_id": stem, "category_id": inst.label_id, "score": inst.score,
                      "segmentation": rle,
                      "bbox": list(inst.bbox) if inst.bbox else rle_bbox([rle])[0]})
-    return instance.update(gt, pred, labels), dets
+    return stats, dets
 
 
 _NONZERO = np.ones(256, dtype=np.int64)

@@ -195,16 +195,17 @@ def txt_instances(gt: gtm.GroundTruth, txt_path: PathLike, results_dir: PathLike
             yield label_id, conf, mask, overlap, area
 
 
-def predicted_instance_stats(gt: gtm.GroundTruth, label_ids: list, scores: list, areas: list,
-                             overlaps: list, labels: LabelSpace = CITYSCAPES
-                             ) -> instance.InstanceStats:
-    """The instance statistics of an image's predictions (one entry of each list per
-    instance; ``overlaps``: its pixels on each ground-truth segment)."""
+def predicted_instance_stats(gt: gtm.GroundTruth, label_ids, scores, areas, overlaps,
+                             labels: LabelSpace = CITYSCAPES) -> instance.InstanceStats:
+    """The instance statistics of an image's predictions: one entry per instance in each of
+    ``label_ids``, ``scores``, ``areas`` (lists or arrays) and ``overlaps`` (its pixels on
+    each ground-truth segment: a list of (S,) rows or a (P, S) array)."""
+    areas = np.asarray(areas, dtype=np.int64)
     pred = instance.PredictedInstances(
-        label_ids=np.array(label_ids, dtype=np.int64),
-        scores=np.array(scores, dtype=np.float64), areas=np.array(areas, dtype=np.int64),
-        segment_overlap=(np.stack(overlaps) if overlaps
-                         else np.zeros((0, gt.n_segments), dtype=np.int64)))
+        label_ids=np.asarray(label_ids, dtype=np.int64),
+        scores=np.asarray(scores, dtype=np.float64), areas=areas,
+        segment_overlap=np.asarray(overlaps, dtype=np.int64).reshape(len(areas),
+                                                                     gt.n_segments))
     return instance.update(gt, pred, labels)
 
 
