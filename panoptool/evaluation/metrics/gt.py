@@ -56,13 +56,14 @@ class GroundTruth:
     stores it, with ``shape``): the full map is then only built when something asks for
     ``segment_index``; the counts of the semantic and panoptic parts work on runs alone
     (:func:`segment_runs`). ``row_runs``, ``row_run_starts`` and ``column_runs`` are
-    computed once each, on first use.
+    computed once each, on first use, unless given (the cache gives both run orders).
     """
 
     def __init__(self, segment_index: np.ndarray | None = None,
                  label_ids: np.ndarray | None = None, instance_ids: np.ndarray | None = None,
                  areas: np.ndarray | None = None, *,
                  row_runs: tuple[np.ndarray, np.ndarray] | None = None,
+                 column_runs: tuple[np.ndarray, np.ndarray] | None = None,
                  shape: tuple[int, int] | None = None) -> None:
         if segment_index is None and (row_runs is None or shape is None):
             raise ValueError("GroundTruth needs segment_index, or row_runs and shape")
@@ -71,11 +72,13 @@ class GroundTruth:
         self.label_ids = label_ids
         self.instance_ids = instance_ids
         self.areas = areas
+        given = {"segment_index": segment_index, "row_runs": row_runs,
+                 "column_runs": column_runs}
+        for name, value in given.items():
+            if value is not None:
+                self.__dict__[name] = value  # the slot of the cached_property of that name
         if segment_index is not None:
-            self.__dict__["segment_index"] = segment_index  # the cached_property's slot
             shape = segment_index.shape
-        if row_runs is not None:
-            self.__dict__["row_runs"] = row_runs
         self._shape = (int(shape[0]), int(shape[1]))
 
     def __repr__(self) -> str:
@@ -361,10 +364,9 @@ def load_cached(path: PathLike, key: str) -> GroundTruth | None:
                                      or int(values.max()) >= n_segments))):
             return None
         runs[order] = (starts, values)
-    gt = GroundTruth(label_ids=data["label_ids"], instance_ids=data["instance_ids"],
-                     areas=data["areas"], row_runs=runs["row"], shape=shape)
-    gt.__dict__["column_runs"] = runs["col"]  # the cached_property's slot
-    return gt
+    return GroundTruth(label_ids=data["label_ids"], instance_ids=data["instance_ids"],
+                       areas=data["areas"], row_runs=runs["row"], column_runs=runs["col"],
+                       shape=shape)
 
 
 def cached_ground_truth(cache_file: PathLike | None, key, compute) -> GroundTruth:
